@@ -1,0 +1,348 @@
+// Times each kernel (and cuBLAS at our matmul shapes) at Llama 3.1 8B sizes with CUDA events after
+// warm-up, and prints the median in µs with GB/s (memory-bound ops) or TFLOP/s (products).
+// Two ceilings measured on the same card frame the numbers: a big device-to-device copy and an
+// 8192^3 bf16 GEMM. Usage: bench-kernels [report.json]
+//
+// Inputs are random (never zeros: zeros make some units faster). Small decode-sized buffers stay in
+// L2 between iterations, so their GB/s can exceed DRAM bandwidth; the big ones (attention at 32K,
+// the LM head) do not.
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/add.cuh"
+#include "kernels/argmax.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/cast.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/gather-rows.cuh"
+#include "kernels/kv-write.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/silu-mul.cuh"
+
+namespace k = herd::kernels;
+
+#define CHECK_CUDA(expr)                                                                        \
+  do {                                                                                          \
+    const cudaError_t e_ = (expr);                                                              \
+    if (e_ != cudaSuccess) {                                                                    \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
+  } while (0)
+
+#define CHECK_CUBLAS(expr)                                                                      \
+  do {                                                                                          \
+    const cublasStatus_t s_ = (expr);                                                           \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                          \
+      std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #expr, cublasGetStatusString(s_)); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
+  } while (0)
+
+namespace {
+
+// Llama 3.1 8B.
+constexpr int kEmbd = 4096, kHead = 32, kHeadKv = 8, kHeadDim = 128, kFf = 14336, kVocab = 128256;
+
+struct Result {
+  std::string name, shape;
+  double median_us = 0, gbps = 0, tflops = 0;
+};
+
+std::vector<Result> g_results;
+cudaStream_t g_stream;
+
+// Fills with uniform [-1, 1) (f32) by a simple hash on the device: fast, reproducible, non-zero.
+__global__ void fill_kernel(float* p, size_t n, uint32_t seed, float scale) {
+  for (size_t i = blockIdx.x * size_t(blockDim.x) + threadIdx.x; i < n; i += size_t(gridDim.x) * blockDim.x) {
+    uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+    h ^= h >> 16, h *= 0x7feb352du, h ^= h >> 15, h *= 0x846ca68bu, h ^= h >> 16;
+    p[i] = scale * (float(h >> 8) * (1.0f / 8388608.0f) - 1.0f);
+  }
+}
+
+float* dev_f32(size_t n, uint32_t seed, float scale = 1.f) {
+  float* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1) * 4));
+  fill_kernel<<<1024, 256, 0, g_stream>>>(p, n, seed, scale);
+  CHECK_CUDA(cudaGetLastError());
+  return p;
+}
+
+// n elements of type t holding random values (cast from f32 on the device).
+void* dev_typed(size_t n, k::ElemType t, uint32_t seed, float scale = 1.f) {
+  float* f = dev_f32(n, seed, scale);
+  if (t == k::ElemType::f32) return f;
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1) * 2));
+  CHECK_CUDA(k::cast_f32(f, p, t, int64_t(n), g_stream));
+  CHECK_CUDA(cudaStreamSynchronize(g_stream));
+  CHECK_CUDA(cudaFree(f));
+  return p;
+}
+
+int32_t* dev_i32(const std::vector<int32_t>& v) {
+  int32_t* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(v.size(), 1) * 4));
+  CHECK_CUDA(cudaMemcpy(p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  return p;
+}
+
+// Median over timed runs of fn (each bracketed by events) after warm-up; at least 5 runs, more
+// while under ~0.3 s, at most 100.
+template <typename F>
+double median_us(F&& fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  CHECK_CUDA(cudaStreamSynchronize(g_stream));
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  std::vector<double> t;
+  double total = 0;
+  while (t.size() < 5 || (t.size() < 100 && total < 3e5)) {
+    CHECK_CUDA(cudaEventRecord(a, g_stream));
+    fn();
+    CHECK_CUDA(cudaEventRecord(b, g_stream));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    float ms = 0;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1e3);
+    total += ms * 1e3;
+  }
+  CHECK_CUDA(cudaEventDestroy(a));
+  CHECK_CUDA(cudaEventDestroy(b));
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+template <typename F>
+void bench(const std::string& name, const std::string& shape, double bytes, double flops, F&& fn) {
+  Result r{name, shape, median_us(fn), 0, 0};
+  r.gbps = bytes / (r.median_us * 1e-6) / 1e9;
+  r.tflops = flops / (r.median_us * 1e-6) / 1e12;
+  std::printf("%-28s %-34s %10.2f us %9.1f GB/s %8.2f TFLOP/s\n", name.c_str(), shape.c_str(), r.median_us, r.gbps,
+              r.tflops);
+  std::fflush(stdout);
+  g_results.push_back(r);
+}
+
+std::string dims(std::initializer_list<long long> d) {
+  std::string s = "[";
+  for (long long x : d) s += (s.size() > 1 ? ", " : "") + std::to_string(x);
+  return s + "]";
+}
+
+// Each wrapper exits on an error: a failing launch must not be timed as a fast one.
+void ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* json_path = argc > 1 ? argv[1] : nullptr;
+  int dev = 0, n_sm = 0;
+  CHECK_CUDA(cudaSetDevice(dev));
+  cudaDeviceProp prop{};
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, dev));
+  CHECK_CUDA(cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev));
+  std::printf("device: %s, %d SMs, %.1f GB, L2 %d MB\n", prop.name, n_sm, double(prop.totalGlobalMem) / 1e9,
+              prop.l2CacheSize >> 20);
+  CHECK_CUDA(cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking));
+  cublasHandle_t blas;
+  CHECK_CUBLAS(cublasCreate(&blas));
+  CHECK_CUBLAS(cublasSetStream(blas, g_stream));
+  void* blas_ws = nullptr;
+  CHECK_CUDA(cudaMalloc(&blas_ws, size_t(32) << 20));
+  CHECK_CUBLAS(cublasSetWorkspace(blas, blas_ws, size_t(32) << 20));
+
+  // --- ceilings ---
+  {
+    const size_t n = size_t(1) << 30;
+    void *src = dev_f32(n / 4, 1), *dst = nullptr;
+    CHECK_CUDA(cudaMalloc(&dst, n));
+    bench("ceiling: d2d copy", "1 GiB", 2.0 * double(n), 0,
+          [&] { CHECK_CUDA(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, g_stream)); });
+    CHECK_CUDA(cudaFree(src));
+    CHECK_CUDA(cudaFree(dst));
+  }
+  {
+    const int n = 8192;
+    void* a = dev_typed(size_t(n) * n, k::ElemType::bf16, 2);
+    void* b = dev_typed(size_t(n) * n, k::ElemType::bf16, 3);
+    void* c = dev_typed(size_t(n) * n, k::ElemType::bf16, 4);
+    const float alpha = 1, beta = 0;
+    bench("ceiling: gemm bf16", "8192^3", 0, 2.0 * n * double(n) * n, [&] {
+      CHECK_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, b, CUDA_R_16BF, n,
+                                &beta, c, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    });
+    CHECK_CUDA(cudaFree(a));
+    CHECK_CUDA(cudaFree(b));
+    CHECK_CUDA(cudaFree(c));
+  }
+
+  // --- matmuls as the backend runs them: x cast to bf16, f32 out ---
+  {
+    struct Mm {
+      const char* name;
+      int m, kdim;
+    };
+    const Mm mms[] = {{"matmul q", kHead * kHeadDim, kEmbd},   {"matmul k/v", kHeadKv * kHeadDim, kEmbd},
+                      {"matmul o", kEmbd, kHead * kHeadDim},   {"matmul gate/up", kFf, kEmbd},
+                      {"matmul down", kEmbd, kFf},             {"matmul lm_head", kVocab, kEmbd}};
+    for (const Mm& mm : mms) {
+      void* w = dev_typed(size_t(mm.m) * mm.kdim, k::ElemType::bf16, 5);
+      for (int n : {1, 512}) {
+        float* x = dev_f32(size_t(n) * mm.kdim, 6);
+        void* xb = dev_typed(size_t(n) * mm.kdim, k::ElemType::bf16, 6);
+        float* out = dev_f32(size_t(n) * mm.m, 7);
+        const float alpha = 1, beta = 0;
+        const double bytes = 2.0 * mm.m * mm.kdim + 4.0 * n * mm.kdim + 4.0 * n * mm.m;
+        bench(mm.name, dims({n, mm.kdim}) + " x " + dims({mm.m, mm.kdim}) + "^T", bytes, 2.0 * n * mm.m * mm.kdim,
+              [&] {
+                ok(k::cast_f32(x, xb, k::ElemType::bf16, int64_t(n) * mm.kdim, g_stream), "cast");
+                CHECK_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, mm.m, n, mm.kdim, &alpha, w, CUDA_R_16BF,
+                                          mm.kdim, xb, CUDA_R_16BF, mm.kdim, &beta, out, CUDA_R_32F, mm.m,
+                                          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+              });
+        CHECK_CUDA(cudaFree(x));
+        CHECK_CUDA(cudaFree(xb));
+        CHECK_CUDA(cudaFree(out));
+      }
+      CHECK_CUDA(cudaFree(w));
+    }
+  }
+
+  // --- elementwise and row ops, decode (1) and prefill (512) ---
+  for (int n : {1, 512}) {
+    std::vector<int32_t> ids(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919) % kVocab), pos[size_t(i)] = 1000 + i;
+    int32_t* d_ids = dev_i32(ids);
+    int32_t* d_pos = dev_i32(pos);
+    void* table = dev_typed(size_t(kVocab) * kEmbd, k::ElemType::bf16, 8);
+    float* x = dev_f32(size_t(n) * kEmbd, 9);
+    float* y = dev_f32(size_t(n) * kEmbd, 10);
+    void* w = dev_typed(kEmbd, k::ElemType::bf16, 11);
+    float* q = dev_f32(size_t(n) * kHead * kHeadDim, 12);
+    float* kk = dev_f32(size_t(n) * kHeadKv * kHeadDim, 13);
+    float* g = dev_f32(size_t(n) * kFf, 14, 4.f);
+    float* u = dev_f32(size_t(n) * kFf, 15);
+    float* h = dev_f32(size_t(n) * kFf, 16);
+    void* hb = dev_typed(size_t(n) * kFf, k::ElemType::bf16, 17);
+    float* inv_freq = dev_f32(kHeadDim / 2, 18, 0.5f);
+    const int n_ctx = 4096;
+    void* kc = dev_typed(size_t(n_ctx) * kHeadKv * kHeadDim, k::ElemType::bf16, 19);
+    void* vc = dev_typed(size_t(n_ctx) * kHeadKv * kHeadDim, k::ElemType::bf16, 20);
+    const std::string tok = std::to_string(n) + " tok";
+
+    bench("embed bf16", tok + " x 4096", double(n) * kEmbd * 6, 0,
+          [&] { ok(k::embed(table, k::ElemType::bf16, d_ids, x, n, kEmbd, kVocab, g_stream), "embed"); });
+    bench("rmsnorm (bf16 w)", dims({n, kEmbd}), double(n) * kEmbd * 8 + kEmbd * 2, 0, [&] {
+      ok(k::rmsnorm(x, w, k::ElemType::bf16, y, n, kEmbd, kEmbd, kEmbd, 1e-5f, g_stream), "rmsnorm");
+    });
+    bench("rope q", dims({n, kHead, kHeadDim}), double(n) * kHead * kHeadDim * 8, 0, [&] {
+      ok(k::rope(q, d_pos, inv_freq, n, kHead, kHeadDim, kHead * kHeadDim, g_stream), "rope");
+    });
+    bench("kv_write -> bf16", dims({n, kHeadKv, kHeadDim}), double(n) * kHeadKv * kHeadDim * 12, 0, [&] {
+      ok(k::kv_write(kk, kk, d_pos, kc, vc, k::ElemType::bf16, n, kHeadKv, kHeadDim, n_ctx, kHeadKv * kHeadDim,
+                     kHeadKv * kHeadDim, g_stream),
+         "kv_write");
+    });
+    bench("silu_mul", dims({n, kFf}), double(n) * kFf * 12, 0,
+          [&] { ok(k::silu_mul(g, u, h, n, kFf, kFf, kFf, kFf, g_stream), "silu_mul"); });
+    bench("add", dims({n, kEmbd}), double(n) * kEmbd * 12, 0,
+          [&] { ok(k::add(x, y, int64_t(n) * kEmbd, g_stream), "add"); });
+    bench("cast f32->bf16", dims({n, kFf}), double(n) * kFf * 6, 0,
+          [&] { ok(k::cast_f32(h, hb, k::ElemType::bf16, int64_t(n) * kFf, g_stream), "cast"); });
+    bench("gather_rows", dims({n, kEmbd}), double(n) * kEmbd * 8, 0,
+          [&] { ok(k::gather_rows(x, d_pos, y, n, int64_t(n) + 1000, kEmbd, g_stream), "gather_rows"); });
+    for (void* p : {table, w, hb, kc, vc}) CHECK_CUDA(cudaFree(p));
+    for (float* p : {x, y, q, kk, g, u, h, inv_freq}) CHECK_CUDA(cudaFree(p));
+    CHECK_CUDA(cudaFree(d_ids));
+    CHECK_CUDA(cudaFree(d_pos));
+  }
+
+  // --- argmax over the vocabulary ---
+  for (int rows : {1, 64}) {
+    float* logits = dev_f32(size_t(rows) * kVocab, 21, 10.f);
+    int32_t* out = nullptr;
+    CHECK_CUDA(cudaMalloc(&out, size_t(rows) * 4));
+    bench("argmax", dims({rows, kVocab}), double(rows) * kVocab * 4, 0,
+          [&] { ok(k::argmax(logits, out, rows, kVocab, kVocab, g_stream), "argmax"); });
+    CHECK_CUDA(cudaFree(logits));
+    CHECK_CUDA(cudaFree(out));
+  }
+
+  // --- attention: decode (1 token) and a 512-token prefill chunk ending at the context length ---
+  for (int n_ctx : {4096, 32768}) {
+    for (k::ElemType ct : {k::ElemType::bf16, k::ElemType::f32}) {
+      const size_t cache_elems = size_t(n_ctx) * kHeadKv * kHeadDim;
+      void* kc = dev_typed(cache_elems, ct, 22);
+      void* vc = dev_typed(cache_elems, ct, 23);
+      const char* ct_name = ct == k::ElemType::bf16 ? "bf16" : "f32";
+      for (int n : {1, 512}) {
+        std::vector<int32_t> pos(static_cast<size_t>(n));
+        double n_pairs = 0;  // (query, key) pairs actually computed
+        for (int i = 0; i < n; ++i) pos[size_t(i)] = n_ctx - n + i, n_pairs += n_ctx - n + i + 1;
+        int32_t* d_pos = dev_i32(pos);
+        float* q = dev_f32(size_t(n) * kHead * kHeadDim, 24, 2.f);
+        float* out = dev_f32(size_t(n) * kHead * kHeadDim, 25);
+        const int n_splits = k::attention_n_splits(n, kHead, kHeadKv, n_sm);
+        const size_t ws_bytes = k::attention_workspace_bytes(n_splits, n, kHead, kHeadDim);
+        float* ws = nullptr;
+        if (ws_bytes > 0) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
+        const double bytes = 2.0 * cache_elems * k::elem_size(ct) + 8.0 * n * kHead * kHeadDim;
+        const double flops = 4.0 * kHead * kHeadDim * n_pairs;
+        const std::string name = std::string(n == 1 ? "attention decode " : "attention prefill ") + ct_name;
+        bench(name, std::to_string(n) + " tok @ ctx " + std::to_string(n_ctx) + ", " + std::to_string(n_splits) +
+                        " splits",
+              bytes, flops, [&] {
+                ok(k::attention(q, kc, vc, ct, d_pos, out, n, kHead, kHeadKv, kHeadDim, n_ctx, kHead * kHeadDim,
+                                kHead * kHeadDim, 1.0f / sqrtf(float(kHeadDim)), n_splits, ws, g_stream),
+                   "attention");
+              });
+        CHECK_CUDA(cudaFree(d_pos));
+        CHECK_CUDA(cudaFree(q));
+        CHECK_CUDA(cudaFree(out));
+        if (ws) CHECK_CUDA(cudaFree(ws));
+      }
+      CHECK_CUDA(cudaFree(kc));
+      CHECK_CUDA(cudaFree(vc));
+    }
+  }
+  CHECK_CUDA(cudaStreamSynchronize(g_stream));
+  CHECK_CUDA(cudaGetLastError());
+
+  if (json_path != nullptr) {
+    FILE* f = std::fopen(json_path, "w");
+    if (f == nullptr) {
+      std::perror(json_path);
+      return 1;
+    }
+    std::fprintf(f, "{\n  \"device\": \"%s\",\n  \"sm_count\": %d,\n  \"results\": [\n", prop.name, n_sm);
+    for (size_t i = 0; i < g_results.size(); ++i) {
+      const Result& r = g_results[i];
+      std::fprintf(f,
+                   "    {\"name\": \"%s\", \"shape\": \"%s\", \"median_us\": %.3f, \"gb_per_s\": %.2f, "
+                   "\"tflop_per_s\": %.3f}%s\n",
+                   r.name.c_str(), r.shape.c_str(), r.median_us, r.gbps, r.tflops,
+                   i + 1 < g_results.size() ? "," : "");
+    }
+    std::fprintf(f, "  ]\n}\n");
+    std::fclose(f);
+    std::printf("wrote %s\n", json_path);
+  }
+  cublasDestroy(blas);
+  cudaFree(blas_ws);
+  return 0;
+}

@@ -1,0 +1,6 @@
+// The whole public API of herd.
+#pragma once
+
+#include "herd/model.h"
+#include "herd/status.h"
+#include "herd/tokenizer.h"

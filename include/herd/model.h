@@ -1,0 +1,72 @@
+// Loading a Llama 3.1 model and running it: logits and greedy generation.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herd/export.h"
+#include "herd/status.h"
+
+namespace herd {
+
+struct ModelOptions {
+  std::string device = "auto";  // "auto" (cuda when a GPU is present), "cpu" or "cuda"
+  int n_threads = 0;            // CPU threads; 0 = one per hardware thread
+  int64_t max_context = 4096;   // KV capacity in tokens (clamped to the model's context)
+  float meta_rope_factor = 8.0f;  // rope factor for Meta params.json checkpoints, which omit it
+};
+
+struct ModelInfo {
+  int64_t n_vocab = 0, n_embd = 0, n_ff = 0, n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0;
+  int64_t n_ctx_train = 0;  // max_position_embeddings
+  int64_t max_context = 0;  // what this instance's KV cache holds
+  bool tied_embeddings = false;
+  int32_t bos_id = -1;
+  std::vector<int32_t> eos_ids;
+  std::string dtype;   // "BF16", "F16" or "F32" as stored
+  std::string device;  // "cpu" or "cuda"
+};
+
+class HERD_API Model {
+ public:
+  // path: a Hugging Face model directory (config.json + *.safetensors) or a Meta one
+  // (params.json + *.safetensors). On failure *out is untouched and the Status says why.
+  static Status load(const std::string& path, const ModelOptions& options, std::unique_ptr<Model>* out);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelInfo& info() const;
+
+  // Runs ids as one fresh sequence from position 0 (no BOS is added).
+  // out: row-major f32 [n_rows, n_vocab]; n_rows = ids.size() when all_positions, else 1 (the last).
+  Status logits(const std::vector<int32_t>& ids, bool all_positions, std::vector<float>* out);
+
+  // Greedy decoding after ids: appends up to max_new tokens to *out, stopping after an
+  // end-of-sequence id. on_token (optional) sees each token as it is made; returning false stops.
+  Status generate_greedy(const std::vector<int32_t>& ids, int max_new, std::vector<int32_t>* out,
+                         const std::function<bool(int32_t)>& on_token = {});
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// A model with random weights, written as a real safetensors directory: for tests and benchmarks.
+struct SyntheticModelSpec {
+  std::string config_path;   // a config.json (for example a preset from models/)
+  int64_t n_layer = 0;       // > 0 overrides the config's layer count
+  int64_t n_vocab = 0;       // > 0 overrides the vocabulary size
+  std::string dtype = "bf16";  // bf16, f16 or f32
+  uint64_t seed = 0;
+};
+HERD_API Status write_synthetic_model(const SyntheticModelSpec& spec, const std::string& out_dir);
+
+// Backends compiled into this build ("cpu", and "cuda" when built with CUDA) and whether a GPU is usable.
+HERD_API std::vector<std::string> available_devices();
+
+}  // namespace herd

@@ -1,0 +1,78 @@
+// The backend interface: memory plus the ~dozen ops one Llama forward pass needs.
+// src/model calls only this; the CPU backend (reference) and the CUDA backend implement it.
+// Activations are f32; weights keep their stored dtype; all accumulation is f32.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/tensor.h"
+
+namespace herd {
+
+// A tensor whose memory a backend owns (host memory on the CPU, device memory on CUDA).
+struct Tensor {
+  DType dtype = DType::f32;
+  Shape shape;
+  std::shared_ptr<void> storage;  // keeps the memory alive; empty for views of mapped files
+
+  void* data() const { return storage.get(); }
+  int64_t numel() const { return shape_numel(shape); }
+  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  int64_t dim(int i) const { return shape[size_t(i < 0 ? int(shape.size()) + i : i)]; }
+};
+
+// The same memory seen with another shape (at most as many elements): how the model
+// reuses scratch buffers sized for the largest batch.
+inline Tensor view_as(const Tensor& t, Shape shape) {
+  Tensor v{t.dtype, std::move(shape), t.storage};
+  return v;
+}
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // --- memory ---
+  // A weight: the CPU backend may alias the mapped bytes; others copy them once.
+  virtual Tensor upload_weight(const TensorView& host) = 0;
+  virtual Tensor alloc(DType dtype, Shape shape) = 0;
+  virtual void write(Tensor& dst, const void* src, size_t nbytes) = 0;  // host -> backend
+  virtual void read(const Tensor& src, void* dst, size_t nbytes) = 0;   // backend -> host
+
+  // --- ops ---
+  // out[n_tokens, n_embd] = table[ids[i], :]; ids: i32[n_tokens]; table: [n_vocab, n_embd]
+  virtual void embed(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
+  // out[n, d] = x / rms(x) * w; x: [n, d] f32; w: [d]
+  virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;
+  // out[n, m] = x[n, k] * w[m, k]^T
+  virtual void matmul(const Tensor& x, const Tensor& w, Tensor& out) = 0;
+  // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout.
+  // pos: i32[n_tokens]; inv_freq: f32[head_dim / 2], already llama3-scaled.
+  virtual void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) = 0;
+  // k_cache[pos[i]] = k[i], v_cache[pos[i]] = v[i]; k, v: [n_tokens, n_head_kv, head_dim];
+  // caches: [n_ctx, n_head_kv, head_dim] f32.
+  virtual void kv_write(const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+                        Tensor& v_cache) = 0;
+  // Causal GQA attention of one sequence: query i sees cache rows [0, pos[i]].
+  // q: [n_tokens, n_head, head_dim]; out: [n_tokens, n_head * head_dim].
+  virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
+                         const Tensor& pos, Tensor& out) = 0;
+  // out[n, f] = silu(gate) * up
+  virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // x += y, both [n, d]
+  virtual void add(Tensor& x, const Tensor& y) = 0;
+  // out[r, :] = x[rows[r], :]; rows: i32[n_rows]
+  virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) = 0;
+};
+
+// n_threads <= 0: one per hardware thread.
+std::unique_ptr<Backend> make_cpu_backend(int n_threads);
+// device: "cpu", "cuda" or "auto" (cuda when usable). Throws invalid-input for an unknown or
+// unavailable device.
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads);
+bool cuda_usable();
+
+}  // namespace herd

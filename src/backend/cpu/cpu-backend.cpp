@@ -1,0 +1,228 @@
+// The CPU backend: the portable reference every CUDA kernel is tested against.
+// Plain loops, f32 accumulation, parallel over rows with a thread pool.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "backend/backend.h"
+#include "common/check.h"
+#include "common/threadpool.h"
+
+namespace herd {
+namespace {
+
+const float* f32p(const Tensor& t) { return static_cast<const float*>(t.data()); }
+float* f32p(Tensor& t) { return static_cast<float*>(t.data()); }
+const int32_t* i32p(const Tensor& t) { return static_cast<const int32_t*>(t.data()); }
+
+void check_f32(const Tensor& t, const char* what) {
+  HERD_CHECK(t.dtype == DType::f32, what, " must be f32, is ", dtype_name(t.dtype));
+}
+
+// dst[0, n) = row of a stored tensor, converted to f32.
+void load_row(const void* base, DType dtype, int64_t row, int64_t n, float* dst) {
+  switch (dtype) {
+    case DType::f32:
+      std::memcpy(dst, static_cast<const float*>(base) + row * n, size_t(n) * 4);
+      return;
+    case DType::bf16: {
+      const uint16_t* src = static_cast<const uint16_t*>(base) + row * n;
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
+      return;
+    }
+    case DType::f16: {
+      const uint16_t* src = static_cast<const uint16_t*>(base) + row * n;
+      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
+      return;
+    }
+    case DType::i32: break;
+  }
+  HERD_CHECK(false, "unsupported weight dtype ", dtype_name(dtype));
+}
+
+float dot(const float* a, const float* b, int64_t n) {
+  // 16 independent partial sums let the compiler keep a full vector register of them.
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+#pragma omp simd
+    for (int j = 0; j < 16; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float s = 0.f;
+  for (; i < n; ++i) s += a[i] * b[i];
+  for (float v : acc) s += v;
+  return s;
+}
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+
+  std::string name() const override { return "cpu"; }
+
+  Tensor upload_weight(const TensorView& host) override {
+    // Alias the mapped file: weights are never copied on the CPU.
+    Tensor t{host.dtype, host.shape, std::shared_ptr<void>(const_cast<void*>(host.data), [](void*) {})};
+    return t;
+  }
+
+  Tensor alloc(DType dtype, Shape shape) override {
+    const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
+    void* p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64));
+    HERD_CHECK(p != nullptr, "out of host memory allocating ", n, " bytes");
+    std::memset(p, 0, n);
+    return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, std::free)};
+  }
+
+  void write(Tensor& dst, const void* src, size_t nbytes) override {
+    HERD_CHECK(nbytes <= dst.nbytes());
+    std::memcpy(dst.data(), src, nbytes);
+  }
+
+  void read(const Tensor& src, void* dst, size_t nbytes) override {
+    HERD_CHECK(nbytes <= src.nbytes());
+    std::memcpy(dst, src.data(), nbytes);
+  }
+
+  void embed(const Tensor& table, const Tensor& ids, Tensor& out) override {
+    const int64_t n_vocab = table.dim(0), n_embd = table.dim(1), n_tokens = ids.numel();
+    check_f32(out, "embed output");
+    HERD_CHECK(out.numel() == n_tokens * n_embd);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int32_t id = i32p(ids)[t];
+      HERD_CHECK(id >= 0 && id < n_vocab, "token id ", id, " outside [0, ", n_vocab, ")");
+      load_row(table.data(), table.dtype, id, n_embd, f32p(out) + t * n_embd);
+    }
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    const int64_t d = x.dim(-1), n = x.numel() / d;
+    check_f32(x, "rms_norm input");
+    std::vector<float> wf(static_cast<size_t>(d));
+    load_row(w.data(), w.dtype, 0, d, wf.data());
+    for (int64_t r = 0; r < n; ++r) {
+      const float* xr = f32p(x) + r * d;
+      float* yr = f32p(out) + r * d;
+      const float scale = 1.0f / std::sqrt(dot(xr, xr, d) / float(d) + eps);
+      for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * scale * wf[size_t(i)];
+    }
+  }
+
+  void matmul(const Tensor& x, const Tensor& w, Tensor& out) override {
+    const int64_t k = x.dim(-1), n = x.numel() / k, m = w.dim(0);
+    HERD_CHECK(w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(w.shape));
+    HERD_CHECK(out.numel() == n * m);
+    const float* xs = f32p(x);
+    float* ys = f32p(out);
+    // Parallel over weight rows: each row is converted to f32 once and used for every token.
+    pool_.parallel_for(m, [&](int64_t begin, int64_t end) {
+      std::vector<float> row(static_cast<size_t>(k));
+      for (int64_t j = begin; j < end; ++j) {
+        const float* wr = row.data();
+        if (w.dtype == DType::f32) {
+          wr = static_cast<const float*>(w.data()) + j * k;
+        } else {
+          load_row(w.data(), w.dtype, j, k, row.data());
+        }
+        for (int64_t i = 0; i < n; ++i) ys[i * m + j] = dot(xs + i * k, wr, k);
+      }
+    });
+  }
+
+  void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) override {
+    const int64_t head_dim = x.dim(-1), n_head = x.dim(-2), n_tokens = x.numel() / (head_dim * n_head);
+    const int64_t half = head_dim / 2;
+    HERD_CHECK(inv_freq.numel() == half && pos.numel() == n_tokens);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float p = float(i32p(pos)[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        // The angle is rounded to f32 before cos/sin, as the reference implementations do.
+        const float angle = p * f32p(inv_freq)[i];
+        const float c = std::cos(angle), s = std::sin(angle);
+        for (int64_t h = 0; h < n_head; ++h) {
+          float* v = f32p(x) + (t * n_head + h) * head_dim;
+          const float a = v[i], b = v[i + half];
+          v[i] = a * c - b * s;
+          v[i + half] = b * c + a * s;
+        }
+      }
+    }
+  }
+
+  void kv_write(const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+                Tensor& v_cache) override {
+    const int64_t n_tokens = pos.numel(), row = k.numel() / n_tokens, n_ctx = k_cache.dim(0);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int32_t p = i32p(pos)[t];
+      HERD_CHECK(p >= 0 && p < n_ctx, "position ", p, " outside the cache of ", n_ctx);
+      std::memcpy(f32p(k_cache) + p * row, f32p(k) + t * row, size_t(row) * 4);
+      std::memcpy(f32p(v_cache) + p * row, f32p(v) + t * row, size_t(row) * 4);
+    }
+  }
+
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,
+                 Tensor& out) override {
+    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = pos.numel();
+    const int64_t n_head_kv = k_cache.dim(1), group = n_head / n_head_kv;
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    pool_.parallel_for(n_tokens * n_head, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores;
+      for (int64_t th = begin; th < end; ++th) {
+        const int64_t t = th / n_head, h = th % n_head, g = h / group;
+        const int64_t n_kv = int64_t(i32p(pos)[t]) + 1;  // causal: rows [0, pos]
+        const float* qv = f32p(q) + th * head_dim;
+        scores.resize(size_t(n_kv));
+        float mx = -INFINITY;
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float* kv = f32p(k_cache) + (j * n_head_kv + g) * head_dim;
+          scores[size_t(j)] = dot(qv, kv, head_dim) * scale;
+          mx = std::max(mx, scores[size_t(j)]);
+        }
+        float sum = 0.f;
+        for (float& s : scores) sum += (s = std::exp(s - mx));
+        float* o = f32p(out) + th * head_dim;
+        std::fill(o, o + head_dim, 0.f);
+        for (int64_t j = 0; j < n_kv; ++j) {
+          const float p = scores[size_t(j)] / sum;
+          const float* vv = f32p(v_cache) + (j * n_head_kv + g) * head_dim;
+          for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
+        }
+      }
+    });
+  }
+
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    const int64_t n = gate.numel();
+    for (int64_t i = 0; i < n; ++i) {
+      const float g = f32p(gate)[i];
+      f32p(out)[i] = g / (1.0f + std::exp(-g)) * f32p(up)[i];
+    }
+  }
+
+  void add(Tensor& x, const Tensor& y) override {
+    const int64_t n = x.numel();
+    HERD_CHECK(y.numel() == n);
+    for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
+    const int64_t d = x.dim(-1), n_rows = rows.numel(), n = x.numel() / d;
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const int32_t src = i32p(rows)[r];
+      HERD_CHECK(src >= 0 && src < n);
+      std::memcpy(f32p(out) + r * d, f32p(x) + src * d, size_t(d) * 4);
+    }
+  }
+
+ private:
+  ThreadPool pool_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
+  return std::make_unique<CpuBackend>(n_threads);
+}
+
+}  // namespace herd

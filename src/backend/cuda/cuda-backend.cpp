@@ -1,0 +1,323 @@
+// The CUDA backend: device memory through cudaMalloc, one stream, cuBLAS for the matmuls, our own
+// kernels for everything else. Every CUDA and cuBLAS call is checked; the launchers in kernels/
+// check the last error after each launch and we turn their cudaError_t into herd::Error here.
+#include "backend/cuda/cuda-backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
+#include "kernels/add.cuh"
+#include "kernels/attention.cuh"
+#include "kernels/cast.cuh"
+#include "kernels/embed.cuh"
+#include "kernels/gather-rows.cuh"
+#include "kernels/kv-write.cuh"
+#include "kernels/rmsnorm.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/silu-mul.cuh"
+
+// --- error checking ----------------------------------------------------------
+
+#define HERD_CUDA_CHECK(expr)                                                                     \
+  do {                                                                                            \
+    const cudaError_t herd_e_ = (expr);                                                           \
+    if (herd_e_ != cudaSuccess)                                                                   \
+      throw ::herd::Error(::herd::ErrorKind::internal,                                            \
+                          ::herd::str_cat(__FILE__, ":", __LINE__, ": ", #expr, " failed: ",       \
+                                          cudaGetErrorName(herd_e_), " (", cudaGetErrorString(herd_e_), ")")); \
+  } while (0)
+
+#define HERD_CUBLAS_CHECK(expr)                                                                    \
+  do {                                                                                             \
+    const cublasStatus_t herd_s_ = (expr);                                                         \
+    if (herd_s_ != CUBLAS_STATUS_SUCCESS)                                                          \
+      throw ::herd::Error(::herd::ErrorKind::internal,                                             \
+                          ::herd::str_cat(__FILE__, ":", __LINE__, ": ", #expr, " failed: ",        \
+                                          cublasGetStatusName(herd_s_), " (", cublasGetStatusString(herd_s_), ")")); \
+  } while (0)
+
+namespace herd {
+namespace {
+
+namespace k = herd::kernels;
+
+// cuBLAS's advice for Hopper: 32 MiB of workspace lets it pick its fastest kernels.
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
+k::ElemType elem_type(DType t, const char* what) {
+  switch (t) {
+    case DType::f32: return k::ElemType::f32;
+    case DType::f16: return k::ElemType::f16;
+    case DType::bf16: return k::ElemType::bf16;
+    case DType::i32: break;
+  }
+  HERD_CHECK(false, what, ": dtype ", dtype_name(t), " is not a stored element type");
+  return k::ElemType::f32;
+}
+
+cudaDataType_t cuda_type(DType t) {
+  switch (t) {
+    case DType::f32: return CUDA_R_32F;
+    case DType::f16: return CUDA_R_16F;
+    case DType::bf16: return CUDA_R_16BF;
+    case DType::i32: return CUDA_R_32I;
+  }
+  return CUDA_R_32F;
+}
+
+void check_dtype(const Tensor& t, DType want, const char* what) {
+  HERD_CHECK(t.dtype == want, what, " must be ", dtype_name(want), ", is ", dtype_name(t.dtype));
+}
+
+const float* f32p(const Tensor& t) { return static_cast<const float*>(t.data()); }
+float* f32p(Tensor& t) { return static_cast<float*>(t.data()); }
+const int32_t* i32p(const Tensor& t) { return static_cast<const int32_t*>(t.data()); }
+
+// A device buffer that only grows: scratch for casts and attention partials, reused every call
+// (all work is ordered on one stream, so reuse needs no synchronisation).
+class Scratch {
+ public:
+  ~Scratch() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  void* get(size_t nbytes, cudaStream_t stream) {
+    if (nbytes > size_) {
+      // Queued kernels may still read the old buffer.
+      HERD_CUDA_CHECK(cudaStreamSynchronize(stream));
+      if (ptr_ != nullptr) HERD_CUDA_CHECK(cudaFree(ptr_));
+      ptr_ = nullptr;
+      size_ = 0;
+      HERD_CUDA_CHECK(cudaMalloc(&ptr_, nbytes));
+      size_ = nbytes;
+    }
+    return ptr_;
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t size_ = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    int n_devices = 0;
+    HERD_CUDA_CHECK(cudaGetDeviceCount(&n_devices));
+    HERD_REQUIRE(device >= 0 && device < n_devices, "CUDA device ", device, " does not exist (", n_devices,
+                 " visible)");
+    HERD_CUDA_CHECK(cudaSetDevice(device));
+    HERD_CUDA_CHECK(cudaDeviceGetAttribute(&n_sm_, cudaDevAttrMultiProcessorCount, device));
+    cudaDeviceProp prop{};
+    HERD_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    device_name_ = prop.name;
+    HERD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    HERD_CUBLAS_CHECK(cublasCreate(&cublas_));
+    HERD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    HERD_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
+    HERD_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
+    // Default math mode: with CUBLAS_COMPUTE_32F, f32 products stay f32 (no silent TF32).
+  }
+
+  ~CudaBackend() override {
+    // Destructors must not throw: wait for queued work, release, ignore errors.
+    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    if (cublas_ != nullptr) cublasDestroy(cublas_);
+    if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + device_name_ + ")"; }
+
+  // --- memory ----------------------------------------------------------------
+
+  Tensor upload_weight(const TensorView& host) override {
+    Tensor t = alloc_uninit(host.dtype, host.shape);
+    // Pageable source: the copy is staged by the driver; weights are uploaded once.
+    HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data, host.nbytes(), cudaMemcpyHostToDevice, stream_));
+    HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return t;
+  }
+
+  Tensor alloc(DType dtype, Shape shape) override {
+    Tensor t = alloc_uninit(dtype, std::move(shape));
+    // Zeroed like the CPU backend's, so a never-written cache row is 0, not garbage.
+    HERD_CUDA_CHECK(cudaMemsetAsync(t.data(), 0, t.nbytes(), stream_));
+    return t;
+  }
+
+  void write(Tensor& dst, const void* src, size_t nbytes) override {
+    HERD_CHECK(nbytes <= dst.nbytes(), "write of ", nbytes, " bytes into a tensor of ", dst.nbytes());
+    HERD_CUDA_CHECK(cudaMemcpyAsync(dst.data(), src, nbytes, cudaMemcpyHostToDevice, stream_));
+    HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void read(const Tensor& src, void* dst, size_t nbytes) override {
+    HERD_CHECK(nbytes <= src.nbytes(), "read of ", nbytes, " bytes from a tensor of ", src.nbytes());
+    HERD_CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), nbytes, cudaMemcpyDeviceToHost, stream_));
+    HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  // --- ops -------------------------------------------------------------------
+
+  void embed(const Tensor& table, const Tensor& ids, Tensor& out) override {
+    const int64_t n_vocab = table.dim(0), n_embd = table.dim(1), n_tokens = ids.numel();
+    check_dtype(ids, DType::i32, "embed ids");
+    check_dtype(out, DType::f32, "embed output");
+    HERD_CHECK(out.numel() == n_tokens * n_embd);
+    // Ids are on the device: one out of range becomes a NaN row (see kernels/embed.cuh).
+    HERD_CUDA_CHECK(k::embed(table.data(), elem_type(table.dtype, "embed table"), i32p(ids), f32p(out),
+                             int(n_tokens), int(n_embd), n_vocab, stream_));
+  }
+
+  void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
+    const int64_t d = x.dim(-1), n = x.numel() / d;
+    check_dtype(x, DType::f32, "rms_norm input");
+    check_dtype(out, DType::f32, "rms_norm output");
+    HERD_CHECK(w.numel() == d && out.numel() == x.numel());
+    HERD_CUDA_CHECK(k::rmsnorm(f32p(x), w.data(), elem_type(w.dtype, "rms_norm weight"), f32p(out), int(n), int(d),
+                               d, d, eps, stream_));
+  }
+
+  void matmul(const Tensor& x, const Tensor& w, Tensor& out) override {
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
+    check_dtype(x, DType::f32, "matmul input");
+    check_dtype(out, DType::f32, "matmul output");
+    HERD_CHECK(w.shape.size() == 2 && w.dim(1) == kdim, "matmul: x has ", kdim, " columns, w ", shape_str(w.shape));
+    HERD_CHECK(out.numel() == n * m);
+    if (n == 0) return;
+    // Row-major out[n, m] = x[n, k] . w[m, k]^T is, in cuBLAS's column-major view,
+    // out^T[m, n] = (w viewed as [k, m])^T . (x viewed as [k, n]): op(A) = T on w, op(B) = N on x.
+    const void* xb = x.data();
+    if (w.dtype != DType::f32) {
+      // The tensor cores multiply 16-bit inputs: x is rounded to the weight's type first (the
+      // tests' tolerance accounts for that rounding); products and sums stay f32.
+      void* buf = cast_scratch_.get(size_t(n * kdim) * 2, stream_);
+      HERD_CUDA_CHECK(k::cast_f32(f32p(x), buf, elem_type(w.dtype, "matmul weight"), n * kdim, stream_));
+      xb = buf;
+    }
+    const float alpha = 1.f, beta = 0.f;
+    HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(kdim), &alpha, w.data(),
+                                   cuda_type(w.dtype), int(kdim), xb, cuda_type(w.dtype), int(kdim), &beta,
+                                   out.data(), CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) override {
+    const int64_t head_dim = x.dim(-1), n_head = x.dim(-2), n_tokens = x.numel() / (head_dim * n_head);
+    check_dtype(x, DType::f32, "rope input");
+    check_dtype(pos, DType::i32, "rope positions");
+    check_dtype(inv_freq, DType::f32, "rope inv_freq");
+    HERD_CHECK(inv_freq.numel() == head_dim / 2 && pos.numel() == n_tokens);
+    HERD_CUDA_CHECK(k::rope(f32p(x), i32p(pos), f32p(inv_freq), int(n_tokens), int(n_head), int(head_dim),
+                            n_head * head_dim, stream_));
+  }
+
+  void kv_write(const Tensor& kt, const Tensor& v, const Tensor& pos, Tensor& k_cache, Tensor& v_cache) override {
+    const int64_t n_tokens = pos.numel();
+    const int64_t n_ctx = k_cache.dim(0), n_head_kv = k_cache.dim(1), head_dim = k_cache.dim(2);
+    check_dtype(kt, DType::f32, "kv_write k");
+    check_dtype(v, DType::f32, "kv_write v");
+    check_dtype(pos, DType::i32, "kv_write positions");
+    HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ");
+    HERD_CHECK(kt.numel() == n_tokens * n_head_kv * head_dim && v.numel() == kt.numel());
+    // Positions are on the device: out-of-range ones are skipped (see kernels/kv-write.cuh).
+    const int64_t row = n_head_kv * head_dim;
+    HERD_CUDA_CHECK(k::kv_write(f32p(kt), f32p(v), i32p(pos), k_cache.data(), v_cache.data(),
+                                cache_type(k_cache), int(n_tokens), int(n_head_kv), int(head_dim), int(n_ctx), row,
+                                row, stream_));
+  }
+
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,
+                 Tensor& out) override {
+    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = pos.numel();
+    const int64_t n_ctx = k_cache.dim(0), n_head_kv = k_cache.dim(1);
+    check_dtype(q, DType::f32, "attention q");
+    check_dtype(out, DType::f32, "attention output");
+    check_dtype(pos, DType::i32, "attention positions");
+    HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ");
+    HERD_CHECK(k_cache.dim(2) == head_dim && n_head % n_head_kv == 0, "attention: q ", shape_str(q.shape),
+               " vs cache ", shape_str(k_cache.shape));
+    HERD_CHECK(q.numel() == n_tokens * n_head * head_dim && out.numel() == q.numel());
+    HERD_REQUIRE(head_dim == 64 || head_dim == 128, "the CUDA attention kernel supports head_dim 64 and 128, not ",
+                 head_dim);
+    if (n_tokens == 0) return;
+    const int n_splits = k::attention_n_splits(int(n_tokens), int(n_head), int(n_head_kv), n_sm_);
+    const size_t ws_bytes = k::attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
+    float* ws = ws_bytes > 0 ? static_cast<float*>(attn_scratch_.get(ws_bytes, stream_)) : nullptr;
+    const float scale = 1.0f / std::sqrt(float(head_dim));
+    HERD_CUDA_CHECK(k::attention(f32p(q), k_cache.data(), v_cache.data(), cache_type(k_cache), i32p(pos), f32p(out),
+                                 int(n_tokens), int(n_head), int(n_head_kv), int(head_dim), int(n_ctx),
+                                 n_head * head_dim, n_head * head_dim, scale, n_splits, ws, stream_));
+  }
+
+  void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
+    check_dtype(gate, DType::f32, "silu_mul gate");
+    check_dtype(up, DType::f32, "silu_mul up");
+    check_dtype(out, DType::f32, "silu_mul output");
+    HERD_CHECK(up.numel() == gate.numel() && out.numel() == gate.numel());
+    // Flattened: as one row when it fits, else rows of the last dimension.
+    const int64_t n = gate.numel();
+    const int64_t n_ff = gate.shape.empty() ? 1 : gate.dim(-1), n_rows = n / std::max<int64_t>(1, n_ff);
+    HERD_CUDA_CHECK(k::silu_mul(f32p(gate), f32p(up), f32p(out), int(n_rows), int(n_ff), n_ff, n_ff, n_ff, stream_));
+  }
+
+  void add(Tensor& x, const Tensor& y) override {
+    check_dtype(x, DType::f32, "add x");
+    check_dtype(y, DType::f32, "add y");
+    HERD_CHECK(y.numel() == x.numel());
+    HERD_CUDA_CHECK(k::add(f32p(x), f32p(y), x.numel(), stream_));
+  }
+
+  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
+    const int64_t d = x.dim(-1), n_rows = rows.numel(), n = x.numel() / d;
+    check_dtype(x, DType::f32, "gather_rows input");
+    check_dtype(rows, DType::i32, "gather_rows rows");
+    check_dtype(out, DType::f32, "gather_rows output");
+    HERD_CHECK(out.numel() == n_rows * d);
+    HERD_CUDA_CHECK(k::gather_rows(f32p(x), i32p(rows), f32p(out), int(n_rows), n, int(d), stream_));
+  }
+
+ private:
+  Tensor alloc_uninit(DType dtype, Shape shape) {
+    const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, std::max<size_t>(n, 256));
+    HERD_REQUIRE(e == cudaSuccess, "out of device memory allocating ", n, " bytes for ", shape_str(shape), " on ",
+                 name(), ": ", cudaGetErrorString(e));
+    return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, [](void* q) { cudaFree(q); })};
+  }
+
+  static k::ElemType cache_type(const Tensor& c) {
+    HERD_REQUIRE(c.dtype == DType::f32 || c.dtype == DType::bf16, "KV caches are f32 or bf16, not ",
+                 dtype_name(c.dtype));
+    HERD_CHECK(c.shape.size() == 3, "a KV cache is [n_ctx, n_head_kv, head_dim], not ", shape_str(c.shape));
+    return elem_type(c.dtype, "KV cache");
+  }
+
+  int device_ = 0;
+  int n_sm_ = 1;
+  std::string device_name_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  Scratch cast_scratch_, attn_scratch_;
+};
+
+}  // namespace
+
+bool cuda_device_available() {
+  int n = 0;
+  const cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // no driver / no device: clear it so it does not leak into later checks
+    return false;
+  }
+  return n > 0;
+}
+
+std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+}  // namespace herd

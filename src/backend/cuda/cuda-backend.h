@@ -1,0 +1,19 @@
+// The CUDA backend: the Backend interface over our kernels (kernels/) and cuBLAS.
+// No CUDA type appears here, so that code outside src/backend/cuda never sees CUDA.
+#pragma once
+
+#include <memory>
+
+#include "backend/backend.h"
+
+namespace herd {
+
+// True when a CUDA driver is loaded and at least one device is visible.
+bool cuda_device_available();
+
+// A backend on one device: its own stream, cuBLAS handle and workspace. Ops are asynchronous on
+// that stream; read() waits for them, and errors of earlier kernels surface there at the latest.
+// Throws herd::Error when the device cannot be used.
+std::unique_ptr<Backend> make_cuda_backend(int device);
+
+}  // namespace herd

@@ -1,0 +1,32 @@
+// Chooses a backend by name; the only place that knows which backends were compiled in.
+#include "backend/backend.h"
+#include "common/check.h"
+
+#ifdef HERD_WITH_CUDA
+#include "backend/cuda/cuda-backend.h"
+#endif
+
+namespace herd {
+
+bool cuda_usable() {
+#ifdef HERD_WITH_CUDA
+  return cuda_device_available();
+#else
+  return false;
+#endif
+}
+
+std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) {
+  if (device == "cpu" || (device == "auto" && !cuda_usable())) return make_cpu_backend(n_threads);
+  if (device == "cuda" || device == "auto") {
+#ifdef HERD_WITH_CUDA
+    HERD_REQUIRE(cuda_device_available(), "--device cuda: no usable CUDA device found; use --device cpu");
+    return make_cuda_backend(0);
+#else
+    fail_input("--device cuda: this herd was built without CUDA (configure with -DHERD_CUDA=ON)");
+#endif
+  }
+  fail_input("--device ", device, ": unknown device; expected cpu, cuda or auto");
+}
+
+}  // namespace herd

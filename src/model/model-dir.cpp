@@ -1,0 +1,36 @@
+#include "model/model-dir.h"
+
+#include <filesystem>
+
+#include "common/check.h"
+
+namespace herd {
+
+namespace fs = std::filesystem;
+
+ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
+  HERD_REQUIRE(fs::exists(path), path, ": no such file or directory");
+  HERD_REQUIRE(fs::is_directory(path), path, ": not a model directory (expected config.json and *.safetensors)");
+  ModelFiles m;
+  m.dir = path;
+  const fs::path hf = fs::path(path) / "config.json", meta = fs::path(path) / "params.json";
+  NameScheme scheme;
+  if (fs::exists(hf)) {
+    m.config = parse_hf_config(read_text_file(hf.string()), hf.string());
+    scheme = NameScheme::hf;
+  } else if (fs::exists(meta)) {
+    m.config = parse_meta_params(read_text_file(meta.string()), meta.string(), meta_rope_factor);
+    scheme = NameScheme::meta;
+  } else {
+    fail_input(path, ": missing config.json (Hugging Face) or params.json (Meta)");
+  }
+  const fs::path gen = fs::path(path) / "generation_config.json";
+  if (fs::exists(gen)) {
+    m.generation = parse_generation_config(read_text_file(gen.string()), gen.string(), &m.config.eos_ids);
+    validate_config(m.config, gen.string());
+  }
+  m.weights = load_safetensors_weights(path, m.config, scheme);
+  return m;
+}
+
+}  // namespace herd

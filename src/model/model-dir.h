@@ -1,0 +1,22 @@
+// Finds and reads a model directory: Hugging Face (config.json) or Meta (params.json) layout.
+#pragma once
+
+#include <string>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+namespace herd {
+
+struct ModelFiles {
+  std::string dir;
+  ModelConfig config;
+  GenerationDefaults generation;
+  HostWeights weights;
+};
+
+// Format by content: config.json means Hugging Face names and half-split q/k rows;
+// params.json means Meta names and interleaved rows. meta_rope_factor: see parse_meta_params.
+ModelFiles load_model_files(const std::string& path, float meta_rope_factor = 8.0f);
+
+}  // namespace herd

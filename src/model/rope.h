@@ -1,0 +1,13 @@
+// RoPE inverse frequencies with Llama 3.1 "llama3" scaling, computed once per model.
+#pragma once
+
+#include <vector>
+
+#include "model/config.h"
+
+namespace herd {
+
+// f32[head_dim / 2]: theta^(-2i/head_dim), scaled per llama31-spec §2.2 when c.rope_scaling is set.
+std::vector<float> rope_inv_freq(const ModelConfig& c);
+
+}  // namespace herd

@@ -1,0 +1,50 @@
+// The canonical Llama weight set, mapped from a checkpoint's names once, at load.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/tensor.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+namespace herd {
+
+struct LayerWeights {
+  TensorView attn_norm;  // [n_embd]
+  TensorView wq;         // [n_head * head_dim, n_embd], half-split RoPE row order
+  TensorView wk;         // [n_head_kv * head_dim, n_embd], half-split RoPE row order
+  TensorView wv;         // [n_head_kv * head_dim, n_embd]
+  TensorView wo;         // [n_embd, n_head * head_dim]
+  TensorView ffn_norm;   // [n_embd]
+  TensorView w_gate;     // [n_ff, n_embd]
+  TensorView w_up;       // [n_ff, n_embd]
+  TensorView w_down;     // [n_embd, n_ff]
+};
+
+// Views into memory-mapped files, plus owned copies of the few tensors the loader had to permute.
+struct HostWeights {
+  TensorView tok_embd;     // [n_vocab, n_embd]
+  TensorView output_norm;  // [n_embd]
+  TensorView output;       // [n_vocab, n_embd]; the embedding itself when tied
+  std::vector<LayerWeights> layers;
+
+  std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::vector<std::vector<uint8_t>> owned;
+};
+
+// Which names the checkpoint uses: Hugging Face's ("model.layers.0.self_attn.q_proj.weight")
+// or Meta's ("layers.0.attention.wq.weight").
+enum class NameScheme { hf, meta };
+
+// Loads every *.safetensors of `dir` (through model.safetensors.index.json when present), checks
+// that each required tensor is there with the shape `c` implies, reports unexpected names, and
+// permutes q/k rows when c.qk_layout is interleaved.
+HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme);
+
+// Rows of a [n_heads * head_dim, cols] matrix from Meta's interleaved order to half-split order.
+void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t n_heads, int64_t head_dim,
+                                       int64_t row_bytes);
+
+}  // namespace herd

@@ -1,0 +1,149 @@
+// herd's logits and greedy tokens against Hugging Face transformers' LlamaForCausalLM on tiny
+// random models (tests/reference/make_fixtures.py), in BF16 as stored and in FP32.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "herd/herd.h"
+#include "model/safetensors.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kData = HERD_TEST_DATA;
+const std::string kDevice = HERD_TEST_DEVICE;
+
+struct Reference {
+  std::vector<int32_t> ids;
+  std::vector<int32_t> greedy;
+  std::vector<float> greedy_gap;
+  std::vector<float> logits;  // [n_positions, n_vocab]
+};
+
+Reference load_reference(const std::string& name, const std::string& tag) {
+  Reference r;
+  std::ifstream f(kData + "/reference/" + name + ".json");
+  const auto j = nlohmann::json::parse(f);
+  r.ids = j["input_ids"].get<std::vector<int32_t>>();
+  r.greedy = j["greedy_" + tag].get<std::vector<int32_t>>();
+  r.greedy_gap = j["greedy_gap_" + tag].get<std::vector<float>>();
+  herd::SafetensorsFile st(kData + "/reference/" + name + ".safetensors");
+  for (const auto& e : st.header().tensors) {
+    if (e.name != "logits_" + tag) continue;
+    const auto v = st.view(e);
+    const float* p = static_cast<const float*>(v.data);
+    r.logits.assign(p, p + v.numel());
+  }
+  EXPECT_FALSE(r.logits.empty());
+  return r;
+}
+
+// The same model with every weight upcast to F32 (exact: the fixtures' weights are BF16).
+std::string f32_copy(const std::string& src) {
+  const fs::path dst = fs::temp_directory_path() / ("herd-f32-" + fs::path(src).filename().string() + "-" +
+                                                    std::to_string(::getpid()));
+  fs::create_directories(dst);
+  for (const auto& e : fs::directory_iterator(src)) {
+    if (e.path().extension() != ".safetensors") {
+      fs::copy_file(e.path(), dst / e.path().filename(), fs::copy_options::overwrite_existing);
+      continue;
+    }
+    herd::SafetensorsFile st(e.path().string());
+    std::vector<std::vector<float>> bufs;
+    std::vector<herd::NamedTensor> out;
+    for (const auto& t : st.header().tensors) {
+      const auto v = st.view(t);
+      EXPECT_EQ(v.dtype, herd::DType::bf16);
+      auto& b = bufs.emplace_back(size_t(v.numel()));
+      for (int64_t i = 0; i < v.numel(); ++i) b[size_t(i)] = herd::bf16_to_f32(static_cast<const uint16_t*>(v.data)[i]);
+      out.push_back({t.name, herd::TensorView{herd::DType::f32, v.shape, b.data()}});
+    }
+    herd::write_safetensors((dst / e.path().filename()).string(), out);
+  }
+  return dst.string();
+}
+
+struct Case {
+  std::string model;      // folder in tests/data/models
+  std::string reference;  // name in tests/data/reference
+  bool f32;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.model << (c.f32 ? " f32" : " bf16"); }
+
+std::string case_name(const testing::TestParamInfo<Case>& info) {
+  std::string n = info.param.model + (info.param.f32 ? "_f32" : "_bf16");
+  std::replace(n.begin(), n.end(), '-', '_');
+  return n;
+}
+
+class ReferenceLogits : public testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override {
+    const auto devices = herd::available_devices();
+    if (std::find(devices.begin(), devices.end(), kDevice) == devices.end())
+      GTEST_SKIP() << "no " << kDevice << " device";
+  }
+};
+
+TEST_P(ReferenceLogits, MatchesTransformers) {
+  const Case& c = GetParam();
+  const Reference ref = load_reference(c.reference, c.f32 ? "f32" : "bf16");
+  std::string dir = kData + "/models/" + c.model;
+  if (c.f32) dir = f32_copy(dir);
+
+  herd::ModelOptions opt;
+  opt.device = kDevice;
+  opt.n_threads = 2;
+  opt.max_context = 128;
+  std::unique_ptr<herd::Model> model;
+  ASSERT_TRUE(herd::Model::load(dir, opt, &model)) << dir;
+  const int64_t n_vocab = model->info().n_vocab;
+
+  std::vector<float> logits;
+  ASSERT_TRUE(model->logits(ref.ids, /*all_positions=*/true, &logits));
+  ASSERT_EQ(logits.size(), ref.logits.size());
+  float max_ref = 0.f, max_diff = 0.f;
+  for (size_t i = 0; i < logits.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(ref.logits[i]));
+    max_diff = std::max(max_diff, std::fabs(logits[i] - ref.logits[i]));
+  }
+  // The BF16 reference rounds activations to BF16 between ops; herd keeps them in F32 on the
+  // CPU and rounds only matmul inputs on CUDA.
+  const float tolerance = c.f32 ? (kDevice == "cpu" ? 1e-4f : 5e-3f) : 2e-2f;
+  EXPECT_LE(max_diff / max_ref, tolerance) << "max|herd - ref| / max|ref| over " << ref.ids.size() << " x " << n_vocab;
+
+  // Greedy: identical, except where the reference itself nearly tied (top-2 gap < 1% of max|logit|),
+  // after which the continuations may legitimately part.
+  std::vector<int32_t> out;
+  ASSERT_TRUE(model->generate_greedy(ref.ids, int(ref.greedy.size()), &out));
+  const auto& eos = model->info().eos_ids;
+  for (size_t i = 0; i < ref.greedy.size(); ++i) {
+    if (!c.f32 && ref.greedy_gap[i] < 0.01f * max_ref) break;
+    ASSERT_LT(i, out.size()) << "herd stopped early";
+    ASSERT_EQ(out[i], ref.greedy[i]) << "greedy token " << i;
+    if (std::find(eos.begin(), eos.end(), out[i]) != eos.end()) {
+      EXPECT_EQ(out.size(), i + 1) << "generation must stop after an end-of-sequence id";
+      break;
+    }
+  }
+  if (c.f32) fs::remove_all(dir);
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  for (const char* m : {"gqa4-hd32-untied-llama3", "mha-hd128-tied", "gqa4-hd128-tied-llama3", "mha-hd64-untied"})
+    for (bool f32 : {false, true}) v.push_back({m, m, f32});
+  // Meta's layout: params.json, Meta names, interleaved q/k rows permuted at load.
+  for (bool f32 : {false, true}) v.push_back({"gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", f32});
+  return v;
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceLogits, testing::ValuesIn(cases()), case_name);
+
+}  // namespace

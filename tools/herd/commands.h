@@ -1,0 +1,33 @@
+// Subcommands of `herd` and the helpers they share. Each add_* registers one subcommand whose
+// callback stores its exit code in `rc` (CLI.md: 0 ok, 1 internal, 2 bad input, 130 interrupted).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "herd/herd.h"
+
+namespace herd_cli {
+
+// -m/--device/--threads/--ctx, shared by every command that loads a model.
+struct ModelFlags {
+  std::string path;
+  herd::ModelOptions options;
+};
+void add_model_flags(CLI::App* cmd, ModelFlags& flags);
+
+// Prints "herd: error: MESSAGE" to stderr and returns the exit code for the status.
+int report(const herd::Status& s);
+// "1,2,3" -> ids; throws CLI::ValidationError naming the flag on anything else.
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
+// A float with enough digits to round-trip a float32 (CLI.md: 9 significant digits).
+void print_float(std::string& out, float v);
+
+void add_logits_command(CLI::App& app, int& rc);
+void add_generate_command(CLI::App& app, int& rc);
+void add_make_model_command(CLI::App& app, int& rc);
+void add_tokenize_commands(CLI::App& app, int& rc);  // tokenize and detokenize
+
+}  // namespace herd_cli
