@@ -252,10 +252,13 @@ cudaError_t attention(const float* q, const void* k_cache, const void* v_cache, 
   if (n_head_kv <= 0 || n_head % n_head_kv != 0 || n_splits < 1 || n_splits > 65535 || n_ctx <= 0 ||
       (n_splits > 1 && workspace == nullptr) || !aligned16(k_cache) || !aligned16(v_cache))
     return cudaErrorInvalidValue;
-  // One switch: the head_dims Llama uses x the cache types we store. 4 instantiations.
+  // One switch: the head_dims Llama uses (64, 128; 32 for small test models) x the cache types
+  // we store. 6 instantiations.
 #define HERD_ATTN(D, T) \
   launch<D, T>(q, k_cache, v_cache, pos, out, n_tokens, n_head, n_head_kv, n_ctx, q_stride, out_stride, scale, n_splits, workspace, stream)
   switch (head_dim * 4 + int(cache_type)) {
+    case 32 * 4 + int(ElemType::f32): return HERD_ATTN(32, float);
+    case 32 * 4 + int(ElemType::bf16): return HERD_ATTN(32, __nv_bfloat16);
     case 64 * 4 + int(ElemType::f32): return HERD_ATTN(64, float);
     case 64 * 4 + int(ElemType::bf16): return HERD_ATTN(64, __nv_bfloat16);
     case 128 * 4 + int(ElemType::f32): return HERD_ATTN(128, float);

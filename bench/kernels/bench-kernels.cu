@@ -20,7 +20,6 @@
 #include "kernels/attention.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
-#include "kernels/gather-rows.cuh"
 #include "kernels/kv-write.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -225,10 +224,12 @@ int main(int argc, char** argv) {
 
   // --- elementwise and row ops, decode (1) and prefill (512) ---
   for (int n : {1, 512}) {
-    std::vector<int32_t> ids(static_cast<size_t>(n)), pos(static_cast<size_t>(n));
-    for (int i = 0; i < n; ++i) ids[size_t(i)] = int32_t((i * 7919) % kVocab), pos[size_t(i)] = 1000 + i;
+    std::vector<int32_t> ids(static_cast<size_t>(n)), pos(static_cast<size_t>(n)), rows(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i)
+      ids[size_t(i)] = int32_t((i * 7919) % kVocab), pos[size_t(i)] = 1000 + i, rows[size_t(i)] = n - 1 - i;
     int32_t* d_ids = dev_i32(ids);
     int32_t* d_pos = dev_i32(pos);
+    int32_t* d_rows = dev_i32(rows);
     void* table = dev_typed(size_t(kVocab) * kEmbd, k::ElemType::bf16, 8);
     float* x = dev_f32(size_t(n) * kEmbd, 9);
     float* y = dev_f32(size_t(n) * kEmbd, 10);
@@ -264,12 +265,13 @@ int main(int argc, char** argv) {
           [&] { ok(k::add(x, y, int64_t(n) * kEmbd, g_stream), "add"); });
     bench("cast f32->bf16", dims({n, kFf}), double(n) * kFf * 6, 0,
           [&] { ok(k::cast_f32(h, hb, k::ElemType::bf16, int64_t(n) * kFf, g_stream), "cast"); });
-    bench("gather_rows", dims({n, kEmbd}), double(n) * kEmbd * 8, 0,
-          [&] { ok(k::gather_rows(x, d_pos, y, n, int64_t(n) + 1000, kEmbd, g_stream), "gather_rows"); });
+    bench("embed f32 (pick rows)", dims({n, kEmbd}), double(n) * kEmbd * 8, 0,
+          [&] { ok(k::embed(x, k::ElemType::f32, d_rows, y, n, kEmbd, n, g_stream), "embed f32"); });
     for (void* p : {table, w, hb, kc, vc}) CHECK_CUDA(cudaFree(p));
     for (float* p : {x, y, q, kk, g, u, h, inv_freq}) CHECK_CUDA(cudaFree(p));
     CHECK_CUDA(cudaFree(d_ids));
     CHECK_CUDA(cudaFree(d_pos));
+    CHECK_CUDA(cudaFree(d_rows));
   }
 
   // --- argmax over the vocabulary ---

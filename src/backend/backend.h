@@ -36,14 +36,16 @@ class Backend {
   virtual std::string name() const = 0;
 
   // --- memory ---
-  // A weight: the CPU backend may alias the mapped bytes; others copy them once.
+  // A weight: the CPU backend aliases host.data (a mapped file, which must outlive the tensor);
+  // others copy it to the device once.
   virtual Tensor upload_weight(const TensorView& host) = 0;
   virtual Tensor alloc(DType dtype, Shape shape) = 0;
   virtual void write(Tensor& dst, const void* src, size_t nbytes) = 0;  // host -> backend
   virtual void read(const Tensor& src, void* dst, size_t nbytes) = 0;   // backend -> host
 
   // --- ops ---
-  // out[n_tokens, n_embd] = table[ids[i], :]; ids: i32[n_tokens]; table: [n_vocab, n_embd]
+  // out[n, d] = table[ids[i], :]; ids: i32[n]; table: [n_rows, d] of any stored dtype. It is the
+  // embedding lookup, and also picks the rows of f32 activations whose logits are wanted.
   virtual void embed(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
   // out[n, d] = x / rms(x) * w; x: [n, d] f32; w: [d]
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;
@@ -64,8 +66,6 @@ class Backend {
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // x += y, both [n, d]
   virtual void add(Tensor& x, const Tensor& y) = 0;
-  // out[r, :] = x[rows[r], :]; rows: i32[n_rows]
-  virtual void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) = 0;
 };
 
 // n_threads <= 0: one per hardware thread.

@@ -93,7 +93,7 @@ std::vector<float> LlamaModel::forward(std::span<const int32_t> ids_in, std::spa
   Tensor rows = be_.alloc(DType::i32, {n_rows});
   be_.write(rows, rows_in.data(), rows_in.size_bytes());
   Tensor picked = be_.alloc(DType::f32, {n_rows, c_.n_embd});   // [n_rows, n_embd]
-  be_.gather_rows(x, rows, picked);
+  be_.embed(x, rows, picked);
   Tensor picked_n = be_.alloc(DType::f32, {n_rows, c_.n_embd});
   be_.rms_norm(picked, output_norm_, c_.norm_eps, picked_n);
   Tensor logits = be_.alloc(DType::f32, {n_rows, c_.n_vocab});  // [n_rows, n_vocab]

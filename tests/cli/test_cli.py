@@ -1,1 +1,151 @@
+#!/usr/bin/env python3
+"""The command-line contract (docs/cli.md): JSON shapes, exit codes, one-line errors on stderr.
+
+Usage: test_cli.py HERD_BINARY TESTS_DATA_DIR. Standard library only (CI has no PyPI packages).
+Prints 'N passed, N failed' and exits non-zero on any failure.
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
 import sys
+import tempfile
+
+HERD, DATA = sys.argv[1], sys.argv[2]
+MODEL = os.path.join(DATA, "models", "gqa4-hd32-untied-llama3")
+REF = os.path.join(DATA, "reference", "gqa4-hd32-untied-llama3")
+TOKENIZER = os.path.join(DATA, "tokenizer", "tokenizer.model")
+results = []
+
+
+def run(*args, stdin=b""):
+    p = subprocess.run([HERD, *args], input=stdin, capture_output=True, timeout=120)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def check(name, cond, detail=""):
+    results.append(cond)
+    print(("ok   " if cond else "FAIL ") + name + ("" if cond else f": {detail}"))
+
+
+def read_safetensors(path):
+    """A minimal reader for F32 tensors (independent of herd's)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, e in header.items():
+        if name == "__metadata__":
+            continue
+        b, end = e["data_offsets"]
+        vals = struct.unpack(f"<{(end - b) // 4}f", data[b:end])
+        rows = e["shape"][0]
+        cols = len(vals) // rows
+        out[name] = [vals[r * cols:(r + 1) * cols] for r in range(rows)]
+    return out
+
+
+def expect_bad_input(name, args, must_mention, stdin=b""):
+    rc, out, err = run(*args, stdin=stdin)
+    lines = [l for l in err.splitlines() if l.strip()]
+    check(name, rc == 2 and len(lines) == 1 and must_mention in err and out == b"",
+          f"rc={rc} stderr={err!r} stdout={out[:200]!r}")
+
+
+ref = json.load(open(REF + ".json"))
+ref_logits = read_safetensors(REF + ".safetensors")["logits_bf16"]
+ids = ",".join(map(str, ref["input_ids"]))
+
+rc, out, err = run("--help")
+check("--help lists the commands", rc == 0 and all(c in out.decode() for c in ("logits", "generate", "tokenize", "make-model")),
+      out[:300])
+for sub in ("logits", "generate", "tokenize", "detokenize", "make-model"):
+    rc, out, _ = run(sub, "--help")
+    check(f"{sub} --help", rc == 0 and b"--" in out)
+
+# logits: the last row by default, every row with --all; values as transformers computed them.
+rc, out, err = run("logits", "-m", MODEL, "--ids", ids, "--device", "cpu")
+j = json.loads(out) if rc == 0 else {}
+check("logits prints one row", rc == 0 and j.get("n_vocab") == 256 and len(j["logits"]) == 1 and out.endswith(b"}\n"), err)
+if rc == 0:
+    max_ref = max(abs(v) for row in ref_logits for v in row)
+    diff = max(abs(a - b) for a, b in zip(j["logits"][0], ref_logits[-1]))
+    check("logits match transformers (bf16)", diff / max_ref <= 2e-2, f"rel err {diff / max_ref}")
+rc, out, err = run("logits", "-m", MODEL, "--ids", ids, "--all", "--device", "cpu")
+check("logits --all prints every position", rc == 0 and len(json.loads(out)["logits"]) == len(ref["input_ids"]), err)
+
+# generate: greedy ids streamed, then --json. herd's CPU activations are f32, so with these
+# bf16-representable weights its greedy path is transformers' f32 one (the bf16 one nearly ties at step 5).
+rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "8", "--device", "cpu")
+got = [int(t) for t in out.split()] if rc == 0 else []
+check("generate streams the greedy ids", rc == 0 and got == ref["greedy_f32"][:8], f"{got} vs {ref['greedy_f32'][:8]} {err}")
+rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "4", "--json", "--device", "cpu")
+j = json.loads(out) if rc == 0 else {}
+check("generate --json shape", rc == 0 and j["samples"][0]["ids"] == ref["greedy_f32"][:4]
+      and j["samples"][0]["finish_reason"] == "length" and j["usage"]["prompt_tokens"] == 64
+      and j["usage"]["completion_tokens"] == 4, out)
+
+# tokenize / detokenize: ids of "Hello world" in the Llama 3 vocabulary (tiktoken agrees).
+rc, out, err = run("tokenize", "-m", TOKENIZER, stdin=b"Hello world")
+check("tokenize", rc == 0 and json.loads(out) == [9906, 1917], out + err.encode())
+rc, out, err = run("tokenize", "-m", TOKENIZER, "--bos", "--special", stdin=b"<|eot_id|>hi")
+check("tokenize --bos --special", rc == 0 and json.loads(out) == [128000, 128009, 6151], out + err.encode())
+rc, out, err = run("detokenize", "-m", TOKENIZER, stdin=b"[9906, 1917, 128009]")
+check("detokenize", rc == 0 and out == b"Hello world<|eot_id|>", out)
+
+# make-model writes a model the other commands load.
+tmp = tempfile.mkdtemp(prefix="herd-cli-")
+try:
+    cfg = os.path.join(tmp, "c.json")
+    with open(cfg, "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 300, "hidden_size": 32, "intermediate_size": 48,
+                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                   "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "eos_token_id": 2}, f)
+    synth = os.path.join(tmp, "synth")
+    rc, out, err = run("make-model", "--config", cfg, "-o", synth, "--dtype", "f16")
+    check("make-model", rc == 0 and os.path.exists(os.path.join(synth, "model.safetensors")), err)
+    rc, out, err = run("logits", "-m", synth, "--ids", "1,2,3", "--device", "cpu")
+    check("make-model output loads", rc == 0 and json.loads(out)["n_vocab"] == 300, err)
+
+    # Bad input: exit 2, one line on stderr naming what and why, nothing on stdout.
+    expect_bad_input("missing model dir", ["logits", "-m", os.path.join(tmp, "nope"), "--ids", "1"], "no such file")
+    os.makedirs(os.path.join(tmp, "empty"))
+    expect_bad_input("missing config.json", ["logits", "-m", os.path.join(tmp, "empty"), "--ids", "1"], "missing config.json")
+    bad_arch = os.path.join(tmp, "arch")
+    os.makedirs(bad_arch)
+    with open(os.path.join(bad_arch, "config.json"), "w") as f:
+        json.dump({"architectures": ["MistralForCausalLM"]}, f)
+    expect_bad_input("unsupported architecture", ["logits", "-m", bad_arch, "--ids", "1"], "unsupported architecture")
+    trunc = os.path.join(tmp, "trunc")
+    shutil.copytree(MODEL, trunc)
+    st = os.path.join(trunc, "model.safetensors")
+    with open(st, "r+b") as f:
+        f.truncate(os.path.getsize(st) // 2)
+    expect_bad_input("truncated safetensors", ["logits", "-m", trunc, "--ids", "1"], "model.safetensors: truncated")
+    corrupt = os.path.join(tmp, "corrupt")
+    shutil.copytree(MODEL, corrupt)
+    with open(os.path.join(corrupt, "model.safetensors"), "r+b") as f:
+        f.seek(8)
+        f.write(b"!!!!")
+    expect_bad_input("corrupt safetensors header", ["logits", "-m", corrupt, "--ids", "1"], "not valid JSON")
+    incons = os.path.join(tmp, "inconsistent")
+    shutil.copytree(MODEL, incons)
+    c = json.load(open(os.path.join(incons, "config.json")))
+    c["intermediate_size"] = 100
+    json.dump(c, open(os.path.join(incons, "config.json"), "w"))
+    expect_bad_input("shape disagrees with config", ["logits", "-m", incons, "--ids", "1"], "config implies [100, 128]")
+finally:
+    shutil.rmtree(tmp)
+
+expect_bad_input("bad --ids", ["logits", "-m", MODEL, "--ids", "1,x"], "'x' is not a token id")
+expect_bad_input("id out of range", ["logits", "-m", MODEL, "--ids", "1,999", "--device", "cpu"], "token id 999")
+expect_bad_input("unknown flag", ["logits", "-m", MODEL, "--ids", "1", "--frobnicate"], "frobnicate")
+expect_bad_input("no prompt", ["generate", "-m", MODEL], "--ids or -p")
+expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi", "--device", "cpu"], "needs a tokenizer")
+expect_bad_input("bad tokenizer file", ["tokenize", "-m", os.path.join(MODEL, "config.json")], "config.json")
+
+n_fail = results.count(False)
+print(f"{len(results) - n_fail} passed, {n_fail} failed")
+sys.exit(1 if n_fail else 0)

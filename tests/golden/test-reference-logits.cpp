@@ -102,11 +102,13 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
   opt.n_threads = 2;
   opt.max_context = 128;
   std::unique_ptr<herd::Model> model;
-  ASSERT_TRUE(herd::Model::load(dir, opt, &model)) << dir;
+  const herd::Status loaded = herd::Model::load(dir, opt, &model);
+  ASSERT_TRUE(loaded) << loaded.message();
   const int64_t n_vocab = model->info().n_vocab;
 
   std::vector<float> logits;
-  ASSERT_TRUE(model->logits(ref.ids, /*all_positions=*/true, &logits));
+  const herd::Status ran = model->logits(ref.ids, /*all_positions=*/true, &logits);
+  ASSERT_TRUE(ran) << ran.message();
   ASSERT_EQ(logits.size(), ref.logits.size());
   float max_ref = 0.f, max_diff = 0.f;
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -121,7 +123,8 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
   // Greedy: identical, except where the reference itself nearly tied (top-2 gap < 1% of max|logit|),
   // after which the continuations may legitimately part.
   std::vector<int32_t> out;
-  ASSERT_TRUE(model->generate_greedy(ref.ids, int(ref.greedy.size()), &out));
+  const herd::Status generated = model->generate_greedy(ref.ids, int(ref.greedy.size()), &out);
+  ASSERT_TRUE(generated) << generated.message();
   const auto& eos = model->info().eos_ids;
   for (size_t i = 0; i < ref.greedy.size(); ++i) {
     if (!c.f32 && ref.greedy_gap[i] < 0.01f * max_ref) break;

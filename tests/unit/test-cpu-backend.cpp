@@ -1,1 +1,126 @@
+// CPU backend ops against hand-computed values (the CUDA kernels are then tested against these ops).
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/backend.h"
+
+namespace herd {
+namespace {
+
+class CpuOps : public testing::Test {
+ protected:
+  std::unique_ptr<Backend> be = make_cpu_backend(3);
+
+  Tensor make(DType t, Shape s, const void* data) {
+    Tensor x = be->alloc(t, std::move(s));
+    be->write(x, data, x.nbytes());
+    return x;
+  }
+  Tensor f32(Shape s, std::vector<float> v) { return make(DType::f32, std::move(s), v.data()); }
+  Tensor i32(std::vector<int32_t> v) { return make(DType::i32, {int64_t(v.size())}, v.data()); }
+  std::vector<float> get(const Tensor& t) {
+    std::vector<float> v(size_t(t.numel()));
+    be->read(t, v.data(), t.nbytes());
+    return v;
+  }
+};
+
+TEST_F(CpuOps, RmsNorm) {
+  // rows (3, 4) and (1, -1): rms 3.5355339 and 1.
+  Tensor x = f32({2, 2}, {3, 4, 1, -1}), w = f32({2}, {1, 2}), out = be->alloc(DType::f32, {2, 2});
+  be->rms_norm(x, w, 0.f, out);
+  const auto y = get(out);
+  EXPECT_NEAR(y[0], 3 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(y[1], 2 * 4 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(y[2], 1, 1e-6);
+  EXPECT_NEAR(y[3], -2, 1e-6);
+}
+
+TEST_F(CpuOps, MatmulWithEveryWeightType) {
+  // x [2, 3] * w[2, 3]^T, small integers exact in every dtype.
+  const std::vector<float> wv = {1, 2, 3, -1, 0, 4};
+  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+    std::vector<uint16_t> h;
+    for (float v : wv) h.push_back(t == DType::bf16 ? f32_to_bf16(v) : f32_to_f16(v));
+    Tensor w = t == DType::f32 ? f32({2, 3}, wv) : make(t, {2, 3}, h.data());
+    Tensor x = f32({2, 3}, {1, 1, 1, 2, -1, 0.5}), out = be->alloc(DType::f32, {2, 2});
+    be->matmul(x, w, out);
+    EXPECT_EQ(get(out), (std::vector<float>{6, 3, 1.5, 0})) << dtype_name(t);
+  }
+}
+
+TEST_F(CpuOps, MatmulLongRowsMatchDouble) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> d;
+  const int64_t n = 5, k = 1037, m = 29;  // k not a multiple of the 16-lane blocks
+  std::vector<float> xv(size_t(n * k)), wv(size_t(m * k));
+  for (auto& v : xv) v = d(rng);
+  for (auto& v : wv) v = d(rng);
+  Tensor x = f32({n, k}, xv), w = f32({m, k}, wv), out = be->alloc(DType::f32, {n, m});
+  be->matmul(x, w, out);
+  const auto y = get(out);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < m; ++j) {
+      double s = 0;
+      for (int64_t t = 0; t < k; ++t) s += double(xv[size_t(i * k + t)]) * wv[size_t(j * k + t)];
+      EXPECT_NEAR(y[size_t(i * m + j)], s, 1e-3) << i << "," << j;
+    }
+}
+
+TEST_F(CpuOps, SiluMulAndAdd) {
+  Tensor g = f32({3}, {0, 1, -2}), u = f32({3}, {5, 2, 1}), out = be->alloc(DType::f32, {3});
+  be->silu_mul(g, u, out);
+  const auto y = get(out);
+  EXPECT_EQ(y[0], 0.f);
+  EXPECT_NEAR(y[1], 2 / (1 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(y[2], -2 / (1 + std::exp(2.0)), 1e-6);
+  be->add(out, g);
+  EXPECT_NEAR(get(out)[1], 1 + 2 / (1 + std::exp(-1.0)), 1e-6);
+}
+
+TEST_F(CpuOps, EmbedAlsoPicksActivationRows) {
+  const std::vector<uint16_t> table = {f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3), f32_to_bf16(4)};
+  Tensor t = make(DType::bf16, {2, 2}, table.data()), out = be->alloc(DType::f32, {3, 2});
+  be->embed(t, i32({1, 0, 1}), out);
+  EXPECT_EQ(get(out), (std::vector<float>{3, 4, 1, 2, 3, 4}));
+  Tensor picked = be->alloc(DType::f32, {1, 2});
+  be->embed(out, i32({1}), picked);
+  EXPECT_EQ(get(picked), (std::vector<float>{1, 2}));
+}
+
+TEST_F(CpuOps, RopeQuarterTurn) {
+  // head_dim 2: one pair (x0, x1) rotated by pos * f; f = pi/2 and pos 1 -> (-x1, x0).
+  Tensor x = f32({1, 1, 2}, {1, 2});
+  be->rope(x, i32({1}), f32({1}, {float(M_PI / 2)}));
+  const auto y = get(x);
+  EXPECT_NEAR(y[0], -2, 1e-6);
+  EXPECT_NEAR(y[1], 1, 1e-6);
+}
+
+TEST_F(CpuOps, CausalGqaAttention) {
+  // 2 query heads share 1 KV head, head_dim 2, keys at positions 0 and 1.
+  Tensor kc = be->alloc(DType::f32, {4, 1, 2}), vc = be->alloc(DType::f32, {4, 1, 2});
+  Tensor k = f32({2, 1, 2}, {1, 0, 0, 1}), v = f32({2, 1, 2}, {10, 0, 0, 20});
+  Tensor pos = i32({0, 1});
+  be->kv_write(k, v, pos, kc, vc);
+  // Token 0 sees only key 0: output = v0 for both heads. Token 1, head 0: q = (s, 0) with s chosen
+  // so the scores are (s * 1 / sqrt 2, 0): weights softmax of those.
+  const float s = 2.f;
+  Tensor q = f32({2, 2, 2}, {5, 5, -3, 1, s, 0, 0, 0});
+  Tensor out = be->alloc(DType::f32, {2, 4});
+  be->attention(q, kc, vc, pos, out);
+  const auto y = get(out);
+  EXPECT_NEAR(y[0], 10, 1e-5);
+  EXPECT_NEAR(y[1], 0, 1e-5);
+  EXPECT_NEAR(y[2], 10, 1e-5);
+  const double a = std::exp(s / std::sqrt(2.0)), w0 = a / (a + 1), w1 = 1 / (a + 1);
+  EXPECT_NEAR(y[4], 10 * w0, 1e-5);
+  EXPECT_NEAR(y[5], 20 * w1, 1e-5);
+  EXPECT_NEAR(y[6], 5, 1e-5);  // q = 0: uniform over both keys
+  EXPECT_NEAR(y[7], 10, 1e-5);
+}
+
+}  // namespace
+}  // namespace herd

@@ -91,7 +91,7 @@ class CpuBackend final : public Backend {
     HERD_CHECK(out.numel() == n_tokens * n_embd);
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int32_t id = i32p(ids)[t];
-      HERD_CHECK(id >= 0 && id < n_vocab, "token id ", id, " outside [0, ", n_vocab, ")");
+      HERD_CHECK(id >= 0 && id < n_vocab, "row ", id, " outside [0, ", n_vocab, ")");
       load_row(table.data(), table.dtype, id, n_embd, f32p(out) + t * n_embd);
     }
   }
@@ -206,14 +206,6 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
   }
 
-  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
-    const int64_t d = x.dim(-1), n_rows = rows.numel(), n = x.numel() / d;
-    for (int64_t r = 0; r < n_rows; ++r) {
-      const int32_t src = i32p(rows)[r];
-      HERD_CHECK(src >= 0 && src < n);
-      std::memcpy(f32p(out) + r * d, f32p(x) + src * d, size_t(d) * 4);
-    }
-  }
 
  private:
   ThreadPool pool_;

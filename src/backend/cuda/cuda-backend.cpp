@@ -14,7 +14,6 @@
 #include "kernels/attention.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
-#include "kernels/gather-rows.cuh"
 #include "kernels/kv-write.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
@@ -271,14 +270,6 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(k::add(f32p(x), f32p(y), x.numel(), stream_));
   }
 
-  void gather_rows(const Tensor& x, const Tensor& rows, Tensor& out) override {
-    const int64_t d = x.dim(-1), n_rows = rows.numel(), n = x.numel() / d;
-    check_dtype(x, DType::f32, "gather_rows input");
-    check_dtype(rows, DType::i32, "gather_rows rows");
-    check_dtype(out, DType::f32, "gather_rows output");
-    HERD_CHECK(out.numel() == n_rows * d);
-    HERD_CUDA_CHECK(k::gather_rows(f32p(x), i32p(rows), f32p(out), int(n_rows), n, int(d), stream_));
-  }
 
  private:
   Tensor alloc_uninit(DType dtype, Shape shape) {
