@@ -34,6 +34,9 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // Bytes the backend could still allocate (RAM or device memory), 0 when it cannot tell: sizes
+  // the default KV budget.
+  virtual size_t free_memory() const { return 0; }
 
   // --- memory ---
   // A weight: the CPU backend aliases host.data (a mapped file, which must outlive the tensor);
@@ -54,18 +57,32 @@ class Backend {
   // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout.
   // pos: i32[n_tokens]; inv_freq: f32[head_dim / 2], already llama3-scaled.
   virtual void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) = 0;
-  // k_cache[pos[i]] = k[i], v_cache[pos[i]] = v[i]; k, v: [n_tokens, n_head_kv, head_dim];
-  // caches: [n_ctx, n_head_kv, head_dim] f32.
-  virtual void kv_write(const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+  // The paged KV cache of one layer: K and V each [n_blocks, n_head_kv, block_size, head_dim].
+  // The backend picks the element type (f32 on the CPU, the reference; bf16 on CUDA).
+  virtual DType kv_dtype() const = 0;
+  // Writes token i's k and v at slot slot_mapping[i] = block * block_size + offset; a slot of
+  // -1 is skipped. k, v: [n_tokens, n_head_kv, head_dim] f32.
+  virtual void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
                         Tensor& v_cache) = 0;
-  // Causal GQA attention of one sequence: query i sees cache rows [0, pos[i]].
-  // q: [n_tokens, n_head, head_dim]; out: [n_tokens, n_head * head_dim].
+  // Causal GQA attention over the paged cache for a batch of sequences, each contributing a run of
+  // query tokens (a prefill chunk, or one decode token):
+  //   q:               [n_tokens, n_head, head_dim], sequences back to back
+  //   query_start_loc: i32[n_seqs + 1]; sequence s owns tokens [qsl[s], qsl[s + 1])
+  //   seq_lens:        i32[n_seqs]; keys of s after this step's kv_write (its last q_len tokens
+  //                    are the queries, so query j of s sits at position seq_lens[s] - q_len + j
+  //                    and sees keys [0, that position])
+  //   block_table:     i32[n_seqs, max_blocks]; logical block b of s is physical block bt[s][b]
+  //   out:             [n_tokens, n_head * head_dim]
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
-                         const Tensor& pos, Tensor& out) = 0;
+                         const Tensor& query_start_loc, const Tensor& seq_lens, const Tensor& block_table,
+                         Tensor& out) = 0;
   // out[n, f] = silu(gate) * up
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // x += y, both [n, d]
   virtual void add(Tensor& x, const Tensor& y) = 0;
+  // out[r] = the first index of the largest value of row r; x: [n_rows, n] f32; out: i32[n_rows].
+  // Greedy decoding copies one id per sequence back instead of a vocabulary row.
+  virtual void argmax(const Tensor& x, Tensor& out) = 0;
 };
 
 // n_threads <= 0: one per hardware thread.

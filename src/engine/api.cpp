@@ -1,71 +1,50 @@
-// The public Model API over src/model and src/backend; errors become Status (engine/guarded.h).
+// The single-sequence Model API over src/model; errors become Status (engine/guarded.h).
 #include <algorithm>
 #include <numeric>
 
-#include "backend/backend.h"
 #include "common/check.h"
 #include "engine/guarded.h"
+#include "engine/loaded-model.h"
 #include "herd/model.h"
-#include "model/llama.h"
-#include "model/model-dir.h"
 #include "model/synthetic.h"
 
 namespace herd {
 
 namespace {
-
-int32_t argmax(const float* row, int64_t n) {
-  return int32_t(std::max_element(row, row + n) - row);  // first maximum, as torch.argmax
-}
-
+constexpr int32_t kBlockSize = 16;
 }  // namespace
 
 struct Model::Impl {
-  ModelFiles files;  // owns the mapped weights the CPU backend aliases
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<LlamaModel> llama;
-  ModelInfo info;
+  std::unique_ptr<LoadedModel> m;
+  std::vector<int32_t> blocks;  // the one sequence owns every block but the null one, in order
 
   void check_ids(const std::vector<int32_t>& ids, int64_t extra) const {
     HERD_REQUIRE(!ids.empty(), "no input ids");
-    for (int32_t id : ids)
-      HERD_REQUIRE(id >= 0 && id < info.n_vocab, "token id ", id, " is outside the vocabulary [0, ", info.n_vocab, ")");
-    HERD_REQUIRE(int64_t(ids.size()) + extra <= info.max_context, ids.size(), " input tokens plus ", extra,
-                 " to generate exceed the context of ", info.max_context, " tokens; raise --ctx (at most ",
-                 info.n_ctx_train, ")");
+    check_token_ids(ids, m->info.n_vocab);
+    HERD_REQUIRE(int64_t(ids.size()) + extra <= m->info.max_context, ids.size(), " input tokens plus ", extra,
+                 " to generate exceed the context of ", m->info.max_context, " tokens; raise --ctx (at most ",
+                 m->info.n_ctx_train, ")");
   }
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-const ModelInfo& Model::info() const { return impl_->info; }
+const ModelInfo& Model::info() const { return impl_->m->info; }
 
 Status Model::load(const std::string& path, const ModelOptions& options, std::unique_ptr<Model>* out) {
   return guarded([&] {
     HERD_REQUIRE(options.max_context > 0, "--ctx must be positive, got ", options.max_context);
     auto impl = std::make_unique<Impl>();
-    impl->files = load_model_files(path, options.meta_rope_factor);
-    const ModelConfig& c = impl->files.config;
-    impl->backend = make_backend(options.device, options.n_threads);
-    const int64_t n_ctx = std::min(options.max_context, c.n_ctx_train);
-    impl->llama = std::make_unique<LlamaModel>(c, impl->files.weights, *impl->backend, n_ctx);
-
-    ModelInfo& i = impl->info;
-    i.n_vocab = c.n_vocab;
-    i.n_embd = c.n_embd;
-    i.n_ff = c.n_ff;
-    i.n_layer = c.n_layer;
-    i.n_head = c.n_head;
-    i.n_head_kv = c.n_head_kv;
-    i.head_dim = c.head_dim;
-    i.n_ctx_train = c.n_ctx_train;
-    i.max_context = n_ctx;
-    i.tied_embeddings = c.tied_embeddings;
-    i.bos_id = c.bos_id;
-    i.eos_ids = c.eos_ids;
-    i.dtype = std::string(dtype_name(impl->files.weights.tok_embd.dtype));
-    i.device = impl->backend->name();
+    int64_t n_ctx = 0;
+    impl->m = load_model(path, options.device, options.n_threads, options.meta_rope_factor, kBlockSize,
+                         [&](const ModelConfig& c, Backend&) {
+                           n_ctx = std::min(options.max_context, c.n_ctx_train);
+                           return int32_t((n_ctx + kBlockSize - 1) / kBlockSize + 1);
+                         });
+    impl->m->info.max_context = n_ctx;
+    impl->blocks.resize(size_t(impl->m->n_blocks - 1));
+    std::iota(impl->blocks.begin(), impl->blocks.end(), 1);
     out->reset(new Model(std::move(impl)));
   });
 }
@@ -73,12 +52,13 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
 Status Model::logits(const std::vector<int32_t>& ids, bool all_positions, std::vector<float>* out) {
   return guarded([&] {
     impl_->check_ids(ids, 0);
-    const int32_t n = int32_t(ids.size());
-    std::vector<int32_t> pos(ids.size()), rows;
-    std::iota(pos.begin(), pos.end(), 0);
-    if (all_positions) rows = pos;
-    else rows = {n - 1};
-    *out = impl_->llama->forward(ids, pos, rows);
+    Batch b;
+    b.add_sequence(ids, 0, int64_t(ids.size()), impl_->blocks, kBlockSize, /*want_logits=*/true);
+    if (all_positions) {
+      b.logits_rows.resize(ids.size());
+      std::iota(b.logits_rows.begin(), b.logits_rows.end(), 0);
+    }
+    *out = impl_->m->llama->forward(b);
   });
 }
 
@@ -87,21 +67,18 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
   return guarded([&] {
     HERD_REQUIRE(max_new >= 0, "-n must be >= 0, got ", max_new);
     impl_->check_ids(ids, max_new);
-    const int64_t n_vocab = impl_->info.n_vocab;
-    const auto& eos = impl_->info.eos_ids;
-    std::vector<int32_t> pos(ids.size());
-    std::iota(pos.begin(), pos.end(), 0);
-    std::vector<int32_t> step_ids = ids;
-    int32_t next_pos = int32_t(ids.size());
+    const auto& eos = impl_->m->info.eos_ids;
+    std::vector<int32_t> tokens = ids;
+    int64_t n_computed = 0;
     for (int i = 0; i < max_new; ++i) {
-      const int32_t last = int32_t(step_ids.size()) - 1;
-      const std::vector<float> logits = impl_->llama->forward(step_ids, pos, std::vector<int32_t>{last});
-      const int32_t tok = argmax(logits.data(), n_vocab);
+      Batch b;
+      b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize, true);
+      n_computed = int64_t(tokens.size());
+      const int32_t tok = impl_->m->llama->forward_greedy(b)[0];
+      tokens.push_back(tok);
       out->push_back(tok);
       if (on_token && !on_token(tok)) break;
       if (std::find(eos.begin(), eos.end(), tok) != eos.end()) break;
-      step_ids = {tok};
-      pos = {next_pos++};
     }
   });
 }

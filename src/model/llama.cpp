@@ -5,8 +5,19 @@
 
 namespace herd {
 
-LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int64_t n_ctx)
-    : c_(c), be_(backend), n_ctx_(n_ctx) {
+namespace {
+
+// Elements [offset, offset + numel(shape)) of t, as their own tensor sharing t's memory.
+Tensor slice(const Tensor& t, int64_t offset, Shape shape) {
+  void* p = static_cast<char*>(t.data()) + offset * int64_t(dtype_size(t.dtype));
+  return Tensor{t.dtype, std::move(shape), std::shared_ptr<void>(t.storage, p)};
+}
+
+}  // namespace
+
+LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int32_t n_blocks,
+                       int32_t block_size)
+    : c_(c), be_(backend), block_size_(block_size) {
   tok_embd_ = be_.upload_weight(w.tok_embd);
   output_norm_ = be_.upload_weight(w.output_norm);
   output_ = c.tied_embeddings ? tok_embd_ : be_.upload_weight(w.output);
@@ -24,17 +35,24 @@ LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& back
     l.w_gate = be_.upload_weight(lw.w_gate);
     l.w_up = be_.upload_weight(lw.w_up);
     l.w_down = be_.upload_weight(lw.w_down);
-    l.k_cache = be_.alloc(DType::f32, {n_ctx, c.n_head_kv, c.head_dim});
-    l.v_cache = be_.alloc(DType::f32, {n_ctx, c.n_head_kv, c.head_dim});
+    l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c.n_head_kv, block_size, c.head_dim});
+    l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c.n_head_kv, block_size, c.head_dim});
     layers_.push_back(std::move(l));
   }
+}
+
+int64_t LlamaModel::kv_bytes_per_token(const ModelConfig& c, DType kv_dtype) {
+  return 2 * c.n_layer * c.n_head_kv * c.head_dim * int64_t(dtype_size(kv_dtype));
+}
+
+Tensor LlamaModel::reuse(Tensor& buf, DType dtype, Shape shape) {
+  if (buf.storage == nullptr || buf.numel() < shape_numel(shape)) buf = be_.alloc(dtype, {shape_numel(shape)});
+  return view_as(buf, std::move(shape));
 }
 
 void LlamaModel::ensure_scratch(int64_t n) {
   if (n <= s_.cap) return;
   const int64_t q_dim = c_.n_head * c_.head_dim, kv_dim = c_.n_head_kv * c_.head_dim;
-  s_.ids = be_.alloc(DType::i32, {n});
-  s_.pos = be_.alloc(DType::i32, {n});
   s_.x = be_.alloc(DType::f32, {n, c_.n_embd});
   s_.xn = be_.alloc(DType::f32, {n, c_.n_embd});
   s_.q = be_.alloc(DType::f32, {n, q_dim});
@@ -46,38 +64,54 @@ void LlamaModel::ensure_scratch(int64_t n) {
   s_.cap = n;
 }
 
-std::vector<float> LlamaModel::forward(std::span<const int32_t> ids_in, std::span<const int32_t> pos_in,
-                                       std::span<const int32_t> rows_in) {
-  const int64_t n = int64_t(ids_in.size()), n_rows = int64_t(rows_in.size());
-  HERD_CHECK(n > 0 && pos_in.size() == ids_in.size());
+Tensor LlamaModel::run(const Batch& b) {
+  const int64_t n = b.n_tokens(), n_seqs = b.n_seqs(), n_rows = int64_t(b.logits_rows.size());
+  HERD_CHECK(n > 0 && n_rows > 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
   ensure_scratch(n);
   const int64_t hd = c_.head_dim, q_dim = c_.n_head * hd, kv_dim = c_.n_head_kv * hd;
 
-  Tensor ids = view_as(s_.ids, {n}), pos = view_as(s_.pos, {n});
-  be_.write(ids, ids_in.data(), ids_in.size_bytes());
-  be_.write(pos, pos_in.data(), pos_in.size_bytes());
-  Tensor x = view_as(s_.x, {n, c_.n_embd});        // the residual stream
-  Tensor xn = view_as(s_.xn, {n, c_.n_embd});      // its normalised copy
-  Tensor q = view_as(s_.q, {n, q_dim});
-  Tensor k = view_as(s_.k, {n, kv_dim});
-  Tensor v = view_as(s_.v, {n, kv_dim});
+  // Every int32 array of the step in one upload: ids, positions, slots, qsl, seq_lens, rows, table.
+  std::vector<int32_t> host;
+  for (const auto* a : {&b.ids, &b.positions, &b.slot_mapping, &b.query_start_loc, &b.seq_lens, &b.logits_rows,
+                        &b.block_table})
+    host.insert(host.end(), a->begin(), a->end());
+  Tensor ints = reuse(ints_, DType::i32, {int64_t(host.size())});
+  be_.write(ints, host.data(), host.size() * sizeof(int32_t));
+  int64_t at = 0;
+  auto next = [&](Shape shape) {
+    Tensor t = slice(ints, at, shape);
+    at += shape_numel(shape);
+    return t;
+  };
+  const Tensor ids = next({n});                            // i32[n_tokens]
+  const Tensor pos = next({n});                            // i32[n_tokens]
+  const Tensor slots = next({n});                          // i32[n_tokens]
+  const Tensor qsl = next({n_seqs + 1});                   // i32[n_seqs + 1]
+  const Tensor seq_lens = next({n_seqs});                  // i32[n_seqs]
+  const Tensor rows = next({n_rows});                      // i32[n_rows]
+  const Tensor table = next({n_seqs, b.max_blocks});       // i32[n_seqs, max_blocks]
+
+  Tensor x = view_as(s_.x, {n, c_.n_embd});    // the residual stream
+  Tensor xn = view_as(s_.xn, {n, c_.n_embd});  // its normalised copy
+  Tensor q = view_as(s_.q, {n, c_.n_head, hd});
+  Tensor k = view_as(s_.k, {n, c_.n_head_kv, hd});
+  Tensor v = view_as(s_.v, {n, c_.n_head_kv, hd});
   Tensor attn = view_as(s_.attn, {n, q_dim});
   Tensor gate = view_as(s_.gate, {n, c_.n_ff});
   Tensor up = view_as(s_.up, {n, c_.n_ff});
-  Tensor q_heads = view_as(s_.q, {n, c_.n_head, hd});
-  Tensor k_heads = view_as(s_.k, {n, c_.n_head_kv, hd});
+  Tensor q_flat = view_as(s_.q, {n, q_dim}), k_flat = view_as(s_.k, {n, kv_dim}), v_flat = view_as(s_.v, {n, kv_dim});
 
   be_.embed(tok_embd_, ids, x);
   for (Layer& l : layers_) {
     // attention block
     be_.rms_norm(x, l.attn_norm, c_.norm_eps, xn);
-    be_.matmul(xn, l.wq, q);
-    be_.matmul(xn, l.wk, k);
-    be_.matmul(xn, l.wv, v);
-    be_.rope(q_heads, pos, inv_freq_);
-    be_.rope(k_heads, pos, inv_freq_);
-    be_.kv_write(k_heads, view_as(v, {n, c_.n_head_kv, hd}), pos, l.k_cache, l.v_cache);
-    be_.attention(q_heads, l.k_cache, l.v_cache, pos, attn);
+    be_.matmul(xn, l.wq, q_flat);
+    be_.matmul(xn, l.wk, k_flat);
+    be_.matmul(xn, l.wv, v_flat);
+    be_.rope(q, pos, inv_freq_);
+    be_.rope(k, pos, inv_freq_);
+    be_.kv_write(k, v, slots, l.k_cache, l.v_cache);
+    be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn);
     be_.matmul(attn, l.wo, xn);  // xn is free again: reuse it for the output projection
     be_.add(x, xn);
     // feed-forward block (SwiGLU)
@@ -90,16 +124,28 @@ std::vector<float> LlamaModel::forward(std::span<const int32_t> ids_in, std::spa
   }
 
   // Final norm and LM head on the requested rows only.
-  Tensor rows = be_.alloc(DType::i32, {n_rows});
-  be_.write(rows, rows_in.data(), rows_in.size_bytes());
-  Tensor picked = be_.alloc(DType::f32, {n_rows, c_.n_embd});   // [n_rows, n_embd]
+  Tensor picked = reuse(picked_, DType::f32, {n_rows, c_.n_embd});       // [n_rows, n_embd]
   be_.embed(x, rows, picked);
-  Tensor picked_n = be_.alloc(DType::f32, {n_rows, c_.n_embd});
+  Tensor picked_n = reuse(picked_norm_, DType::f32, {n_rows, c_.n_embd});
   be_.rms_norm(picked, output_norm_, c_.norm_eps, picked_n);
-  Tensor logits = be_.alloc(DType::f32, {n_rows, c_.n_vocab});  // [n_rows, n_vocab]
+  Tensor logits = reuse(logits_, DType::f32, {n_rows, c_.n_vocab});      // [n_rows, n_vocab]
   be_.matmul(picked_n, output_, logits);
-  std::vector<float> out(size_t(n_rows * c_.n_vocab));
+  return logits;
+}
+
+std::vector<float> LlamaModel::forward(const Batch& batch) {
+  const Tensor logits = run(batch);
+  std::vector<float> out(size_t(logits.numel()));
   be_.read(logits, out.data(), out.size() * sizeof(float));
+  return out;
+}
+
+std::vector<int32_t> LlamaModel::forward_greedy(const Batch& batch) {
+  const Tensor logits = run(batch);
+  Tensor ids = reuse(argmax_, DType::i32, {logits.dim(0)});
+  be_.argmax(logits, ids);
+  std::vector<int32_t> out(size_t(ids.numel()));
+  be_.read(ids, out.data(), out.size() * sizeof(int32_t));
   return out;
 }
 

@@ -3,10 +3,10 @@
 #pragma once
 
 #include <cstdint>
-#include <span>
 #include <vector>
 
 #include "backend/backend.h"
+#include "model/batch.h"
 #include "model/config.h"
 #include "model/weights.h"
 
@@ -14,40 +14,48 @@ namespace herd {
 
 class LlamaModel {
  public:
-  // Uploads the weights once and allocates a contiguous KV cache of n_ctx positions.
-  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int64_t n_ctx);
+  // Uploads the weights once and allocates the paged KV cache: per layer, K and V of
+  // [n_blocks, n_head_kv, block_size, head_dim] in the backend's kv_dtype().
+  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int32_t n_blocks, int32_t block_size);
 
-  // ids, pos: [n_tokens]; rows: indices into the batch whose logits are wanted.
-  // Returns f32 [n_rows, n_vocab]. K/V of every token are written at its position.
-  std::vector<float> forward(std::span<const int32_t> ids, std::span<const int32_t> pos,
-                             std::span<const int32_t> rows);
+  // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab].
+  std::vector<float> forward(const Batch& batch);
+  // The same, but returns only the argmax of each logits row (greedy decoding).
+  std::vector<int32_t> forward_greedy(const Batch& batch);
 
-  int64_t n_ctx() const { return n_ctx_; }
+  // KV bytes per token: 2 (K and V) x layers x kv heads x head_dim x element size.
+  static int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);
+
   const ModelConfig& config() const { return c_; }
+  int32_t block_size() const { return block_size_; }
 
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
-    Tensor k_cache, v_cache;  // [n_ctx, n_head_kv, head_dim] f32
+    Tensor k_cache, v_cache;  // [n_blocks, n_head_kv, block_size, head_dim]
   };
-  // Activations for up to `cap` tokens, reused across calls.
+  // Activations for up to `cap` tokens, reused across steps.
   struct Scratch {
     int64_t cap = 0;
-    Tensor ids, pos;   // i32[n_tokens]
-    Tensor x, xn;      // [n_tokens, n_embd]
-    Tensor q, attn;    // [n_tokens, n_head * head_dim]
-    Tensor k, v;       // [n_tokens, n_head_kv * head_dim]
-    Tensor gate, up;   // [n_tokens, n_ff]
+    Tensor x, xn;     // [n_tokens, n_embd]
+    Tensor q, attn;   // [n_tokens, n_head * head_dim]
+    Tensor k, v;      // [n_tokens, n_head_kv * head_dim]
+    Tensor gate, up;  // [n_tokens, n_ff]
   };
 
+  // Runs the layers and the LM head; returns the device logits [n_rows, n_vocab].
+  Tensor run(const Batch& batch);
   void ensure_scratch(int64_t n_tokens);
+  // A reusable buffer of at least n elements, viewed as `shape`.
+  Tensor reuse(Tensor& buf, DType dtype, Shape shape);
 
   ModelConfig c_;
   Backend& be_;
-  int64_t n_ctx_;
+  int32_t block_size_;
   Tensor tok_embd_, output_norm_, output_, inv_freq_;
   std::vector<Layer> layers_;
   Scratch s_;
+  Tensor ints_, picked_, picked_norm_, logits_, argmax_;
 };
 
 }  // namespace herd

@@ -49,9 +49,10 @@ def read_safetensors(path):
 
 def expect_bad_input(name, args, must_mention, stdin=b""):
     rc, out, err = run(*args, stdin=stdin)
-    lines = [l for l in err.splitlines() if l.strip()]
-    check(name, rc == 2 and len(lines) == 1 and must_mention in err and out == b"",
-          f"rc={rc} stderr={err!r} stdout={out[:200]!r}")
+    # Logs may precede it (the KV capacity); the error itself is one line, the last.
+    errors = [l for l in err.splitlines() if l.startswith("herd: error:")]
+    check(name, rc == 2 and len(errors) == 1 and err.rstrip("\n").endswith(errors[0]) and must_mention in errors[0]
+          and out == b"", f"rc={rc} stderr={err!r} stdout={out[:200]!r}")
 
 
 ref = json.load(open(REF + ".json"))
@@ -143,7 +144,7 @@ expect_bad_input("bad --ids", ["logits", "-m", MODEL, "--ids", "1,x"], "'x' is n
 expect_bad_input("id out of range", ["logits", "-m", MODEL, "--ids", "1,999", "--device", "cpu"], "token id 999")
 expect_bad_input("unknown flag", ["logits", "-m", MODEL, "--ids", "1", "--frobnicate"], "frobnicate")
 expect_bad_input("no prompt", ["generate", "-m", MODEL], "--ids or -p")
-expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi", "--device", "cpu"], "needs a tokenizer")
+expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi", "--device", "cpu"], "has no tokenizer")
 expect_bad_input("bad tokenizer file", ["tokenize", "-m", os.path.join(MODEL, "config.json")], "config.json")
 
 n_fail = results.count(False)

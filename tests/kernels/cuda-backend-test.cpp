@@ -1,6 +1,7 @@
 // Every op of the CUDA backend against the CPU backend (the reference), on fresh random inputs over
-// awkward shapes: odd lengths, GQA 1:1 / 3:1 / 4:1 / 8:1, head_dim 64 and 128, contexts past 1000
-// and up to 32K, f32 / f16 / bf16 weights. Skips cleanly without a GPU (CI).
+// awkward shapes: odd lengths, GQA 1:1 / 3:1 / 4:1 / 8:1, head_dim 32, 64 and 128, paged caches with
+// shuffled blocks, partial blocks and block sizes 8 / 16 / 32, batches mixing prefill chunks and decode
+// tokens, contexts up to 32K, f32 / f16 / bf16 weights. Skips cleanly without a GPU (CI).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -245,135 +246,218 @@ TEST_F(CudaVsCpu, RopeMatchesAtLongPositions) {
 
 // --- kv_write ----------------------------------------------------------------
 
-TEST_F(CudaVsCpu, KvWriteScattersRowsByPosition) {
+TEST_F(CudaVsCpu, KvWriteScattersRowsThroughSlotMapping) {
   for (int64_t head_dim : {64, 128}) {
-    const int64_t n_ctx = 1500, n_head_kv = 8, n_tokens = 37, row = n_head_kv * head_dim;
-    std::vector<int32_t> pos(static_cast<size_t>(n_ctx));
-    std::iota(pos.begin(), pos.end(), 0);
-    std::shuffle(pos.begin(), pos.end(), std::mt19937(11));
-    pos.resize(size_t(n_tokens));  // distinct, unsorted, anywhere in the cache
-    const auto k = random_normal(size_t(n_tokens * row), 12), v = random_normal(size_t(n_tokens * row), 13);
-    auto kt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, k.data());
-    auto vt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, v.data());
-    auto p = input(DType::i32, {n_tokens}, pos.data());
-    auto kc = output(DType::f32, {n_ctx, n_head_kv, head_dim});
-    auto vc = output(DType::f32, {n_ctx, n_head_kv, head_dim});
-    cpu_->kv_write(kt.cpu, vt.cpu, p.cpu, kc.cpu, vc.cpu);
-    gpu_->kv_write(kt.gpu, vt.gpu, p.gpu, kc.gpu, vc.gpu);
-    expect_close(gpu_f32(kc), cpu_f32(kc), 0, 0, str_cat("k cache, head_dim ", head_dim));
-    expect_close(gpu_f32(vc), cpu_f32(vc), 0, 0, str_cat("v cache, head_dim ", head_dim));
+    for (int64_t block_size : {16, 32}) {
+      const int64_t n_blocks = 40, n_head_kv = 8, n_tokens = 37, row = n_head_kv * head_dim;
+      const Shape cache_shape = {n_blocks, n_head_kv, block_size, head_dim};
+      std::vector<int32_t> slots(static_cast<size_t>(n_blocks * block_size - 1));  // all but the last slot
+      std::iota(slots.begin(), slots.end(), 0);
+      std::shuffle(slots.begin(), slots.end(), std::mt19937(11));
+      slots.resize(size_t(n_tokens));  // distinct, unsorted, anywhere in the cache, partial blocks
+      slots[3] = slots[20] = -1;       // padding tokens: skipped
+      slots[36] = int32_t(n_blocks * block_size - 1);  // the very last slot (distinct: not drawn above)
+      const auto k = random_normal(size_t(n_tokens * row), 12), v = random_normal(size_t(n_tokens * row), 13);
+      auto kt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, k.data());
+      auto vt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, v.data());
+      auto sm = input(DType::i32, {n_tokens}, slots.data());
+      const std::string what = str_cat("head_dim ", head_dim, " block_size ", block_size);
 
-    // A bf16 cache (CUDA only) holds exactly the rounded values, the rest of it zeros.
-    Tensor kb = gpu_->alloc(DType::bf16, {n_ctx, n_head_kv, head_dim});
-    Tensor vb = gpu_->alloc(DType::bf16, {n_ctx, n_head_kv, head_dim});
-    gpu_->kv_write(kt.gpu, vt.gpu, p.gpu, kb, vb);
-    const auto kh = read<uint16_t>(*gpu_, kb), vh = read<uint16_t>(*gpu_, vb);
-    std::vector<uint16_t> kw(size_t(n_ctx * row), 0), vw(size_t(n_ctx * row), 0);
-    for (int64_t t = 0; t < n_tokens; ++t)
-      for (int64_t i = 0; i < row; ++i) {
-        kw[size_t(pos[size_t(t)] * row + i)] = f32_to_bf16(k[size_t(t * row + i)]);
-        vw[size_t(pos[size_t(t)] * row + i)] = f32_to_bf16(v[size_t(t * row + i)]);
+      // An f32 cache: the same bytes as the CPU's (a pure copy).
+      auto kc = output(DType::f32, cache_shape), vc = output(DType::f32, cache_shape);
+      cpu_->kv_write(kt.cpu, vt.cpu, sm.cpu, kc.cpu, vc.cpu);
+      gpu_->kv_write(kt.gpu, vt.gpu, sm.gpu, kc.gpu, vc.gpu);
+      expect_close(gpu_f32(kc), cpu_f32(kc), 0, 0, "f32 k cache, " + what);
+      expect_close(gpu_f32(vc), cpu_f32(vc), 0, 0, "f32 v cache, " + what);
+
+      // The backend's own cache type (bf16) holds exactly the host-rounded values, the rest zeros.
+      ASSERT_EQ(gpu_->kv_dtype(), DType::bf16);
+      Tensor kb = gpu_->alloc(DType::bf16, cache_shape), vb = gpu_->alloc(DType::bf16, cache_shape);
+      gpu_->kv_write(kt.gpu, vt.gpu, sm.gpu, kb, vb);
+      std::vector<uint16_t> kw(size_t(shape_numel(cache_shape)), 0), vw(kw.size(), 0);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const int32_t slot = slots[size_t(t)];
+        if (slot < 0) continue;
+        const int64_t block = slot / block_size, offset = slot % block_size;
+        for (int64_t h = 0; h < n_head_kv; ++h)
+          for (int64_t d = 0; d < head_dim; ++d) {
+            const size_t dst = size_t(((block * n_head_kv + h) * block_size + offset) * head_dim + d);
+            kw[dst] = f32_to_bf16(k[size_t(t * row + h * head_dim + d)]);
+            vw[dst] = f32_to_bf16(v[size_t(t * row + h * head_dim + d)]);
+          }
       }
-    EXPECT_TRUE(kh == kw) << "bf16 k cache, head_dim " << head_dim;
-    EXPECT_TRUE(vh == vw) << "bf16 v cache, head_dim " << head_dim;
+      EXPECT_TRUE(read<uint16_t>(*gpu_, kb) == kw) << "bf16 k cache, " << what;
+      EXPECT_TRUE(read<uint16_t>(*gpu_, vb) == vw) << "bf16 v cache, " << what;
+    }
   }
 }
 
 // --- attention ---------------------------------------------------------------
 
-struct AttnCase {
-  const char* name;
-  int64_t n_head, n_head_kv, head_dim, n_ctx;
-  std::vector<int32_t> pos;  // the query tokens' positions
-  float q_scale;             // larger: sharper softmax
+struct SeqSpec {
+  int32_t seq_len, q_len;  // keys after this step's write; query tokens this step (0: none)
 };
 
-std::vector<int32_t> range(int32_t begin, int32_t end) {
-  std::vector<int32_t> v(static_cast<size_t>(end - begin));
-  std::iota(v.begin(), v.end(), begin);
-  return v;
-}
+struct AttnCase {
+  std::string name;
+  int64_t n_head, n_head_kv, head_dim, block_size;
+  std::vector<SeqSpec> seqs;
+  float q_scale;  // larger: sharper softmax
+};
 
-std::vector<int32_t> scattered(int n, int32_t n_ctx, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (int32_t& p : v) p = int32_t(rng() % uint32_t(n_ctx));
-  return v;
+// The int32 arrays of one step, as the engine builds them, except that physical block ids are a
+// random permutation of the whole pool (never contiguous, never in order) and the pool has spare
+// blocks nobody owns.
+struct PagedBatch {
+  int64_t n_tokens = 0, n_seqs = 0, n_blocks = 0, max_blocks = 0;
+  std::vector<int32_t> qsl, seq_lens, block_table;
+};
+
+PagedBatch make_batch(const std::vector<SeqSpec>& seqs, int64_t block_size, uint32_t seed) {
+  PagedBatch b;
+  b.n_seqs = int64_t(seqs.size());
+  std::vector<int64_t> n_used;
+  for (const SeqSpec& s : seqs) {
+    n_used.push_back((s.seq_len + block_size - 1) / block_size);
+    b.n_blocks += n_used.back();
+    b.max_blocks = std::max(b.max_blocks, n_used.back());
+  }
+  b.n_blocks += 3;
+  b.max_blocks += 2;  // table columns past a sequence's blocks exist and must not be read
+  std::vector<int32_t> perm(static_cast<size_t>(b.n_blocks));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+  b.block_table.assign(size_t(b.n_seqs * b.max_blocks), 0);
+  b.qsl.push_back(0);
+  size_t next = 0;
+  for (size_t s = 0; s < seqs.size(); ++s) {
+    for (int64_t i = 0; i < n_used[s]; ++i) b.block_table[s * size_t(b.max_blocks) + size_t(i)] = perm[next++];
+    b.qsl.push_back(b.qsl.back() + seqs[s].q_len);
+    b.seq_lens.push_back(seqs[s].seq_len);
+  }
+  b.n_tokens = b.qsl.back();
+  return b;
 }
 
 std::vector<AttnCase> attention_cases() {
+  std::vector<SeqSpec> decode48;  // enough decode rows that the kernel needs no key splits
+  std::mt19937 rng(14);
+  for (int i = 0; i < 48; ++i) decode48.push_back({int32_t(1 + rng() % 3000), 1});
   std::vector<AttnCase> cases = {
-      {"prefill 1:1 hd128 from 0", 32, 32, 128, 64, range(0, 37), 1.f},
-      {"prefill 3:1 hd64 odd", 24, 8, 64, 200, range(0, 131), 1.f},
-      {"decode 4:1 hd128 at 1234", 32, 8, 128, 1300, {1234}, 1.f},
-      {"chunk 8:1 hd128 at end of 1100", 64, 8, 128, 1100, range(1081, 1100), 2.f},
-      {"chunk 8:1 hd64 single kv head", 8, 1, 64, 2100, range(2047, 2050), 1.f},
-      {"prefill 4:1 hd128 300 tokens (no split)", 32, 8, 128, 1000, range(700, 1000), 1.f},
-      {"scattered positions 4:1 hd64", 16, 4, 64, 1500, scattered(23, 1500, 14), 3.f},
-      {"decode 1:1 hd64 at 0", 4, 4, 64, 16, {0}, 1.f},
-      {"decode 4:1 hd128 at 32767", 32, 8, 128, 32768, {32767}, 1.f},
-      {"5 tokens 4:1 hd128 near 32K", 32, 8, 128, 32768, range(32000, 32005), 4.f},
+      {"prefill 1:1 hd128 from 0", 32, 32, 128, 16, {{37, 37}}, 1.f},
+      {"prefill 3:1 hd64 odd", 24, 8, 64, 16, {{131, 131}}, 1.f},
+      {"mixed prefill/decode 4:1 hd128, a q_len 0 sequence", 32, 8, 128, 16,
+       {{1234, 1}, {300, 300}, {1100, 19}, {17, 1}, {5, 0}, {64, 64}, {2, 1}}, 1.f},
+      {"decode batch 8:1 hd128 bs32", 64, 8, 128, 32, {{1, 1}, {33, 1}, {1000, 1}, {2049, 1}, {31, 1}, {32, 1}}, 2.f},
+      {"chunk 8:1 hd64 single kv head", 8, 1, 64, 16, {{2050, 3}}, 1.f},
+      {"mixed 3:1 hd64 bs32", 24, 8, 64, 32, {{700, 7}, {45, 45}, {9, 1}}, 3.f},
+      {"hd32 4:1 bs8 (test fixture shape)", 8, 2, 32, 8, {{100, 100}, {50, 1}, {8, 8}}, 1.f},
+      {"chunk of 300 after 700, 4:1 hd128 (no split)", 32, 8, 128, 16, {{1000, 300}}, 1.f},
+      {"decode batch of 48, 4:1 hd128 (no split)", 32, 8, 128, 16, decode48, 1.f},
+      {"decode 1:1 hd64 at 0", 4, 4, 64, 16, {{1, 1}}, 1.f},
+      {"decode 4:1 hd128 at 32767", 32, 8, 128, 16, {{32768, 1}}, 1.f},
+      {"5 tokens 4:1 hd128 near 32K bs32", 32, 8, 128, 32, {{32005, 5}}, 4.f},
+      {"decode at 32K next to a prefill chunk, 4:1 hd128", 32, 8, 128, 16, {{32768, 1}, {200, 64}}, 1.f},
   };
   // HERD_TEST_QUICK (set under compute-sanitizer, which slows kernels many times): no 32K contexts.
   if (std::getenv("HERD_TEST_QUICK") != nullptr)
-    cases.erase(std::remove_if(cases.begin(), cases.end(), [](const AttnCase& c) { return c.n_ctx > 4096; }),
+    cases.erase(std::remove_if(cases.begin(), cases.end(),
+                               [](const AttnCase& c) {
+                                 return std::any_of(c.seqs.begin(), c.seqs.end(),
+                                                    [](const SeqSpec& s) { return s.seq_len > 4096; });
+                               }),
                 cases.end());
   return cases;
 }
 
 class CudaAttention : public CudaVsCpu {
  protected:
-  void run(const AttnCase& c, DType cache_type) {
-    const int64_t n_tokens = int64_t(c.pos.size()), row = c.n_head_kv * c.head_dim;
-    const Shape cache_shape = {c.n_ctx, c.n_head_kv, c.head_dim};
-    // Random K/V everywhere (not only at the queries' positions): a key a query must not see
-    // would show up in its output.
-    auto kf = random_normal(size_t(c.n_ctx * row), 15), vf = random_normal(size_t(c.n_ctx * row), 16);
-    if (cache_type == DType::bf16) kf = rounded(kf, DType::bf16), vf = rounded(vf, DType::bf16);
+  // Both backends on one batch; returns {gpu, cpu} outputs.
+  std::pair<std::vector<float>, std::vector<float>> run(const AttnCase& c, uint32_t seed) {
+    const PagedBatch b = make_batch(c.seqs, c.block_size, seed);
+    const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
+    // Random K/V in every slot of every block (spare blocks and the tails of partial blocks too):
+    // a key a query must not see would show up in its output. The CUDA cache is bf16, the CPU's
+    // f32: both get the same bf16-representable values, so only the arithmetic differs.
+    EXPECT_EQ(gpu_->kv_dtype(), DType::bf16);
+    const auto kf = rounded(random_normal(size_t(shape_numel(cache_shape)), seed + 1), DType::bf16);
+    const auto vf = rounded(random_normal(size_t(shape_numel(cache_shape)), seed + 2), DType::bf16);
     Tensor kc = cpu_->alloc(DType::f32, cache_shape), vc = cpu_->alloc(DType::f32, cache_shape);
     cpu_->write(kc, kf.data(), kc.nbytes());
     cpu_->write(vc, vf.data(), vc.nbytes());
-    Tensor kg = gpu_->alloc(cache_type, cache_shape), vg = gpu_->alloc(cache_type, cache_shape);
-    const auto kb = encode(kf, cache_type), vb = encode(vf, cache_type);
+    Tensor kg = gpu_->alloc(DType::bf16, cache_shape), vg = gpu_->alloc(DType::bf16, cache_shape);
+    const auto kb = encode(kf, DType::bf16), vb = encode(vf, DType::bf16);
     gpu_->write(kg, kb.data(), kg.nbytes());
     gpu_->write(vg, vb.data(), vg.nbytes());
 
-    const auto q = random_normal(size_t(n_tokens * c.n_head * c.head_dim), 17, c.q_scale);
-    auto qt = input(DType::f32, {n_tokens, c.n_head, c.head_dim}, q.data());
-    auto p = input(DType::i32, {n_tokens}, c.pos.data());
-    auto out = output(DType::f32, {n_tokens, c.n_head * c.head_dim});
-    cpu_->attention(qt.cpu, kc, vc, p.cpu, out.cpu);
-    gpu_->attention(qt.gpu, kg, vg, p.gpu, out.gpu);
-    expect_close(gpu_f32(out), cpu_f32(out), 2e-5f, 1e-4f, str_cat(c.name, " cache ", dtype_name(cache_type)));
+    const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
+    auto qt = input(DType::f32, {b.n_tokens, c.n_head, c.head_dim}, q.data());
+    auto qsl = input(DType::i32, {b.n_seqs + 1}, b.qsl.data());
+    auto sl = input(DType::i32, {b.n_seqs}, b.seq_lens.data());
+    auto bt = input(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
+    auto out = output(DType::f32, {b.n_tokens, c.n_head * c.head_dim});
+    cpu_->attention(qt.cpu, kc, vc, qsl.cpu, sl.cpu, bt.cpu, out.cpu);
+    gpu_->attention(qt.gpu, kg, vg, qsl.gpu, sl.gpu, bt.gpu, out.gpu);
+    return {gpu_f32(out), cpu_f32(out)};
   }
 };
 
-TEST_F(CudaAttention, MatchesCpuWithF32Cache) {
-  for (const AttnCase& c : attention_cases()) run(c, DType::f32);
-}
-
-TEST_F(CudaAttention, MatchesCpuWithBf16Cache) {
-  for (const AttnCase& c : attention_cases()) run(c, DType::bf16);
+TEST_F(CudaAttention, MatchesCpuOnBf16RoundedCache) {
+  uint32_t seed = 15;
+  for (const AttnCase& c : attention_cases()) {
+    const auto [got, want] = run(c, seed += 10);
+    // Same inputs, f32 arithmetic on both sides: the differences are summation order (tiles of 32
+    // keys and key splits vs one pass), expf vs std::exp and the online softmax's rescaling, each a
+    // few f32 ulps relative per term of a convex combination of V rows (|v| <~ 5). 2e-5 absolute +
+    // 1e-4 relative holds with margin at 32K keys; a wrong key, block or mask is off by ~1e-2 or more.
+    expect_close(got, want, 2e-5f, 1e-4f, str_cat(c.name, " (", c.n_head, "/", c.n_head_kv, " heads, hd ", c.head_dim,
+                                                 ", block ", c.block_size, ")"));
+  }
 }
 
 TEST_F(CudaAttention, IsDeterministic) {
-  // Same inputs twice, bit-identical outputs: a difference would be a race.
-  const AttnCase c{"decode 4:1 hd128 at 5000", 32, 8, 128, 6000, {4999}, 1.f};
-  const int64_t row = c.n_head_kv * c.head_dim;
-  const Shape cache_shape = {c.n_ctx, c.n_head_kv, c.head_dim};
-  const auto kf = random_normal(size_t(c.n_ctx * row), 18), vf = random_normal(size_t(c.n_ctx * row), 19);
-  Tensor kg = gpu_->alloc(DType::f32, cache_shape), vg = gpu_->alloc(DType::f32, cache_shape);
-  gpu_->write(kg, kf.data(), kg.nbytes());
-  gpu_->write(vg, vf.data(), vg.nbytes());
-  const auto q = random_normal(size_t(c.n_head * c.head_dim), 20);
-  Tensor qt = gpu_->alloc(DType::f32, {1, c.n_head, c.head_dim});
+  // A mixed batch that takes the key-split path, twice: bit-identical outputs (a difference would be a race).
+  const AttnCase c{"mixed with splits", 32, 8, 128, 16, {{5000, 1}, {40, 40}, {777, 3}}, 1.f};
+  const PagedBatch b = make_batch(c.seqs, c.block_size, 18);
+  const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
+  const auto kb = encode(random_normal(size_t(shape_numel(cache_shape)), 19), DType::bf16);
+  const auto vb = encode(random_normal(size_t(shape_numel(cache_shape)), 20), DType::bf16);
+  Tensor kg = gpu_->alloc(DType::bf16, cache_shape), vg = gpu_->alloc(DType::bf16, cache_shape);
+  gpu_->write(kg, kb.data(), kg.nbytes());
+  gpu_->write(vg, vb.data(), vg.nbytes());
+  const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), 21);
+  Tensor qt = gpu_->alloc(DType::f32, {b.n_tokens, c.n_head, c.head_dim});
   gpu_->write(qt, q.data(), qt.nbytes());
-  Tensor p = gpu_->alloc(DType::i32, {1});
-  gpu_->write(p, c.pos.data(), 4);
-  Tensor o1 = gpu_->alloc(DType::f32, {1, c.n_head * c.head_dim}), o2 = gpu_->alloc(DType::f32, o1.shape);
-  gpu_->attention(qt, kg, vg, p, o1);
-  gpu_->attention(qt, kg, vg, p, o2);
+  Tensor qsl = gpu_->alloc(DType::i32, {b.n_seqs + 1}), sl = gpu_->alloc(DType::i32, {b.n_seqs});
+  Tensor bt = gpu_->alloc(DType::i32, {b.n_seqs, b.max_blocks});
+  gpu_->write(qsl, b.qsl.data(), qsl.nbytes());
+  gpu_->write(sl, b.seq_lens.data(), sl.nbytes());
+  gpu_->write(bt, b.block_table.data(), bt.nbytes());
+  Tensor o1 = gpu_->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim}), o2 = gpu_->alloc(DType::f32, o1.shape);
+  gpu_->attention(qt, kg, vg, qsl, sl, bt, o1);
+  gpu_->attention(qt, kg, vg, qsl, sl, bt, o2);
   EXPECT_TRUE(read<float>(*gpu_, o1) == read<float>(*gpu_, o2));
+}
+
+TEST_F(CudaAttention, EmptyStepsAreNoOps) {
+  // No tokens at all, and sequences that all have q_len 0: nothing to do, nothing thrown.
+  const int64_t n_head = 8, n_head_kv = 2, head_dim = 64, block_size = 16;
+  Tensor kg = gpu_->alloc(DType::bf16, {4, n_head_kv, block_size, head_dim}), vg = gpu_->alloc(DType::bf16, kg.shape);
+  Tensor q = gpu_->alloc(DType::f32, {0, n_head, head_dim}), out = gpu_->alloc(DType::f32, {0, n_head * head_dim});
+  Tensor k = gpu_->alloc(DType::f32, {0, n_head_kv, head_dim}), slots = gpu_->alloc(DType::i32, {0});
+  EXPECT_NO_THROW(gpu_->kv_write(k, k, slots, kg, vg));
+  for (int64_t n_seqs : {0, 2}) {
+    const std::vector<int32_t> qsl(size_t(n_seqs + 1), 0), lens = {5, 7}, table = {3, 0, 1, 2};
+    Tensor qt = gpu_->alloc(DType::i32, {n_seqs + 1}), sl = gpu_->alloc(DType::i32, {n_seqs});
+    Tensor bt = gpu_->alloc(DType::i32, {n_seqs, 2});
+    gpu_->write(qt, qsl.data(), qt.nbytes());
+    gpu_->write(sl, lens.data(), sl.nbytes());
+    gpu_->write(bt, table.data(), bt.nbytes());
+    EXPECT_NO_THROW(gpu_->attention(q, kg, vg, qt, sl, bt, out)) << n_seqs << " sequences";
+  }
+  std::vector<float> sync(1);
+  Tensor probe = gpu_->alloc(DType::f32, {1});
+  EXPECT_NO_THROW(gpu_->read(probe, sync.data(), 4));  // surfaces any asynchronous launch error
 }
 
 // --- elementwise ---------------------------------------------------------------
@@ -416,12 +500,31 @@ TEST_F(CudaVsCpu, EmbedPicksRowsOfF32ActivationsExactly) {
   expect_close(gpu_f32(out), cpu_f32(out), 0, 0, "embed of f32 rows");
 }
 
+// The first index of the largest value (std::max_element), with ties placed on purpose.
+TEST_F(CudaVsCpu, ArgmaxMatchesIncludingTies) {
+  for (Shape s : {Shape{5, 128256}, Shape{3, 1001}, Shape{2, 7}, Shape{1, 1}}) {
+    const int64_t n_rows = s[0], n = s[1];
+    auto x = random_normal(size_t(n_rows * n), 27, 3.f);
+    if (n > 3) {
+      x[size_t(n) - 1] = x[2] = 50.f;                  // row 0: a tie, the lower index wins
+      if (n_rows > 1) x[size_t(2 * n) - 1] = 60.f;    // row 1: the last column
+    }
+    auto xt = input(DType::f32, s, x.data());
+    auto out = output(DType::i32, {n_rows});
+    cpu_->argmax(xt.cpu, out.cpu);
+    gpu_->argmax(xt.gpu, out.gpu);
+    EXPECT_EQ(read<int32_t>(*gpu_, out.gpu), read<int32_t>(*cpu_, out.cpu)) << "argmax " << shape_str(s);
+  }
+}
+
 // --- one layer, end to end ---------------------------------------------------------
 
-// The ops chained as one Llama layer does (bf16 weights, 4:1 GQA, a prefill chunk then a decode
-// token), so that hand-offs between ops (shapes, strides, the cache) are checked too.
+// The ops chained as one Llama layer does (bf16 weights, 4:1 GQA, each backend's own KV cache type
+// through shuffled blocks), over two steps: two prefills in one batch, then a decode token next to
+// a prefill chunk. Hand-offs between ops (shapes, strides, slot_mapping, block tables) are checked too.
 TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
-  const int64_t n_embd = 512, n_head = 8, n_head_kv = 2, head_dim = 64, n_ff = 1376, n_vocab = 300, n_ctx = 256;
+  const int64_t n_embd = 512, n_head = 8, n_head_kv = 2, head_dim = 64, n_ff = 1376, n_vocab = 300;
+  const int64_t block_size = 16, n_blocks = 12, max_blocks = 4;
   const int64_t q_dim = n_head * head_dim, kv_dim = n_head_kv * head_dim;
   const DType wt = DType::bf16;
   uint32_t seed = 100;
@@ -438,14 +541,36 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
   std::vector<float> inv_freq(static_cast<size_t>(head_dim / 2));
   for (size_t i = 0; i < inv_freq.size(); ++i) inv_freq[i] = std::pow(500000.f, -float(2 * i) / float(head_dim));
   auto freq = input(DType::f32, {head_dim / 2}, inv_freq.data());
-  auto kc = output(DType::f32, {n_ctx, n_head_kv, head_dim}), vc = output(DType::f32, {n_ctx, n_head_kv, head_dim});
+  const Shape cache_shape = {n_blocks, n_head_kv, block_size, head_dim};
+  Both kc{cpu_->alloc(cpu_->kv_dtype(), cache_shape), gpu_->alloc(gpu_->kv_dtype(), cache_shape)};
+  Both vc{cpu_->alloc(cpu_->kv_dtype(), cache_shape), gpu_->alloc(gpu_->kv_dtype(), cache_shape)};
+  // Sequence A owns blocks 7, 2, 10; sequence B owns 0, 9 (neither in order nor adjacent).
+  const std::vector<int32_t> block_table = {7, 2, 10, -1, 0, 9, -1, -1};  // [2, max_blocks]
 
-  auto step = [&](Backend& b, bool on_gpu, const std::vector<int32_t>& ids, const std::vector<int32_t>& pos) {
+  // One step over both sequences: q_len[s] new tokens after n_past[s] cached ones.
+  auto step = [&](Backend& b, bool on_gpu, const std::vector<int32_t>& n_past, const std::vector<int32_t>& q_len) {
     auto pick = [&](Both& t) -> Tensor& { return on_gpu ? t.gpu : t.cpu; };
+    std::vector<int32_t> ids, pos, slots, qsl = {0}, seq_lens;
+    std::mt19937 rng(uint32_t(26 + n_past[0]));
+    for (size_t s = 0; s < 2; ++s) {
+      for (int32_t j = 0; j < q_len[s]; ++j) {
+        const int32_t p = n_past[s] + j;
+        ids.push_back(int32_t(rng() % n_vocab));
+        pos.push_back(p);
+        slots.push_back(block_table[s * max_blocks + size_t(p / block_size)] * int32_t(block_size) + p % int32_t(block_size));
+      }
+      qsl.push_back(qsl.back() + q_len[s]);
+      seq_lens.push_back(n_past[s] + q_len[s]);
+    }
     const int64_t n = int64_t(ids.size());
-    Tensor id = b.alloc(DType::i32, {n}), p = b.alloc(DType::i32, {n});
+    Tensor id = b.alloc(DType::i32, {n}), p = b.alloc(DType::i32, {n}), sm = b.alloc(DType::i32, {n});
+    Tensor qs = b.alloc(DType::i32, {3}), sl = b.alloc(DType::i32, {2}), bt = b.alloc(DType::i32, {2, max_blocks});
     b.write(id, ids.data(), size_t(n) * 4);
     b.write(p, pos.data(), size_t(n) * 4);
+    b.write(sm, slots.data(), size_t(n) * 4);
+    b.write(qs, qsl.data(), 12);
+    b.write(sl, seq_lens.data(), 8);
+    b.write(bt, block_table.data(), block_table.size() * 4);
     Tensor x = b.alloc(DType::f32, {n, n_embd}), h = b.alloc(DType::f32, {n, n_embd});
     Tensor q = b.alloc(DType::f32, {n, n_head, head_dim}), k = b.alloc(DType::f32, {n, n_head_kv, head_dim});
     Tensor v = b.alloc(DType::f32, {n, n_head_kv, head_dim}), a = b.alloc(DType::f32, {n, q_dim});
@@ -457,8 +582,8 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
     b.matmul(h, pick(wv), v);
     b.rope(q, p, pick(freq));
     b.rope(k, p, pick(freq));
-    b.kv_write(k, v, p, pick(kc), pick(vc));
-    b.attention(q, pick(kc), pick(vc), p, a);
+    b.kv_write(k, v, sm, pick(kc), pick(vc));
+    b.attention(q, pick(kc), pick(vc), qs, sl, bt, a);
     b.matmul(a, pick(wo), o);
     b.add(x, o);
     b.rms_norm(x, pick(ffn_norm), 1e-5f, h);
@@ -471,16 +596,14 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
     b.read(x, out.data(), out.size() * 4);
     return out;
   };
-  std::vector<int32_t> ids(37), pos(37);
-  std::mt19937 rng(26);
-  for (size_t i = 0; i < ids.size(); ++i) ids[i] = int32_t(rng() % n_vocab), pos[i] = int32_t(i);
-  const auto want = step(*cpu_, false, ids, pos);
-  const auto got = step(*gpu_, true, ids, pos);
-  // Activations are rounded to bf16 before each of 7 products: relative errors of a few 2^-8.
-  expect_close(got, want, 2e-2f, 2e-2f, "one layer, prefill of 37");
-  const auto want1 = step(*cpu_, false, {5}, {37});
-  const auto got1 = step(*gpu_, true, {5}, {37});
-  expect_close(got1, want1, 2e-2f, 2e-2f, "one layer, decode at 37");
+  // Activations are rounded to bf16 before each of 7 products and K/V are stored as bf16 on the
+  // GPU: relative errors of a few 2^-8.
+  const auto want = step(*cpu_, false, {0, 0}, {37, 20});
+  const auto got = step(*gpu_, true, {0, 0}, {37, 20});
+  expect_close(got, want, 2e-2f, 2e-2f, "one layer, prefills of 37 and 20 in one batch");
+  const auto want1 = step(*cpu_, false, {37, 20}, {1, 5});
+  const auto got1 = step(*gpu_, true, {37, 20}, {1, 5});
+  expect_close(got1, want1, 2e-2f, 2e-2f, "one layer, a decode token next to a chunk of 5");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
-// Kernels that are not (yet) Backend ops, called through their launchers: argmax (greedy decoding
-// on the device) and the f32 -> 16-bit cast in front of cuBLAS. References are plain host loops and
-// the host's own rounding functions (common/dtype.h). Skips cleanly without a GPU.
+// Kernels called through their launchers, for what the Backend interface cannot reach: argmax's
+// NaN and -inf rules (the CPU backend's std::max_element has none) and the f32 -> 16-bit cast in
+// front of cuBLAS. References are plain host loops and the host's own rounding functions
+// (common/dtype.h). Skips cleanly without a GPU.
 #include <gtest/gtest.h>
 
 #include <cuda_runtime_api.h>

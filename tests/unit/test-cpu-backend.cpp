@@ -99,27 +99,40 @@ TEST_F(CpuOps, RopeQuarterTurn) {
   EXPECT_NEAR(y[1], 1, 1e-6);
 }
 
-TEST_F(CpuOps, CausalGqaAttention) {
-  // 2 query heads share 1 KV head, head_dim 2, keys at positions 0 and 1.
-  Tensor kc = be->alloc(DType::f32, {4, 1, 2}), vc = be->alloc(DType::f32, {4, 1, 2});
-  Tensor k = f32({2, 1, 2}, {1, 0, 0, 1}), v = f32({2, 1, 2}, {10, 0, 0, 20});
-  Tensor pos = i32({0, 1});
-  be->kv_write(k, v, pos, kc, vc);
-  // Token 0 sees only key 0: output = v0 for both heads. Token 1, head 0: q = (s, 0) with s chosen
-  // so the scores are (s * 1 / sqrt 2, 0): weights softmax of those.
+TEST_F(CpuOps, PagedCausalGqaAttention) {
+  // Block size 1 so that sequence A's two keys sit in shuffled blocks 2 then 1; B's one key in
+  // block 3. 2 query heads share 1 KV head, head_dim 2.
+  Tensor kc = be->alloc(DType::f32, {4, 1, 1, 2}), vc = be->alloc(DType::f32, {4, 1, 1, 2});
+  Tensor k = f32({4, 1, 2}, {1, 0, 0, 1, 1, 1, 9, 9}), v = f32({4, 1, 2}, {10, 0, 0, 20, 3, 3, 9, 9});
+  be->kv_write(k, v, i32({2, 1, 3, -1}), kc, vc);  // the 4th token's slot -1 is skipped
+  EXPECT_EQ(get(kc)[0], 0.f);                      // the null block stays untouched
+  // A: 2 query tokens (positions 0, 1); B: 1 query token (position 0).
   const float s = 2.f;
-  Tensor q = f32({2, 2, 2}, {5, 5, -3, 1, s, 0, 0, 0});
-  Tensor out = be->alloc(DType::f32, {2, 4});
-  be->attention(q, kc, vc, pos, out);
+  Tensor q = f32({3, 2, 2}, {5, 5, -3, 1, s, 0, 0, 0, 7, -7, 1, 2});
+  Tensor out = be->alloc(DType::f32, {3, 4});
+  be->attention(q, kc, vc, i32({0, 2, 3}), i32({2, 1}), make(DType::i32, {2, 2}, std::vector<int32_t>{2, 1, 3, 0}.data()),
+                out);
   const auto y = get(out);
+  // A, token 0 sees only key 0: output v0 for both heads.
   EXPECT_NEAR(y[0], 10, 1e-5);
   EXPECT_NEAR(y[1], 0, 1e-5);
   EXPECT_NEAR(y[2], 10, 1e-5);
+  // A, token 1, head 0: q = (s, 0), scores (s / sqrt 2, 0); head 1: q = 0, uniform.
   const double a = std::exp(s / std::sqrt(2.0)), w0 = a / (a + 1), w1 = 1 / (a + 1);
   EXPECT_NEAR(y[4], 10 * w0, 1e-5);
   EXPECT_NEAR(y[5], 20 * w1, 1e-5);
-  EXPECT_NEAR(y[6], 5, 1e-5);  // q = 0: uniform over both keys
+  EXPECT_NEAR(y[6], 5, 1e-5);
   EXPECT_NEAR(y[7], 10, 1e-5);
+  // B sees only its own key.
+  for (int i = 8; i < 12; ++i) EXPECT_NEAR(y[size_t(i)], 3, 1e-5);
+}
+
+TEST_F(CpuOps, ArgmaxTakesTheFirstMaximum) {
+  Tensor x = f32({2, 4}, {1, 5, 5, 2, -1, -3, -0.5f, -2}), out = be->alloc(DType::i32, {2});
+  be->argmax(x, out);
+  std::vector<int32_t> ids(2);
+  be->read(out, ids.data(), 8);
+  EXPECT_EQ(ids, (std::vector<int32_t>{1, 2}));
 }
 
 }  // namespace

@@ -27,6 +27,21 @@ int report(const herd::Status& s) {
   return s.code() == herd::Status::Code::invalid_input ? 2 : 1;
 }
 
+int64_t parse_size(const std::string& text, const std::string& flag) {
+  double value = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, value);
+  const std::string unit(p, end);
+  int64_t scale = 0;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "KiB") scale = int64_t(1) << 10;
+  else if (unit == "MiB") scale = int64_t(1) << 20;
+  else if (unit == "GiB") scale = int64_t(1) << 30;
+  if (ec != std::errc() || scale == 0 || !(value > 0))
+    throw CLI::ValidationError(flag, "'" + text + "' is not a size (examples: 512MiB, 8GiB, 1048576)");
+  return int64_t(value * double(scale));
+}
+
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag) {
   std::vector<int32_t> ids;
   size_t start = 0;

@@ -1,4 +1,4 @@
-// herd generate: greedy continuation of a prompt, streamed as it is made.
+// herd generate: continue a prompt through the batching engine, streamed as it is made.
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -8,77 +8,82 @@ namespace herd_cli {
 
 void add_generate_command(CLI::App& app, int& rc) {
   struct Flags {
-    ModelFlags model;
-    std::string ids, prompt;
+    herd::EngineOptions engine;
+    std::string model, ids, prompt, kv_memory;
     int n = 16;
     bool json = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
-      "generate", "Continue a prompt greedily; stops at the model's end-of-sequence ids or after -n tokens");
-  add_model_flags(cmd, f->model);
+      "generate",
+      "Continue a prompt greedily through the batching engine; stops at the model's end-of-sequence ids or after -n "
+      "tokens. Prints text when the model directory has a tokenizer, else ids; the KV capacity goes to stderr.");
+  cmd->add_option("-m,--model", f->model, "Model directory (config.json or params.json, *.safetensors, tokenizer)")
+      ->required();
   auto* ids_opt = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids (no BOS is added)");
   auto* p_opt = cmd->add_option("-p,--prompt", f->prompt,
                                 "Prompt text, encoded by the model directory's tokenizer with BOS first; "
                                 "special-token text stays plain text");
   ids_opt->excludes(p_opt);
-  cmd->add_option("-n,--max-tokens", f->n, "Most tokens to generate")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("-n,--n-predict,--max-tokens", f->n, "Most tokens to generate")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json,
                 "Print {\"samples\": [{\"ids\", \"text\"?, \"finish_reason\"}], \"usage\": {...}} instead of streaming");
+  cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--threads", f->engine.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--kv-memory", f->kv_memory,
+                  "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
+  cmd->add_option("--block-size", f->engine.block_size, "Tokens per KV block (a power of two)")->capture_default_str();
+  cmd->add_option("--batch-tokens", f->engine.max_batch_tokens, "Token budget of one engine step")->capture_default_str();
+  cmd->add_option("--rope-factor", f->engine.meta_rope_factor,
+                  "RoPE scaling factor for Meta params.json checkpoints (Llama 3.1: 8, 3.2: 32)")
+      ->capture_default_str();
   cmd->callback([f, &rc, ids_opt, p_opt] {
     if (ids_opt->count() + p_opt->count() == 0) throw CLI::RequiredError("--ids or -p");
-    std::unique_ptr<herd::Model> model;
-    if ((rc = report(herd::Model::load(f->model.path, f->model.options, &model)))) return;
-    // The tokenizer sits in the model directory; without one, ids in and ids out.
-    std::unique_ptr<herd::Tokenizer> tok;
-    std::vector<int32_t> prompt;
-    if (p_opt->count()) {
-      const herd::Status s = herd::Tokenizer::load(f->model.path, &tok);
-      if (!s) {
-        rc = report(herd::Status::invalid_input("-p needs a tokenizer in the model directory (" + s.message() +
-                                                "); pass --ids instead"));
+    herd::GenerateRequest req;
+    if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
+    else req.text = f->prompt;
+    req.max_tokens = f->n;
+    if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
+
+    std::unique_ptr<herd::Engine> engine;
+    if ((rc = report(herd::Engine::load(f->model, f->engine, &engine)))) return;
+    const herd::EngineStats st = engine->stats();
+    std::cerr << "herd: " << engine->info().device << ", KV cache of " << st.kv_capacity_tokens << " tokens ("
+              << st.kv_blocks_total << " blocks of " << st.block_size << ", "
+              << (st.kv_capacity_tokens * st.kv_bytes_per_token) / (1 << 20) << " MiB)\n";
+    herd::RequestId id;
+    if ((rc = report(engine->submit(req, &id)))) return;
+    const bool text_out = engine->has_tokenizer();
+    std::vector<int32_t> out;
+    std::string text;
+    herd::Event ev;
+    while (engine->next_event(id, &ev)) {
+      text += ev.text;
+      if (ev.type == herd::Event::Type::token) {
+        out.push_back(ev.token);
+        // Text when the model has a tokenizer, else the ids, space-separated.
+        if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
+        continue;
+      }
+      if (!f->json) std::cout << ev.text << "\n";
+      if (ev.finish_reason == herd::FinishReason::error) {
+        rc = report(herd::Status::internal(ev.error));
         return;
       }
-      if ((rc = report(tok->encode(f->prompt, /*allow_special=*/false, tok->bos_id() >= 0, &prompt)))) return;
-    } else {
-      prompt = parse_ids(f->ids, "--ids");
+      if (!f->json) return;
+      nlohmann::json sample = {{"ids", out}, {"finish_reason", herd::finish_reason_name(ev.finish_reason)}};
+      if (text_out) sample["text"] = text;
+      const nlohmann::json j = {{"samples", {sample}},
+                                {"usage",
+                                 {{"prompt_tokens", ev.usage.prompt_tokens},
+                                  {"completion_tokens", ev.usage.completion_tokens},
+                                  {"cached_prompt_tokens", ev.usage.cached_prompt_tokens}}}};
+      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
-    std::unique_ptr<herd::TokenStream> stream;
-    if (tok) stream = std::make_unique<herd::TokenStream>(*tok);
-    std::string text;
-    bool first = true;
-    auto on_token = [&](int32_t id) {
-      if (stream) {
-        std::string piece;
-        if (!stream->push(id, &piece)) return false;
-        text += piece;
-        if (!f->json) std::cout << piece << std::flush;
-      } else if (!f->json) {
-        std::cout << (first ? "" : " ") << id << std::flush;
-      }
-      first = false;
-      return true;
-    };
-    std::vector<int32_t> out;
-    if ((rc = report(model->generate_greedy(prompt, f->n, &out, on_token)))) return;
-    if (stream) {
-      std::string rest;
-      stream->flush(&rest);
-      text += rest;
-      if (!f->json) std::cout << rest;
-    }
-    const auto& eos = model->info().eos_ids;
-    const bool stopped = !out.empty() && std::find(eos.begin(), eos.end(), out.back()) != eos.end();
-    if (!f->json) {
-      std::cout << "\n";
-      return;
-    }
-    nlohmann::json sample = {{"ids", out}, {"finish_reason", stopped ? "stop" : "length"}};
-    if (tok) sample["text"] = text;
-    const nlohmann::json j = {
-        {"samples", {sample}},
-        {"usage", {{"prompt_tokens", prompt.size()}, {"completion_tokens", out.size()}, {"cached_prompt_tokens", 0}}}};
-    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   });
 }
 

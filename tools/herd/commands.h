@@ -20,6 +20,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& flags);
 
 // Prints "herd: error: MESSAGE" to stderr and returns the exit code for the status.
 int report(const herd::Status& s);
+// "512MiB", "8GiB", "64KiB", "1000" (bytes) -> bytes; throws CLI::ValidationError naming the flag.
+int64_t parse_size(const std::string& text, const std::string& flag);
 // "1,2,3" -> ids; throws CLI::ValidationError naming the flag on anything else.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
 // A float with enough digits to round-trip a float32 (CLI.md: 9 significant digits).

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "backend/backend.h"
@@ -61,6 +63,13 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
 
+  size_t free_memory() const override {
+    std::ifstream meminfo("/proc/meminfo");
+    for (std::string line; std::getline(meminfo, line);)
+      if (line.rfind("MemAvailable:", 0) == 0) return size_t(std::stoull(line.substr(13))) * 1024;  // kB
+    return 0;
+  }
+
   Tensor upload_weight(const TensorView& host) override {
     // Alias the mapped file: weights are never copied on the CPU.
     Tensor t{host.dtype, host.shape, std::shared_ptr<void>(const_cast<void*>(host.data), [](void*) {})};
@@ -69,9 +78,9 @@ class CpuBackend final : public Backend {
 
   Tensor alloc(DType dtype, Shape shape) override {
     const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
-    void* p = std::aligned_alloc(64, std::max<size_t>(64, (n + 63) / 64 * 64));
+    // calloc: large buffers (the KV cache) come as untouched zero pages, paid for when used.
+    void* p = std::calloc(std::max<size_t>(n, 1), 1);
     HERD_CHECK(p != nullptr, "out of host memory allocating ", n, " bytes");
-    std::memset(p, 0, n);
     return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, std::free)};
   }
 
@@ -150,33 +159,59 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void kv_write(const Tensor& k, const Tensor& v, const Tensor& pos, Tensor& k_cache,
+  DType kv_dtype() const override { return DType::f32; }
+
+  void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
                 Tensor& v_cache) override {
-    const int64_t n_tokens = pos.numel(), row = k.numel() / n_tokens, n_ctx = k_cache.dim(0);
+    const int64_t n_tokens = slot_mapping.numel(), head_dim = k.dim(-1), n_head_kv = k.dim(-2);
+    const int64_t block_size = k_cache.dim(2), n_slots = k_cache.dim(0) * block_size;
+    check_f32(k_cache, "k_cache");
     for (int64_t t = 0; t < n_tokens; ++t) {
-      const int32_t p = i32p(pos)[t];
-      HERD_CHECK(p >= 0 && p < n_ctx, "position ", p, " outside the cache of ", n_ctx);
-      std::memcpy(f32p(k_cache) + p * row, f32p(k) + t * row, size_t(row) * 4);
-      std::memcpy(f32p(v_cache) + p * row, f32p(v) + t * row, size_t(row) * 4);
+      const int32_t slot = i32p(slot_mapping)[t];
+      if (slot < 0) continue;
+      HERD_CHECK(slot < n_slots, "slot ", slot, " outside the cache of ", n_slots);
+      const int64_t block = slot / block_size, offset = slot % block_size;
+      for (int64_t h = 0; h < n_head_kv; ++h) {
+        const int64_t dst = ((block * n_head_kv + h) * block_size + offset) * head_dim;
+        const int64_t src = (t * n_head_kv + h) * head_dim;
+        std::memcpy(f32p(k_cache) + dst, f32p(k) + src, size_t(head_dim) * 4);
+        std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
+      }
     }
   }
 
-  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,
-                 Tensor& out) override {
-    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = pos.numel();
-    const int64_t n_head_kv = k_cache.dim(1), group = n_head / n_head_kv;
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
+                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out) override {
+    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = q.numel() / (n_head * head_dim);
+    const int64_t n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2), group = n_head / n_head_kv;
+    const int64_t n_seqs = seq_lens.numel(), max_blocks = block_table.dim(-1);
     const float scale = 1.0f / std::sqrt(float(head_dim));
+    const int32_t* qsl = i32p(query_start_loc);
+    // Each token's sequence and absolute position, so that (token, head) pairs run in parallel.
+    std::vector<int32_t> seq_of(static_cast<size_t>(n_tokens)), pos_of(static_cast<size_t>(n_tokens));
+    for (int64_t s = 0; s < n_seqs; ++s) {
+      const int32_t q_len = qsl[s + 1] - qsl[s], len = i32p(seq_lens)[s];
+      HERD_CHECK(q_len >= 0 && len >= q_len && (len + block_size - 1) / block_size <= max_blocks);
+      for (int32_t j = 0; j < q_len; ++j) {
+        seq_of[size_t(qsl[s] + j)] = int32_t(s);
+        pos_of[size_t(qsl[s] + j)] = len - q_len + j;
+      }
+    }
+    HERD_CHECK(qsl[n_seqs] == n_tokens, "query_start_loc ends at ", qsl[n_seqs], ", not ", n_tokens);
     pool_.parallel_for(n_tokens * n_head, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
       for (int64_t th = begin; th < end; ++th) {
         const int64_t t = th / n_head, h = th % n_head, g = h / group;
-        const int64_t n_kv = int64_t(i32p(pos)[t]) + 1;  // causal: rows [0, pos]
+        const int32_t* blocks = i32p(block_table) + seq_of[size_t(t)] * max_blocks;
+        const int64_t n_kv = int64_t(pos_of[size_t(t)]) + 1;  // causal: keys [0, pos]
+        auto row = [&](const Tensor& cache, int64_t j) {
+          return f32p(cache) + ((int64_t(blocks[j / block_size]) * n_head_kv + g) * block_size + j % block_size) * head_dim;
+        };
         const float* qv = f32p(q) + th * head_dim;
         scores.resize(size_t(n_kv));
         float mx = -INFINITY;
         for (int64_t j = 0; j < n_kv; ++j) {
-          const float* kv = f32p(k_cache) + (j * n_head_kv + g) * head_dim;
-          scores[size_t(j)] = dot(qv, kv, head_dim) * scale;
+          scores[size_t(j)] = dot(qv, row(k_cache, j), head_dim) * scale;
           mx = std::max(mx, scores[size_t(j)]);
         }
         float sum = 0.f;
@@ -185,7 +220,7 @@ class CpuBackend final : public Backend {
         std::fill(o, o + head_dim, 0.f);
         for (int64_t j = 0; j < n_kv; ++j) {
           const float p = scores[size_t(j)] / sum;
-          const float* vv = f32p(v_cache) + (j * n_head_kv + g) * head_dim;
+          const float* vv = row(v_cache, j);
           for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
         }
       }
@@ -206,6 +241,13 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
   }
 
+  void argmax(const Tensor& x, Tensor& out) override {
+    const int64_t n = x.dim(-1), n_rows = x.numel() / n;
+    for (int64_t r = 0; r < n_rows; ++r) {
+      const float* row = f32p(x) + r * n;
+      static_cast<int32_t*>(out.data())[r] = int32_t(std::max_element(row, row + n) - row);
+    }
+  }
 
  private:
   ThreadPool pool_;

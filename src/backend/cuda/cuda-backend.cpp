@@ -11,10 +11,11 @@
 
 #include "common/check.h"
 #include "kernels/add.cuh"
-#include "kernels/attention.cuh"
+#include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/kv-write.cuh"
+#include "kernels/paged-attention.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/silu-mul.cuh"
@@ -214,42 +215,59 @@ class CudaBackend final : public Backend {
                             n_head * head_dim, stream_));
   }
 
-  void kv_write(const Tensor& kt, const Tensor& v, const Tensor& pos, Tensor& k_cache, Tensor& v_cache) override {
-    const int64_t n_tokens = pos.numel();
-    const int64_t n_ctx = k_cache.dim(0), n_head_kv = k_cache.dim(1), head_dim = k_cache.dim(2);
+  // bf16 halves the largest buffer at long contexts; scores and sums stay f32 in the kernels.
+  DType kv_dtype() const override { return DType::bf16; }
+
+  void kv_write(const Tensor& kt, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
+                Tensor& v_cache) override {
+    const int64_t n_tokens = slot_mapping.numel();
     check_dtype(kt, DType::f32, "kv_write k");
     check_dtype(v, DType::f32, "kv_write v");
-    check_dtype(pos, DType::i32, "kv_write positions");
-    HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ");
-    HERD_CHECK(kt.numel() == n_tokens * n_head_kv * head_dim && v.numel() == kt.numel());
-    // Positions are on the device: out-of-range ones are skipped (see kernels/kv-write.cuh).
+    check_dtype(slot_mapping, DType::i32, "kv_write slot_mapping");
+    const k::ElemType ct = cache_type(k_cache, v_cache);
+    const int64_t n_blocks = k_cache.dim(0), n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2);
+    const int64_t head_dim = k_cache.dim(3);
+    HERD_CHECK(kt.numel() == n_tokens * n_head_kv * head_dim && v.numel() == kt.numel(), "kv_write: k ",
+               shape_str(kt.shape), " for ", n_tokens, " slots into a cache ", shape_str(k_cache.shape));
+    // Slots are on the device: -1 and any slot outside the cache are skipped (kernels/kv-write.cuh).
     const int64_t row = n_head_kv * head_dim;
-    HERD_CUDA_CHECK(k::kv_write(f32p(kt), f32p(v), i32p(pos), k_cache.data(), v_cache.data(),
-                                cache_type(k_cache), int(n_tokens), int(n_head_kv), int(head_dim), int(n_ctx), row,
+    HERD_CUDA_CHECK(k::kv_write(f32p(kt), f32p(v), i32p(slot_mapping), k_cache.data(), v_cache.data(), ct,
+                                int(n_tokens), int(n_head_kv), int(head_dim), int(block_size), int(n_blocks), row,
                                 row, stream_));
   }
 
-  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& pos,
-                 Tensor& out) override {
-    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = pos.numel();
-    const int64_t n_ctx = k_cache.dim(0), n_head_kv = k_cache.dim(1);
+  void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
+                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out) override {
+    const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = q.numel() / (n_head * head_dim);
+    const int64_t n_seqs = seq_lens.numel(), max_blocks = block_table.dim(-1);
     check_dtype(q, DType::f32, "attention q");
     check_dtype(out, DType::f32, "attention output");
-    check_dtype(pos, DType::i32, "attention positions");
-    HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ");
-    HERD_CHECK(k_cache.dim(2) == head_dim && n_head % n_head_kv == 0, "attention: q ", shape_str(q.shape),
+    check_dtype(query_start_loc, DType::i32, "attention query_start_loc");
+    check_dtype(seq_lens, DType::i32, "attention seq_lens");
+    check_dtype(block_table, DType::i32, "attention block_table");
+    HERD_REQUIRE(cache_type(k_cache, v_cache) == k::ElemType::bf16, "the CUDA attention kernel reads a bf16 cache, not ",
+                 dtype_name(k_cache.dtype));
+    const int64_t n_blocks = k_cache.dim(0), n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2);
+    HERD_CHECK(k_cache.dim(3) == head_dim && n_head % n_head_kv == 0, "attention: q ", shape_str(q.shape),
                " vs cache ", shape_str(k_cache.shape));
-    HERD_CHECK(q.numel() == n_tokens * n_head * head_dim && out.numel() == q.numel());
-    HERD_REQUIRE(head_dim == 64 || head_dim == 128, "the CUDA attention kernel supports head_dim 64 and 128, not ",
-                 head_dim);
-    if (n_tokens == 0) return;
-    const int n_splits = k::attention_n_splits(int(n_tokens), int(n_head), int(n_head_kv), n_sm_);
-    const size_t ws_bytes = k::attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
+    HERD_CHECK(out.numel() == q.numel(), "attention: out ", shape_str(out.shape), " for q ", shape_str(q.shape));
+    HERD_CHECK(query_start_loc.numel() == n_seqs + 1 && block_table.numel() == n_seqs * max_blocks,
+               "attention: query_start_loc ", shape_str(query_start_loc.shape), ", seq_lens ",
+               shape_str(seq_lens.shape), ", block_table ", shape_str(block_table.shape), " disagree on n_seqs");
+    HERD_REQUIRE(head_dim == 32 || head_dim == 64 || head_dim == 128,
+                 "the CUDA attention kernel supports head_dim 32, 64 and 128, not ", head_dim);
+    HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0,
+                 "the CUDA attention kernel needs a power-of-two block size, not ", block_size);
+    if (n_tokens == 0 || n_seqs == 0) return;
+    // The split count comes from sizes only: reading seq_lens back would stall the stream.
+    const int n_splits = k::paged_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
+    const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
     float* ws = ws_bytes > 0 ? static_cast<float*>(attn_scratch_.get(ws_bytes, stream_)) : nullptr;
     const float scale = 1.0f / std::sqrt(float(head_dim));
-    HERD_CUDA_CHECK(k::attention(f32p(q), k_cache.data(), v_cache.data(), cache_type(k_cache), i32p(pos), f32p(out),
-                                 int(n_tokens), int(n_head), int(n_head_kv), int(head_dim), int(n_ctx),
-                                 n_head * head_dim, n_head * head_dim, scale, n_splits, ws, stream_));
+    HERD_CUDA_CHECK(k::paged_attention(f32p(q), k_cache.data(), v_cache.data(), i32p(query_start_loc), i32p(seq_lens),
+                                       i32p(block_table), f32p(out), int(n_tokens), int(n_seqs), int(n_head),
+                                       int(n_head_kv), int(head_dim), int(block_size), int(n_blocks), int(max_blocks),
+                                       n_head * head_dim, n_head * head_dim, scale, n_splits, ws, stream_));
   }
 
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
@@ -270,6 +288,13 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(k::add(f32p(x), f32p(y), x.numel(), stream_));
   }
 
+  void argmax(const Tensor& x, Tensor& out) override {
+    check_dtype(x, DType::f32, "argmax input");
+    check_dtype(out, DType::i32, "argmax output");
+    const int64_t n = x.dim(-1), n_rows = n > 0 ? x.numel() / n : 0;
+    HERD_CHECK(n > 0 && out.numel() == n_rows, "argmax: x ", shape_str(x.shape), " into out ", shape_str(out.shape));
+    HERD_CUDA_CHECK(k::argmax(f32p(x), static_cast<int32_t*>(out.data()), int(n_rows), int(n), n, stream_));
+  }
 
  private:
   Tensor alloc_uninit(DType dtype, Shape shape) {
@@ -281,11 +306,14 @@ class CudaBackend final : public Backend {
     return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, [](void* q) { cudaFree(q); })};
   }
 
-  static k::ElemType cache_type(const Tensor& c) {
-    HERD_REQUIRE(c.dtype == DType::f32 || c.dtype == DType::bf16, "KV caches are f32 or bf16, not ",
-                 dtype_name(c.dtype));
-    HERD_CHECK(c.shape.size() == 3, "a KV cache is [n_ctx, n_head_kv, head_dim], not ", shape_str(c.shape));
-    return elem_type(c.dtype, "KV cache");
+  static k::ElemType cache_type(const Tensor& k_cache, const Tensor& v_cache) {
+    HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ: ",
+               shape_str(k_cache.shape), " vs ", shape_str(v_cache.shape));
+    HERD_REQUIRE(k_cache.dtype == DType::f32 || k_cache.dtype == DType::bf16, "KV caches are f32 or bf16, not ",
+                 dtype_name(k_cache.dtype));
+    HERD_CHECK(k_cache.shape.size() == 4, "a KV cache is [n_blocks, n_head_kv, block_size, head_dim], not ",
+               shape_str(k_cache.shape));
+    return elem_type(k_cache.dtype, "KV cache");
   }
 
   int device_ = 0;

@@ -1,0 +1,104 @@
+// The serving engine: many requests at once over a paged KV cache, with continuous batching.
+// Submit from any thread; the engine steps on its own thread and streams events back.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "herd/export.h"
+#include "herd/model.h"
+#include "herd/status.h"
+
+namespace herd {
+
+struct EngineOptions {
+  std::string device = "auto";    // "auto", "cpu" or "cuda"
+  int n_threads = 0;              // CPU threads; 0 = one per hardware thread
+  float meta_rope_factor = 8.0f;  // see ModelOptions
+  // KV cache budget in bytes; 0 = kv_memory_fraction of the memory free after the weights
+  // (1 GiB when the backend cannot tell), at most 4 full contexts of the model.
+  int64_t kv_memory = 0;
+  double kv_memory_fraction = 0.5;
+  int32_t block_size = 16;         // tokens per KV block
+  int32_t max_batch_tokens = 512;  // token budget of one step (decode tokens + prefill chunks)
+  int32_t max_seqs = 256;          // most requests running at once
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids, used as given
+  std::string text;             // used when prompt is empty: encoded with BOS by the model's tokenizer
+  int max_tokens = 16;          // >= 1
+  bool ignore_eos = false;      // keep going past end-of-sequence ids (benchmarks)
+};
+
+enum class FinishReason { stop, length, cancelled, error };
+HERD_API const char* finish_reason_name(FinishReason r);  // "stop", "length", ...
+
+struct Usage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+};
+
+struct Event {
+  enum class Type { token, finished };
+  Type type = Type::token;
+  int32_t token = -1;  // Type::token: the new id
+  std::string text;    // UTF-8 that became complete with this event ("" without a tokenizer)
+  FinishReason finish_reason = FinishReason::stop;  // Type::finished
+  Usage usage;                                      // Type::finished
+  std::string error;                                // FinishReason::error: why
+};
+
+struct GenerateResult {
+  std::vector<int32_t> ids;
+  std::string text;
+  FinishReason finish_reason = FinishReason::stop;
+  Usage usage;
+};
+
+struct EngineStats {
+  int32_t block_size = 0;
+  int32_t kv_blocks_total = 0;  // usable blocks (the null block excluded)
+  int32_t kv_blocks_free = 0;
+  int64_t kv_capacity_tokens = 0;
+  int64_t kv_bytes_per_token = 0;
+  int32_t n_running = 0, n_waiting = 0;
+  int64_t n_steps = 0, n_preemptions = 0;
+};
+
+using RequestId = uint64_t;
+
+class HERD_API Engine {
+ public:
+  static Status load(const std::string& path, const EngineOptions& options, std::unique_ptr<Engine>* out);
+  // Stops stepping; requests still in flight end with FinishReason::cancelled.
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelInfo& info() const;
+  EngineStats stats() const;
+  // Whether the model directory had a tokenizer: then events carry text.
+  bool has_tokenizer() const;
+
+  // Queues a request. Invalid input when it can never fit: prompt + max_tokens beyond the model's
+  // context or the whole KV budget, an id outside the vocabulary, text without a tokenizer.
+  Status submit(const GenerateRequest& request, RequestId* id);
+  // Waits for the request's next event. False once its finished event has been returned, or for
+  // an unknown id. Each request's events go to one reader.
+  bool next_event(RequestId id, Event* event);
+  // Ends a request: its blocks are freed before the engine's next step; it finishes as cancelled.
+  void cancel(RequestId id);
+  // submit + wait: the simple blocking call.
+  Status generate(const GenerateRequest& request, GenerateResult* result);
+
+ private:
+  struct Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace herd

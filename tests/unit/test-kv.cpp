@@ -1,0 +1,56 @@
+// Block pool and per-request block lists: counts worked out by hand.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "kv/block-pool.h"
+#include "kv/kv-cache-manager.h"
+
+namespace herd {
+namespace {
+
+TEST(BlockPool, NeverHandsOutTheNullBlock) {
+  BlockPool pool(5);
+  EXPECT_EQ(pool.n_usable(), 4);
+  std::set<int32_t> got;
+  while (auto b = pool.allocate()) got.insert(*b);
+  EXPECT_EQ(got, (std::set<int32_t>{1, 2, 3, 4}));
+  EXPECT_EQ(pool.n_free(), 0);
+  pool.release(3);
+  EXPECT_EQ(pool.allocate(), 3);
+}
+
+TEST(BlockPool, ReferenceCounts) {
+  BlockPool pool(3);
+  const int32_t b = *pool.allocate();
+  pool.retain(b);
+  EXPECT_EQ(pool.ref_count(b), 2);
+  pool.release(b);
+  EXPECT_EQ(pool.n_free(), 1);  // still held once
+  pool.release(b);
+  EXPECT_EQ(pool.n_free(), 2);
+  EXPECT_ANY_THROW(pool.release(b));  // double free is a bug, caught
+}
+
+TEST(KvCacheManager, GrowsAllOrNothingAndMapsSlots) {
+  KvCacheManager kv(/*n_blocks=*/5, /*block_size=*/4);  // 4 usable blocks = 16 tokens
+  EXPECT_EQ(kv.capacity_tokens(), 16);
+  ASSERT_TRUE(kv.ensure(1, 5));  // 2 blocks
+  EXPECT_EQ(kv.blocks(1).size(), 2u);
+  ASSERT_TRUE(kv.ensure(1, 8));  // still 2
+  EXPECT_EQ(kv.blocks(1).size(), 2u);
+  ASSERT_TRUE(kv.ensure(2, 4));  // 1 block
+  EXPECT_FALSE(kv.ensure(3, 9));  // needs 3, 1 free: nothing taken
+  EXPECT_EQ(kv.n_free_blocks(), 1);
+  EXPECT_TRUE(kv.blocks(3).empty());
+  const auto& b1 = kv.blocks(1);
+  EXPECT_EQ(kv.slot(1, 0), b1[0] * 4);
+  EXPECT_EQ(kv.slot(1, 6), b1[1] * 4 + 2);
+  kv.release(1);
+  kv.release(2);
+  kv.release(3);
+  EXPECT_EQ(kv.n_free_blocks(), 4);
+}
+
+}  // namespace
+}  // namespace herd
