@@ -1,20 +1,21 @@
-// Writing a step's keys and values into a contiguous per-layer cache, indexed by position.
-// (The paged version, through slot_mapping, replaces this with the paged KV cache.)
+// Writing a step's keys and values into the paged KV cache of one layer, through slot_mapping.
 #pragma once
 
 #include "kernels/common.cuh"
 
 namespace herd::kernels {
 
-// k_cache[pos[t], :, :] = k[t, :, :] and likewise for v, converted to cache_type (f32 or bf16:
-// the cache is the largest buffer at long contexts, so it may be stored narrower than the
-// activations). Tokens whose position is outside [0, n_ctx) are skipped.
-cudaError_t kv_write(const float* k,      // [n_tokens, n_head_kv, head_dim], token stride k_stride
-                     const float* v,      // [n_tokens, n_head_kv, head_dim], token stride v_stride
-                     const int32_t* pos,  // [n_tokens]
-                     void* k_cache,       // [n_ctx, n_head_kv, head_dim] in cache_type
-                     void* v_cache,       // [n_ctx, n_head_kv, head_dim] in cache_type
-                     ElemType cache_type, int n_tokens, int n_head_kv, int head_dim, int n_ctx,
+// For each token t with slot = slot_mapping[t] in [0, n_blocks * block_size):
+//   k_cache[slot / block_size, h, slot % block_size, :] = k[t, h, :] for every KV head h,
+// and likewise for v, converted to cache_type (f32 or bf16, rounded to nearest even: the cache is
+// the largest buffer at long contexts, so it may be stored narrower than the activations).
+// A slot of -1 (a padding token) and any other slot outside the cache is skipped.
+cudaError_t kv_write(const float* k,               // [n_tokens, n_head_kv, head_dim], token stride k_stride
+                     const float* v,               // [n_tokens, n_head_kv, head_dim], token stride v_stride
+                     const int32_t* slot_mapping,  // [n_tokens]
+                     void* k_cache,                // [n_blocks, n_head_kv, block_size, head_dim] in cache_type
+                     void* v_cache,                // [n_blocks, n_head_kv, block_size, head_dim] in cache_type
+                     ElemType cache_type, int n_tokens, int n_head_kv, int head_dim, int block_size, int n_blocks,
                      int64_t k_stride, int64_t v_stride, cudaStream_t stream);
 
 }  // namespace herd::kernels

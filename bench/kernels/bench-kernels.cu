@@ -10,6 +10,8 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <numeric>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -17,10 +19,10 @@
 
 #include "kernels/add.cuh"
 #include "kernels/argmax.cuh"
-#include "kernels/attention.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/kv-write.cuh"
+#include "kernels/paged-attention.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope.cuh"
 #include "kernels/silu-mul.cuh"
@@ -49,6 +51,7 @@ namespace {
 
 // Llama 3.1 8B.
 constexpr int kEmbd = 4096, kHead = 32, kHeadKv = 8, kHeadDim = 128, kFf = 14336, kVocab = 128256;
+constexpr int kBlockSize = 16;  // the engine's default KV block
 
 struct Result {
   std::string name, shape;
@@ -241,9 +244,15 @@ int main(int argc, char** argv) {
     float* h = dev_f32(size_t(n) * kFf, 16);
     void* hb = dev_typed(size_t(n) * kFf, k::ElemType::bf16, 17);
     float* inv_freq = dev_f32(kHeadDim / 2, 18, 0.5f);
-    const int n_ctx = 4096;
-    void* kc = dev_typed(size_t(n_ctx) * kHeadKv * kHeadDim, k::ElemType::bf16, 19);
-    void* vc = dev_typed(size_t(n_ctx) * kHeadKv * kHeadDim, k::ElemType::bf16, 20);
+    // The step's tokens land in random slots of a 4096-token paged cache.
+    const int n_blocks = 4096 / kBlockSize;
+    std::vector<int32_t> slots(size_t(n_blocks) * kBlockSize);
+    std::iota(slots.begin(), slots.end(), 0);
+    std::shuffle(slots.begin(), slots.end(), std::mt19937(1));
+    slots.resize(size_t(n));
+    int32_t* d_slots = dev_i32(slots);
+    void* kc = dev_typed(size_t(n_blocks) * kBlockSize * kHeadKv * kHeadDim, k::ElemType::bf16, 19);
+    void* vc = dev_typed(size_t(n_blocks) * kBlockSize * kHeadKv * kHeadDim, k::ElemType::bf16, 20);
     const std::string tok = std::to_string(n) + " tok";
 
     bench("embed bf16", tok + " x 4096", double(n) * kEmbd * 6, 0,
@@ -254,9 +263,9 @@ int main(int argc, char** argv) {
     bench("rope q", dims({n, kHead, kHeadDim}), double(n) * kHead * kHeadDim * 8, 0, [&] {
       ok(k::rope(q, d_pos, inv_freq, n, kHead, kHeadDim, kHead * kHeadDim, g_stream), "rope");
     });
-    bench("kv_write -> bf16", dims({n, kHeadKv, kHeadDim}), double(n) * kHeadKv * kHeadDim * 12, 0, [&] {
-      ok(k::kv_write(kk, kk, d_pos, kc, vc, k::ElemType::bf16, n, kHeadKv, kHeadDim, n_ctx, kHeadKv * kHeadDim,
-                     kHeadKv * kHeadDim, g_stream),
+    bench("kv_write -> bf16 paged", dims({n, kHeadKv, kHeadDim}), double(n) * kHeadKv * kHeadDim * 12, 0, [&] {
+      ok(k::kv_write(kk, kk, d_slots, kc, vc, k::ElemType::bf16, n, kHeadKv, kHeadDim, kBlockSize, n_blocks,
+                     kHeadKv * kHeadDim, kHeadKv * kHeadDim, g_stream),
          "kv_write");
     });
     bench("silu_mul", dims({n, kFf}), double(n) * kFf * 12, 0,
@@ -272,6 +281,7 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(d_ids));
     CHECK_CUDA(cudaFree(d_pos));
     CHECK_CUDA(cudaFree(d_rows));
+    CHECK_CUDA(cudaFree(d_slots));
   }
 
   // --- argmax over the vocabulary ---
@@ -285,41 +295,64 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(out));
   }
 
-  // --- attention: decode (1 token) and a 512-token prefill chunk ending at the context length ---
-  for (int n_ctx : {4096, 32768}) {
-    for (k::ElemType ct : {k::ElemType::bf16, k::ElemType::f32}) {
-      const size_t cache_elems = size_t(n_ctx) * kHeadKv * kHeadDim;
-      void* kc = dev_typed(cache_elems, ct, 22);
-      void* vc = dev_typed(cache_elems, ct, 23);
-      const char* ct_name = ct == k::ElemType::bf16 ? "bf16" : "f32";
-      for (int n : {1, 512}) {
-        std::vector<int32_t> pos(static_cast<size_t>(n));
-        double n_pairs = 0;  // (query, key) pairs actually computed
-        for (int i = 0; i < n; ++i) pos[size_t(i)] = n_ctx - n + i, n_pairs += n_ctx - n + i + 1;
-        int32_t* d_pos = dev_i32(pos);
-        float* q = dev_f32(size_t(n) * kHead * kHeadDim, 24, 2.f);
-        float* out = dev_f32(size_t(n) * kHead * kHeadDim, 25);
-        const int n_splits = k::attention_n_splits(n, kHead, kHeadKv, n_sm);
-        const size_t ws_bytes = k::attention_workspace_bytes(n_splits, n, kHead, kHeadDim);
-        float* ws = nullptr;
-        if (ws_bytes > 0) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
-        const double bytes = 2.0 * cache_elems * k::elem_size(ct) + 8.0 * n * kHead * kHeadDim;
-        const double flops = 4.0 * kHead * kHeadDim * n_pairs;
-        const std::string name = std::string(n == 1 ? "attention decode " : "attention prefill ") + ct_name;
-        bench(name, std::to_string(n) + " tok @ ctx " + std::to_string(n_ctx) + ", " + std::to_string(n_splits) +
-                        " splits",
-              bytes, flops, [&] {
-                ok(k::attention(q, kc, vc, ct, d_pos, out, n, kHead, kHeadKv, kHeadDim, n_ctx, kHead * kHeadDim,
-                                kHead * kHeadDim, 1.0f / sqrtf(float(kHeadDim)), n_splits, ws, g_stream),
-                   "attention");
-              });
-        CHECK_CUDA(cudaFree(d_pos));
-        CHECK_CUDA(cudaFree(q));
-        CHECK_CUDA(cudaFree(out));
-        if (ws) CHECK_CUDA(cudaFree(ws));
+  // --- paged attention (bf16 cache, block 16, shuffled physical blocks) ---
+  // Decode rows report GB/s of K/V read next to the copy ceiling; prefill rows TFLOP/s over the
+  // (query, key) pairs the causal mask keeps.
+  {
+    struct AttnBench {
+      const char* name;
+      int n_seqs, seq_len, q_len;
+    };
+    const AttnBench cases[] = {{"attention decode", 1, 4096, 1},
+                               {"attention decode", 1, 32768, 1},
+                               {"attention decode", 32, 4096, 1},
+                               {"attention prefill", 1, 512, 512},
+                               {"attention prefill", 1, 4096, 4096}};
+    const double copy_gbps = g_results.front().gbps;  // the d2d copy ceiling, measured first
+    for (const AttnBench& c : cases) {
+      const int blocks_per_seq = (c.seq_len + kBlockSize - 1) / kBlockSize, n_blocks = c.n_seqs * blocks_per_seq;
+      const int n_tokens = c.n_seqs * c.q_len;
+      std::vector<int32_t> table(static_cast<size_t>(n_blocks)), qsl(static_cast<size_t>(c.n_seqs) + 1);
+      std::vector<int32_t> lens(static_cast<size_t>(c.n_seqs), c.seq_len);
+      std::iota(table.begin(), table.end(), 0);
+      std::shuffle(table.begin(), table.end(), std::mt19937(2));
+      for (int s = 0; s <= c.n_seqs; ++s) qsl[size_t(s)] = s * c.q_len;
+      double n_pairs = 0;  // (query, key) pairs actually computed
+      for (int i = 0; i < c.q_len; ++i) n_pairs += double(c.seq_len - c.q_len + i + 1) * c.n_seqs;
+      int32_t* d_table = dev_i32(table);
+      int32_t* d_qsl = dev_i32(qsl);
+      int32_t* d_lens = dev_i32(lens);
+      const size_t cache_elems = size_t(n_blocks) * kHeadKv * kBlockSize * kHeadDim;
+      void* kc = dev_typed(cache_elems, k::ElemType::bf16, 22);
+      void* vc = dev_typed(cache_elems, k::ElemType::bf16, 23);
+      float* q = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 24, 2.f);
+      float* out = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 25);
+      const int n_splits = k::paged_attention_n_splits(n_tokens, c.n_seqs, kHead, kHeadKv, n_sm);
+      const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, n_tokens, kHead, kHeadDim);
+      float* ws = nullptr;
+      if (ws_bytes > 0) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
+      const double kv_bytes = 2.0 * cache_elems * 2;
+      const double bytes = kv_bytes + 8.0 * n_tokens * kHead * kHeadDim;
+      const double flops = 4.0 * kHead * kHeadDim * n_pairs;
+      const std::string shape = std::to_string(c.n_seqs) + " seq x " + std::to_string(c.q_len) + " tok @ ctx " +
+                                std::to_string(c.seq_len) + ", " + std::to_string(n_splits) + " splits";
+      bench(c.name, shape, bytes, flops, [&] {
+        ok(k::paged_attention(q, kc, vc, d_qsl, d_lens, d_table, out, n_tokens, c.n_seqs, kHead, kHeadKv, kHeadDim,
+                              kBlockSize, n_blocks, blocks_per_seq, int64_t(kHead) * kHeadDim,
+                              int64_t(kHead) * kHeadDim, 1.0f / sqrtf(float(kHeadDim)), n_splits, ws, g_stream),
+           "paged_attention");
+      });
+      if (c.q_len == 1) {
+        const double kv_gbps = kv_bytes / (g_results.back().median_us * 1e-6) / 1e9;
+        std::printf("%-28s K/V read at %.1f GB/s = %.0f%% of the copy ceiling (%.1f GB/s)\n", "", kv_gbps,
+                    100.0 * kv_gbps / copy_gbps, copy_gbps);
       }
+      for (int32_t* p : {d_table, d_qsl, d_lens}) CHECK_CUDA(cudaFree(p));
       CHECK_CUDA(cudaFree(kc));
       CHECK_CUDA(cudaFree(vc));
+      CHECK_CUDA(cudaFree(q));
+      CHECK_CUDA(cudaFree(out));
+      if (ws) CHECK_CUDA(cudaFree(ws));
     }
   }
   CHECK_CUDA(cudaStreamSynchronize(g_stream));

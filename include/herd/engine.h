@@ -74,6 +74,9 @@ using RequestId = uint64_t;
 class HERD_API Engine {
  public:
   static Status load(const std::string& path, const EngineOptions& options, std::unique_ptr<Engine>* out);
+  // A random-weight model made in memory (benchmarks at full size without files; no tokenizer).
+  static Status load_synthetic(const SyntheticModelSpec& spec, const EngineOptions& options,
+                               std::unique_ptr<Engine>* out);
   // Stops stepping; requests still in flight end with FinishReason::cancelled.
   ~Engine();
   Engine(const Engine&) = delete;

@@ -27,7 +27,7 @@ struct ModelInfo {
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
   std::string dtype;   // "BF16", "F16" or "F32" as stored
-  std::string device;  // "cpu" or "cuda"
+  std::string device;  // "cpu", or "cuda:N (card name)"
 };
 
 class HERD_API Model {

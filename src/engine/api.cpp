@@ -37,7 +37,7 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
     HERD_REQUIRE(options.max_context > 0, "--ctx must be positive, got ", options.max_context);
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
-    impl->m = load_model(path, options.device, options.n_threads, options.meta_rope_factor, kBlockSize,
+    impl->m = load_model(load_model_files(path, options.meta_rope_factor), options.device, options.n_threads, kBlockSize,
                          [&](const ModelConfig& c, Backend&) {
                            n_ctx = std::min(options.max_context, c.n_ctx_train);
                            return int32_t((n_ctx + kBlockSize - 1) / kBlockSize + 1);
@@ -85,20 +85,8 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
 
 Status write_synthetic_model(const SyntheticModelSpec& spec, const std::string& out_dir) {
   return guarded([&] {
-    ModelConfig c = parse_hf_config(read_text_file(spec.config_path), spec.config_path);
-    if (spec.n_layer > 0) c.n_layer = spec.n_layer;
-    if (spec.n_vocab > 0) {
-      c.n_vocab = spec.n_vocab;
-      // Special ids of the full vocabulary mean nothing in a smaller one.
-      if (c.bos_id >= c.n_vocab) c.bos_id = -1;
-      std::erase_if(c.eos_ids, [&](int32_t id) { return id >= c.n_vocab; });
-    }
-    DType dtype;
-    if (spec.dtype == "bf16") dtype = DType::bf16;
-    else if (spec.dtype == "f16") dtype = DType::f16;
-    else if (spec.dtype == "f32") dtype = DType::f32;
-    else fail_input("--dtype ", spec.dtype, ": expected bf16, f16 or f32");
-    write_synthetic_model(c, dtype, spec.seed, out_dir);
+    const ModelFiles m = synthetic_files(spec);
+    write_synthetic_model(m.config, m.config.dtype, spec.seed, out_dir);
   });
 }
 

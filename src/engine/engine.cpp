@@ -147,6 +147,8 @@ struct Engine::Impl {
     }
   }
 
+  static std::unique_ptr<Impl> open(ModelFiles&& files, const std::string& tokenizer_dir, const EngineOptions& o);
+
   void publish_stats() {
     stat_free = kv->n_free_blocks();
     stat_running = scheduler->n_running();
@@ -167,36 +169,44 @@ Engine::~Engine() {
 }
 
 Status Engine::load(const std::string& path, const EngineOptions& o, std::unique_ptr<Engine>* out) {
-  return guarded([&] {
-    HERD_REQUIRE(o.kv_memory >= 0, "--kv-memory must not be negative");
-    HERD_REQUIRE(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1, "the KV memory fraction must lie in (0, 1]");
-    auto impl = std::make_unique<Impl>();
-    Impl& e = *impl;
-    e.m = load_model(path, o.device, o.n_threads, o.meta_rope_factor, o.block_size,
-                     [&](const ModelConfig& c, Backend& be) {
-                       e.kv_bytes_per_token = LlamaModel::kv_bytes_per_token(c, be.kv_dtype());
-                       // By default a share of free memory, but no more than a few full contexts.
-                       const int64_t free = int64_t(be.free_memory());
-                       const int64_t share = free > 0 ? int64_t(double(free) * o.kv_memory_fraction) : kDefaultKvBytes;
-                       const int64_t budget =
-                           o.kv_memory > 0 ? o.kv_memory
-                                           : std::min(share, kDefaultContexts * c.n_ctx_train * e.kv_bytes_per_token);
-                       const int64_t block_bytes = e.kv_bytes_per_token * o.block_size;
-                       const int64_t n = std::min<int64_t>(budget / block_bytes, INT32_MAX / o.block_size - 1);
-                       HERD_REQUIRE(n >= 1, "--kv-memory of ", budget, " bytes holds no block of ", o.block_size,
-                                    " tokens (", block_bytes, " bytes); raise it");
-                       return int32_t(n + 1);  // + the null block
-                     });
-    e.kv = std::make_unique<KvCacheManager>(e.m->n_blocks, o.block_size);
-    e.scheduler = std::make_unique<Scheduler>(*e.kv, o.max_batch_tokens, o.max_seqs);
-    e.m->info.max_context = std::min(e.m->info.n_ctx_train, e.kv->capacity_tokens());
-    // The tokenizer is optional: without one the engine speaks ids only.
-    std::unique_ptr<Tokenizer> tok;
-    if (Tokenizer::load(path, &tok).is_ok()) e.tokenizer = std::move(tok);
-    e.publish_stats();
-    e.worker = std::thread([&e] { e.loop(); });
-    out->reset(new Engine(std::move(impl)));
-  });
+  return guarded([&] { out->reset(new Engine(Impl::open(load_model_files(path, o.meta_rope_factor), path, o))); });
+}
+
+Status Engine::load_synthetic(const SyntheticModelSpec& spec, const EngineOptions& o, std::unique_ptr<Engine>* out) {
+  return guarded([&] { out->reset(new Engine(Impl::open(synthetic_files(spec), "", o))); });
+}
+
+// tokenizer_dir: where to look for a tokenizer ("" for none).
+std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::string& tokenizer_dir,
+                                                 const EngineOptions& o) {
+  HERD_REQUIRE(o.kv_memory >= 0, "--kv-memory must not be negative");
+  HERD_REQUIRE(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1, "the KV memory fraction must lie in (0, 1]");
+  auto impl = std::make_unique<Impl>();
+  Impl& e = *impl;
+  e.m = load_model(std::move(files), o.device, o.n_threads, o.block_size,
+                   [&](const ModelConfig& c, Backend& be) {
+                     e.kv_bytes_per_token = LlamaModel::kv_bytes_per_token(c, be.kv_dtype());
+                     // By default a share of free memory, but no more than a few full contexts.
+                     const int64_t free = int64_t(be.free_memory());
+                     const int64_t share = free > 0 ? int64_t(double(free) * o.kv_memory_fraction) : kDefaultKvBytes;
+                     const int64_t budget =
+                         o.kv_memory > 0 ? o.kv_memory
+                                         : std::min(share, kDefaultContexts * c.n_ctx_train * e.kv_bytes_per_token);
+                     const int64_t block_bytes = e.kv_bytes_per_token * o.block_size;
+                     const int64_t n = std::min<int64_t>(budget / block_bytes, INT32_MAX / o.block_size - 1);
+                     HERD_REQUIRE(n >= 1, "--kv-memory of ", budget, " bytes holds no block of ", o.block_size,
+                                  " tokens (", block_bytes, " bytes); raise it");
+                     return int32_t(n + 1);  // + the null block
+                   });
+  e.kv = std::make_unique<KvCacheManager>(e.m->n_blocks, o.block_size);
+  e.scheduler = std::make_unique<Scheduler>(*e.kv, o.max_batch_tokens, o.max_seqs);
+  e.m->info.max_context = std::min(e.m->info.n_ctx_train, e.kv->capacity_tokens());
+  // The tokenizer is optional: without one the engine speaks ids only.
+  std::unique_ptr<Tokenizer> tok;
+  if (!tokenizer_dir.empty() && Tokenizer::load(tokenizer_dir, &tok).is_ok()) e.tokenizer = std::move(tok);
+  e.publish_stats();
+  e.worker = std::thread([&e] { e.loop(); });
+  return impl;
 }
 
 const ModelInfo& Engine::info() const { return impl_->m->info; }

@@ -1,20 +1,21 @@
 #include "engine/loaded-model.h"
 
 #include "common/check.h"
+#include "model/synthetic.h"
 
 namespace herd {
 
-std::unique_ptr<LoadedModel> load_model(const std::string& path, const std::string& device, int n_threads,
-                                        float meta_rope_factor, int32_t block_size,
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& device, int n_threads, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks) {
   HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "--block-size must be a power of two, got ",
                block_size);
   auto m = std::make_unique<LoadedModel>();
-  m->files = load_model_files(path, meta_rope_factor);
+  m->files = std::move(files);
   const ModelConfig& c = m->files.config;
   m->backend = make_backend(device, n_threads);
-  m->n_blocks = n_blocks(c, *m->backend);
-  m->llama = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend, m->n_blocks, block_size);
+  m->llama = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
+  m->n_blocks = n_blocks(c, *m->backend);  // after the weights, so that free memory excludes them
+  m->llama->allocate_kv(m->n_blocks, block_size);
 
   ModelInfo& i = m->info;
   i.n_vocab = c.n_vocab;
@@ -31,6 +32,23 @@ std::unique_ptr<LoadedModel> load_model(const std::string& path, const std::stri
   i.dtype = std::string(dtype_name(m->files.weights.tok_embd.dtype));
   i.device = m->backend->name();
   return m;
+}
+
+ModelFiles synthetic_files(const SyntheticModelSpec& spec) {
+  ModelConfig c = parse_hf_config(read_text_file(spec.config_path), spec.config_path);
+  if (spec.n_layer > 0) c.n_layer = spec.n_layer;
+  if (spec.n_vocab > 0) {
+    c.n_vocab = spec.n_vocab;
+    // Special ids of the full vocabulary mean nothing in a smaller one.
+    if (c.bos_id >= c.n_vocab) c.bos_id = -1;
+    std::erase_if(c.eos_ids, [&](int32_t id) { return id >= c.n_vocab; });
+  }
+  DType dtype;
+  if (spec.dtype == "bf16") dtype = DType::bf16;
+  else if (spec.dtype == "f16") dtype = DType::f16;
+  else if (spec.dtype == "f32") dtype = DType::f32;
+  else fail_input("--dtype ", spec.dtype, ": expected bf16, f16 or f32");
+  return make_synthetic_files(c, dtype, spec.seed);
 }
 
 void check_token_ids(const std::vector<int32_t>& ids, int64_t n_vocab) {

@@ -20,10 +20,12 @@ struct LoadedModel {
   int32_t n_blocks = 0;  // KV pool size, the null block included
 };
 
-// n_blocks picks the KV pool size once the config and the backend are known.
-std::unique_ptr<LoadedModel> load_model(const std::string& path, const std::string& device, int n_threads,
-                                        float meta_rope_factor, int32_t block_size,
+// Uploads `files` to a new backend. n_blocks then picks the KV pool size, with the weights in place.
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& device, int n_threads, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks);
+
+// The in-memory random-weight model a SyntheticModelSpec describes.
+ModelFiles synthetic_files(const SyntheticModelSpec& spec);
 
 // Invalid input unless every id lies in [0, n_vocab).
 void check_token_ids(const std::vector<int32_t>& ids, int64_t n_vocab);

@@ -15,9 +15,7 @@ Tensor slice(const Tensor& t, int64_t offset, Shape shape) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int32_t n_blocks,
-                       int32_t block_size)
-    : c_(c), be_(backend), block_size_(block_size) {
+LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend) : c_(c), be_(backend) {
   tok_embd_ = be_.upload_weight(w.tok_embd);
   output_norm_ = be_.upload_weight(w.output_norm);
   output_ = c.tied_embeddings ? tok_embd_ : be_.upload_weight(w.output);
@@ -35,9 +33,15 @@ LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& back
     l.w_gate = be_.upload_weight(lw.w_gate);
     l.w_up = be_.upload_weight(lw.w_up);
     l.w_down = be_.upload_weight(lw.w_down);
-    l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c.n_head_kv, block_size, c.head_dim});
-    l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c.n_head_kv, block_size, c.head_dim});
     layers_.push_back(std::move(l));
+  }
+}
+
+void LlamaModel::allocate_kv(int32_t n_blocks, int32_t block_size) {
+  block_size_ = block_size;
+  for (Layer& l : layers_) {
+    l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c_.n_head_kv, block_size, c_.head_dim});
+    l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c_.n_head_kv, block_size, c_.head_dim});
   }
 }
 
@@ -67,6 +71,7 @@ void LlamaModel::ensure_scratch(int64_t n) {
 Tensor LlamaModel::run(const Batch& b) {
   const int64_t n = b.n_tokens(), n_seqs = b.n_seqs(), n_rows = int64_t(b.logits_rows.size());
   HERD_CHECK(n > 0 && n_rows > 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
+  HERD_CHECK(block_size_ > 0, "forward before allocate_kv");
   ensure_scratch(n);
   const int64_t hd = c_.head_dim, q_dim = c_.n_head * hd, kv_dim = c_.n_head_kv * hd;
 

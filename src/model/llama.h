@@ -14,9 +14,11 @@ namespace herd {
 
 class LlamaModel {
  public:
-  // Uploads the weights once and allocates the paged KV cache: per layer, K and V of
+  // Uploads the weights once.
+  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend);
+  // The paged KV cache, sized once the weights are in place: per layer, K and V of
   // [n_blocks, n_head_kv, block_size, head_dim] in the backend's kv_dtype().
-  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, int32_t n_blocks, int32_t block_size);
+  void allocate_kv(int32_t n_blocks, int32_t block_size);
 
   // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab].
   std::vector<float> forward(const Batch& batch);
@@ -51,7 +53,7 @@ class LlamaModel {
 
   ModelConfig c_;
   Backend& be_;
-  int32_t block_size_;
+  int32_t block_size_ = 0;
   Tensor tok_embd_, output_norm_, output_, inv_freq_;
   std::vector<Layer> layers_;
   Scratch s_;

@@ -1,10 +1,10 @@
 #include "model/synthetic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <random>
-#include <vector>
+#include <thread>
 
 #include "common/check.h"
 #include "model/safetensors.h"
@@ -13,65 +13,99 @@ namespace herd {
 
 namespace {
 
-struct Owned {
-  std::string name;
-  DType dtype;
-  Shape shape;
-  std::vector<uint8_t> bytes;
-};
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
 
-Owned random_tensor(std::string name, Shape shape, DType dtype, float mean, float stddev, std::mt19937_64& rng) {
-  std::normal_distribution<float> dist(mean, stddev);
+// Fills a tensor in fixed chunks, each from its own counter-based stream, on all cores.
+std::vector<uint8_t> random_tensor(const Shape& shape, DType dtype, float mean, float stddev, uint64_t stream) {
   const int64_t n = shape_numel(shape);
-  Owned t{std::move(name), dtype, std::move(shape), std::vector<uint8_t>(size_t(n) * dtype_size(dtype))};
-  for (int64_t i = 0; i < n; ++i) {
-    const float v = dist(rng);
-    switch (dtype) {
-      case DType::f32: reinterpret_cast<float*>(t.bytes.data())[i] = v; break;
-      case DType::bf16: reinterpret_cast<uint16_t*>(t.bytes.data())[i] = f32_to_bf16(v); break;
-      case DType::f16: reinterpret_cast<uint16_t*>(t.bytes.data())[i] = f32_to_f16(v); break;
-      case DType::i32: HERD_CHECK(false, "i32 weights"); break;
+  std::vector<uint8_t> bytes(size_t(n) * dtype_size(dtype));
+  const float half_width = stddev * std::sqrt(3.0f);  // uniform with this deviation
+  constexpr int64_t kChunk = int64_t(1) << 20;
+  const int64_t n_chunks = (n + kChunk - 1) / kChunk;
+  auto fill = [&](int64_t chunk) {
+    uint64_t state = splitmix64(stream * 0x100000001b3ull + uint64_t(chunk));
+    for (int64_t i = chunk * kChunk; i < std::min(n, (chunk + 1) * kChunk); ++i) {
+      state = splitmix64(state);
+      const float u = float(state >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+      const float v = mean + half_width * (2.0f * u - 1.0f);
+      if (dtype == DType::f32) reinterpret_cast<float*>(bytes.data())[i] = v;
+      else if (dtype == DType::bf16) reinterpret_cast<uint16_t*>(bytes.data())[i] = f32_to_bf16(v);
+      else reinterpret_cast<uint16_t*>(bytes.data())[i] = f32_to_f16(v);
     }
-  }
-  return t;
+  };
+  const int64_t n_threads = std::min<int64_t>(n_chunks, std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> threads;
+  for (int64_t t = 0; t < n_threads; ++t)
+    threads.emplace_back([&, t] {
+      for (int64_t chunk = t; chunk < n_chunks; chunk += n_threads) fill(chunk);
+    });
+  for (auto& th : threads) th.join();
+  return bytes;
 }
 
 }  // namespace
 
-void write_synthetic_model(const ModelConfig& c, DType dtype, uint64_t seed, const std::string& out_dir) {
-  validate_config(c, out_dir + "/config.json");
-  std::filesystem::create_directories(out_dir);
-  std::mt19937_64 rng(seed);
+ModelFiles make_synthetic_files(const ModelConfig& c, DType dtype, uint64_t seed) {
+  validate_config(c, "synthetic model");
+  HERD_REQUIRE(dtype != DType::i32, "synthetic weights must be f32, f16 or bf16");
+  ModelFiles m;
+  m.dir = "(synthetic)";
+  m.config = c;
+  m.config.dtype = dtype;
+  m.config.qk_layout = QkLayout::half_split;
+  HostWeights& w = m.weights;
+  uint64_t stream = seed * 1000003;
+  auto make = [&](Shape shape, float mean, float stddev) {
+    w.owned.push_back(random_tensor(shape, dtype, mean, stddev, stream++));
+    return TensorView{dtype, std::move(shape), w.owned.back().data()};
+  };
   const int64_t q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
   const float w_std = 0.02f, norm_std = 0.1f;
-
-  std::vector<Owned> ts;
-  ts.push_back(random_tensor("model.embed_tokens.weight", {c.n_vocab, c.n_embd}, dtype, 0.f, 1.0f, rng));
+  w.tok_embd = make({c.n_vocab, c.n_embd}, 0.f, c.tied_embeddings ? 0.1f : 1.0f);
   for (int64_t l = 0; l < c.n_layer; ++l) {
-    const std::string p = str_cat("model.layers.", l, ".");
-    ts.push_back(random_tensor(p + "input_layernorm.weight", {c.n_embd}, dtype, 1.f, norm_std, rng));
-    ts.push_back(random_tensor(p + "self_attn.q_proj.weight", {q_dim, c.n_embd}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "self_attn.k_proj.weight", {kv_dim, c.n_embd}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "self_attn.v_proj.weight", {kv_dim, c.n_embd}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "self_attn.o_proj.weight", {c.n_embd, q_dim}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "post_attention_layernorm.weight", {c.n_embd}, dtype, 1.f, norm_std, rng));
-    ts.push_back(random_tensor(p + "mlp.gate_proj.weight", {c.n_ff, c.n_embd}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "mlp.up_proj.weight", {c.n_ff, c.n_embd}, dtype, 0.f, w_std, rng));
-    ts.push_back(random_tensor(p + "mlp.down_proj.weight", {c.n_embd, c.n_ff}, dtype, 0.f, w_std, rng));
+    LayerWeights lw;
+    lw.attn_norm = make({c.n_embd}, 1.f, norm_std);
+    lw.wq = make({q_dim, c.n_embd}, 0.f, w_std);
+    lw.wk = make({kv_dim, c.n_embd}, 0.f, w_std);
+    lw.wv = make({kv_dim, c.n_embd}, 0.f, w_std);
+    lw.wo = make({c.n_embd, q_dim}, 0.f, w_std);
+    lw.ffn_norm = make({c.n_embd}, 1.f, norm_std);
+    lw.w_gate = make({c.n_ff, c.n_embd}, 0.f, w_std);
+    lw.w_up = make({c.n_ff, c.n_embd}, 0.f, w_std);
+    lw.w_down = make({c.n_embd, c.n_ff}, 0.f, w_std);
+    w.layers.push_back(lw);
   }
-  ts.push_back(random_tensor("model.norm.weight", {c.n_embd}, dtype, 1.f, norm_std, rng));
-  if (!c.tied_embeddings)
-    ts.push_back(random_tensor("lm_head.weight", {c.n_vocab, c.n_embd}, dtype, 0.f, w_std, rng));
+  w.output_norm = make({c.n_embd}, 1.f, norm_std);
+  w.output = c.tied_embeddings ? w.tok_embd : make({c.n_vocab, c.n_embd}, 0.f, w_std);
+  return m;
+}
 
-  std::vector<NamedTensor> views;
-  for (const auto& t : ts) views.push_back({t.name, TensorView{t.dtype, t.shape, t.bytes.data()}});
-  write_safetensors(out_dir + "/model.safetensors", views);
-
-  ModelConfig written = c;
-  written.dtype = dtype;
+void write_synthetic_model(const ModelConfig& c, DType dtype, uint64_t seed, const std::string& out_dir) {
+  const ModelFiles m = make_synthetic_files(c, dtype, seed);
+  const HostWeights& w = m.weights;
+  std::vector<NamedTensor> ts{{"model.embed_tokens.weight", w.tok_embd}, {"model.norm.weight", w.output_norm}};
+  if (!c.tied_embeddings) ts.push_back({"lm_head.weight", w.output});
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& lw = w.layers[l];
+    const std::string p = str_cat("model.layers.", l, ".");
+    for (const auto& [name, view] : {std::pair{"input_layernorm.weight", &lw.attn_norm},
+                                     {"self_attn.q_proj.weight", &lw.wq}, {"self_attn.k_proj.weight", &lw.wk},
+                                     {"self_attn.v_proj.weight", &lw.wv}, {"self_attn.o_proj.weight", &lw.wo},
+                                     {"post_attention_layernorm.weight", &lw.ffn_norm},
+                                     {"mlp.gate_proj.weight", &lw.w_gate}, {"mlp.up_proj.weight", &lw.w_up},
+                                     {"mlp.down_proj.weight", &lw.w_down}})
+      ts.push_back({p + name, *view});
+  }
+  std::filesystem::create_directories(out_dir);
+  write_safetensors(out_dir + "/model.safetensors", ts);
   std::ofstream f(out_dir + "/config.json", std::ios::trunc);
   HERD_REQUIRE(f.good(), out_dir, "/config.json: cannot create");
-  f << to_hf_config_json(written);
+  f << to_hf_config_json(m.config);
 }
 
 }  // namespace herd

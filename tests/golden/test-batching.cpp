@@ -21,7 +21,8 @@ class Batching : public testing::Test {
   void SetUp() override {
     files_ = load_model_files(kModel);
     be_ = make_cpu_backend(2);
-    model_ = std::make_unique<LlamaModel>(files_.config, files_.weights, *be_, /*n_blocks=*/64, kBlock);
+    model_ = std::make_unique<LlamaModel>(files_.config, files_.weights, *be_);
+    model_->allocate_kv(/*n_blocks=*/64, kBlock);
     std::ifstream f(std::string(HERD_TEST_DATA) + "/reference/gqa4-hd32-untied-llama3.json");
     ids_ = nlohmann::json::parse(f)["input_ids"].get<std::vector<int32_t>>();
   }

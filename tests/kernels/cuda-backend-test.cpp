@@ -557,7 +557,8 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
         const int32_t p = n_past[s] + j;
         ids.push_back(int32_t(rng() % n_vocab));
         pos.push_back(p);
-        slots.push_back(block_table[s * max_blocks + size_t(p / block_size)] * int32_t(block_size) + p % int32_t(block_size));
+        const int32_t block = block_table[s * max_blocks + size_t(p / block_size)];
+        slots.push_back(block * int32_t(block_size) + p % int32_t(block_size));
       }
       qsl.push_back(qsl.back() + q_len[s]);
       seq_lens.push_back(n_past[s] + q_len[s]);

@@ -132,6 +132,12 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + device_name_ + ")"; }
 
+  size_t free_memory() const override {
+    size_t free = 0, total = 0;
+    HERD_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    return free;
+  }
+
   // --- memory ----------------------------------------------------------------
 
   Tensor upload_weight(const TensorView& host) override {
@@ -245,8 +251,8 @@ class CudaBackend final : public Backend {
     check_dtype(query_start_loc, DType::i32, "attention query_start_loc");
     check_dtype(seq_lens, DType::i32, "attention seq_lens");
     check_dtype(block_table, DType::i32, "attention block_table");
-    HERD_REQUIRE(cache_type(k_cache, v_cache) == k::ElemType::bf16, "the CUDA attention kernel reads a bf16 cache, not ",
-                 dtype_name(k_cache.dtype));
+    HERD_REQUIRE(cache_type(k_cache, v_cache) == k::ElemType::bf16,
+                 "the CUDA attention kernel reads a bf16 cache, not ", dtype_name(k_cache.dtype));
     const int64_t n_blocks = k_cache.dim(0), n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2);
     HERD_CHECK(k_cache.dim(3) == head_dim && n_head % n_head_kv == 0, "attention: q ", shape_str(q.shape),
                " vs cache ", shape_str(k_cache.shape));

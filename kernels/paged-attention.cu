@@ -1,0 +1,329 @@
+#include "kernels/paged-attention.cuh"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+
+namespace herd::kernels {
+namespace {
+
+// A block takes 16 query rows of one sequence and one KV head (a row = one token x one query head
+// of the group, so the heads of a group read each K/V tile once) and a range of that sequence's
+// keys, in tiles of 32 keys. Each warp owns 2 rows: in the score step lane j scores key j, in the
+// output step lane l owns dimensions l, l + 32, ... — no cross-lane reduction over head_dim.
+// While a tile is being used, the next one is already on its way into registers (one tile of
+// prefetch hides most of the global-memory latency of an otherwise un-pipelined loop).
+constexpr int kTileKeys = 32;
+constexpr int kWarps = 8;
+constexpr int kRowsPerWarp = 2;
+constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
+constexpr int kThreads = kWarps * 32;
+constexpr int kMaxSplits = 128;
+constexpr int kVec = 8;  // bf16 elements per 16-byte load
+
+using bf16 = __nv_bfloat16;
+
+// The first grid tile of sequence s. A sequence of q_len tokens needs ceil(q_len * group / 16) tiles;
+// floor(qsl[s] * group / 16) + s grows by at least that much from one sequence to the next, needs
+// only query_start_loc (no prefix sum over the batch) and is strictly increasing, so a binary search
+// finds each block's sequence. The price: up to one empty tile per sequence, which exits at once.
+__device__ __forceinline__ int tile_start(const int32_t* __restrict__ qsl, int s, int n_tokens, int group) {
+  const int t = min(max(__ldg(qsl + s), 0), n_tokens);
+  return int(int64_t(t) * group / kRowsPerBlock) + s;
+}
+
+// At least 3 blocks per multiprocessor (<= 85 registers; shared memory allows 5 at head_dim 128): more
+// tiles in flight matter more to this memory-bound loop than registers for deeper unrolling.
+template <int HEAD_DIM>
+__global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
+    const float* __restrict__ q,              // [n_tokens, n_head, HEAD_DIM], token stride q_stride
+    const bf16* __restrict__ k_cache,         // [n_blocks, n_head_kv, block_size, HEAD_DIM]
+    const bf16* __restrict__ v_cache,         // [n_blocks, n_head_kv, block_size, HEAD_DIM]
+    const int32_t* __restrict__ qsl,          // [n_seqs + 1]
+    const int32_t* __restrict__ seq_lens,     // [n_seqs]
+    const int32_t* __restrict__ block_table,  // [n_seqs, max_blocks]
+    float* __restrict__ out,                  // [n_tokens, n_head * HEAD_DIM], token stride out_stride
+    float* __restrict__ part_o,               // [n_splits, n_tokens, n_head, HEAD_DIM] unnormalised
+    float* __restrict__ part_ml,              // [n_splits, n_tokens, n_head, 2] running max, sum
+    int n_tokens, int n_seqs, int n_head, int n_head_kv, int block_shift, int n_blocks, int max_blocks,
+    int64_t q_stride, int64_t out_stride, float scale) {
+  constexpr int kDimsPerLane = HEAD_DIM / 32;
+  constexpr int kChunksPerRow = HEAD_DIM / kVec;
+  constexpr int kChunksPerTile = kTileKeys * kChunksPerRow;
+  constexpr int kChunksPerThread = (kChunksPerTile + kThreads - 1) / kThreads;
+  // K rows padded by 4 floats: lane j reads k_s[j][d..d+3] as one float4, and the 8 lanes of each
+  // quarter-warp then hit 8 different groups of 4 banks. Rows stay 16-byte aligned.
+  __shared__ __align__(16) float k_s[kTileKeys][HEAD_DIM + 4];
+  __shared__ __align__(16) float v_s[kTileKeys][HEAD_DIM];
+  __shared__ __align__(16) float q_s[kRowsPerBlock][HEAD_DIM];
+
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kv_head = blockIdx.y, split = blockIdx.z, n_splits = gridDim.z;
+  const int group = n_head / n_head_kv;
+
+  // --- which sequence, which of its rows, which keys ---
+  int lo = 0;
+  for (int hi = n_seqs - 1; lo < hi;) {  // the last sequence whose first tile is <= blockIdx.x
+    const int mid = (lo + hi + 1) >> 1;
+    if (tile_start(qsl, mid, n_tokens, group) <= int(blockIdx.x)) lo = mid; else hi = mid - 1;
+  }
+  const int s = lo;
+  const int local_tile = int(blockIdx.x) - tile_start(qsl, s, n_tokens, group);
+  const int q_begin = min(max(__ldg(qsl + s), 0), n_tokens);
+  const int q_end = min(max(__ldg(qsl + s + 1), q_begin), n_tokens);
+  const int n_rows = (q_end - q_begin) * group;  // query rows of this sequence that read this KV head
+  const int row0 = local_tile * kRowsPerBlock;
+  if (local_tile < 0 || row0 >= n_rows) return;  // a slack tile (uniform over the block: no barrier skipped)
+  const int seq_len = __ldg(seq_lens + s);
+  const int first_pos = seq_len - (q_end - q_begin);  // position of the sequence's first query
+  // Keys past the block table's reach do not exist (a bad seq_len must not read past the table).
+  const int n_keys = int(min(int64_t(seq_len), int64_t(max_blocks) << block_shift));
+  const int32_t* __restrict__ bt = block_table + int64_t(s) * max_blocks;
+  auto last_key = [&](int row) {  // the last key a row sees; -1: none
+    return row < n_rows ? max(-1, min(first_pos + row / group, n_keys - 1)) : -1;
+  };
+  // Rows are in token order, so the tile's last row sees the most keys.
+  const int kv_end = last_key(min(row0 + kRowsPerBlock, n_rows) - 1) + 1;
+  int key_begin = 0, key_end = kv_end;
+  if (n_splits > 1) {
+    const int chunk = ((kv_end + n_splits - 1) / n_splits + kTileKeys - 1) / kTileKeys * kTileKeys;
+    key_begin = split * chunk;
+    key_end = min(kv_end, key_begin + chunk);
+  }
+
+  // Query rows into shared memory (every lane reads all of a row in the score step).
+  for (int idx = threadIdx.x; idx < kRowsPerBlock * HEAD_DIM; idx += kThreads) {
+    const int r = idx / HEAD_DIM, d = idx % HEAD_DIM, row = row0 + r;
+    float v = 0.f;
+    if (row < n_rows) {
+      const int t = q_begin + row / group, h = kv_head * group + row % group;
+      v = q[int64_t(t) * q_stride + int64_t(h) * HEAD_DIM + d];
+    }
+    q_s[r][d] = v;
+  }
+
+  // --- K/V tiles: global -> registers (prefetch) -> f32 in shared memory ---
+  uint4 k_raw[kChunksPerThread], v_raw[kChunksPerThread];
+  auto fetch = [&](int tile) {
+#pragma unroll
+    for (int c = 0; c < kChunksPerThread; ++c) {
+      const int idx = threadIdx.x + c * kThreads, j = idx / kChunksPerRow, key = tile + j;
+      k_raw[c] = v_raw[c] = make_uint4(0, 0, 0, 0);  // bf16 zeros: keys past key_end never add NaNs
+      if (idx < kChunksPerTile && key < key_end) {
+        const int phys = __ldg(bt + (key >> block_shift));
+        if (phys >= 0 && phys < n_blocks) {
+          const int offset = key & ((1 << block_shift) - 1);
+          const int64_t slot = ((int64_t(phys) * n_head_kv + kv_head) << block_shift) + offset;
+          const int64_t off = slot * HEAD_DIM + (idx % kChunksPerRow) * kVec;
+          k_raw[c] = __ldg(reinterpret_cast<const uint4*>(k_cache + off));
+          v_raw[c] = __ldg(reinterpret_cast<const uint4*>(v_cache + off));
+        }
+      }
+    }
+  };
+  // bf16 -> f32 is exact: the bf16 bits are the high half of the f32 (low element first in memory).
+  auto unpack = [](uint32_t w0, uint32_t w1) {
+    return make_float4(__uint_as_float(w0 << 16), __uint_as_float(w0 & 0xffff0000u), __uint_as_float(w1 << 16),
+                       __uint_as_float(w1 & 0xffff0000u));
+  };
+  auto stash = [&]() {
+#pragma unroll
+    for (int c = 0; c < kChunksPerThread; ++c) {
+      const int idx = threadIdx.x + c * kThreads, j = idx / kChunksPerRow, d0 = (idx % kChunksPerRow) * kVec;
+      if (idx >= kChunksPerTile) continue;
+      *reinterpret_cast<float4*>(&k_s[j][d0]) = unpack(k_raw[c].x, k_raw[c].y);
+      *reinterpret_cast<float4*>(&k_s[j][d0 + 4]) = unpack(k_raw[c].z, k_raw[c].w);
+      *reinterpret_cast<float4*>(&v_s[j][d0]) = unpack(v_raw[c].x, v_raw[c].y);
+      *reinterpret_cast<float4*>(&v_s[j][d0 + 4]) = unpack(v_raw[c].z, v_raw[c].w);
+    }
+  };
+
+  int last[kRowsPerWarp];
+  float m[kRowsPerWarp], l[kRowsPerWarp], o[kRowsPerWarp][kDimsPerLane];
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    last[rr] = last_key(row0 + warp * kRowsPerWarp + rr);
+    m[rr] = -INFINITY;
+    l[rr] = 0.f;
+#pragma unroll
+    for (int e = 0; e < kDimsPerLane; ++e) o[rr][e] = 0.f;
+  }
+
+  if (key_begin < key_end) fetch(key_begin);
+  for (int tile = key_begin; tile < key_end; tile += kTileKeys) {
+    stash();
+    __syncthreads();  // the tile (and, the first time, q_s) is visible to every warp
+    if (tile + kTileKeys < key_end) fetch(tile + kTileKeys);
+
+    int n_valid[kRowsPerWarp];  // keys of this tile row rr sees: a prefix, by causality
+    bool any = false;
+#pragma unroll
+    for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+      n_valid[rr] = max(0, min(kTileKeys, min(last[rr] + 1, key_end) - tile));
+      any |= n_valid[rr] > 0;
+    }
+    if (any) {  // warp-uniform
+      // Scores: lane j dots both rows with key j.
+      float sc[kRowsPerWarp] = {};
+      const float* krow = k_s[lane];
+#pragma unroll 2
+      for (int d = 0; d < HEAD_DIM; d += 4) {
+        const float4 kv = *reinterpret_cast<const float4*>(krow + d);
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+          const float4 qv = *reinterpret_cast<const float4*>(&q_s[warp * kRowsPerWarp + rr][d]);
+          sc[rr] += qv.x * kv.x + qv.y * kv.y + qv.z * kv.z + qv.w * kv.w;
+        }
+      }
+      float p[kRowsPerWarp];
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+        p[rr] = 0.f;
+        if (n_valid[rr] == 0) continue;
+        const float x = lane < n_valid[rr] ? sc[rr] * scale : -INFINITY;
+        const float m_new = fmaxf(m[rr], warp_max(x));
+        const float alpha = expf(m[rr] - m_new);  // 0 on the first tile (m = -inf)
+        p[rr] = lane < n_valid[rr] ? expf(x - m_new) : 0.f;
+        l[rr] = l[rr] * alpha + warp_sum(p[rr]);
+        m[rr] = m_new;
+#pragma unroll
+        for (int e = 0; e < kDimsPerLane; ++e) o[rr][e] *= alpha;
+      }
+      // Output: lane l accumulates its dimensions over the tile's keys, p broadcast by shuffle.
+      int n_used = 0;
+#pragma unroll
+      for (int rr = 0; rr < kRowsPerWarp; ++rr) n_used = max(n_used, n_valid[rr]);
+      for (int j = 0; j < n_used; ++j) {
+        float vv[kDimsPerLane];
+#pragma unroll
+        for (int e = 0; e < kDimsPerLane; ++e) vv[e] = v_s[j][lane + 32 * e];
+#pragma unroll
+        for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+          const float pj = __shfl_sync(0xffffffffu, p[rr], j);
+          if (j < n_valid[rr]) {
+#pragma unroll
+            for (int e = 0; e < kDimsPerLane; ++e) o[rr][e] += pj * vv[e];
+          }
+        }
+      }
+    }
+    __syncthreads();  // before the next stash overwrites k_s / v_s
+  }
+
+#pragma unroll
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int row = row0 + warp * kRowsPerWarp + rr;
+    if (row >= n_rows) continue;
+    const int t = q_begin + row / group, h = kv_head * group + row % group;
+    if (n_splits == 1) {
+      const float inv_l = l[rr] > 0.f ? 1.0f / l[rr] : 0.f;  // a row with no keys gives zeros
+      float* dst = out + int64_t(t) * out_stride + int64_t(h) * HEAD_DIM;
+#pragma unroll
+      for (int e = 0; e < kDimsPerLane; ++e) dst[lane + 32 * e] = o[rr][e] * inv_l;
+    } else {
+      // Every split writes its partial, even an empty one (m = -inf), so the combine reads no stale data.
+      const int64_t slot = (int64_t(split) * n_tokens + t) * n_head + h;
+      float* dst = part_o + slot * HEAD_DIM;
+#pragma unroll
+      for (int e = 0; e < kDimsPerLane; ++e) dst[lane + 32 * e] = o[rr][e];
+      if (lane == 0) {
+        part_ml[slot * 2] = m[rr];
+        part_ml[slot * 2 + 1] = l[rr];
+      }
+    }
+  }
+}
+
+// Merges the splits' partial softmaxes: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// One block per (token, head), one thread per dimension.
+__global__ void paged_attention_combine_kernel(
+    const float* __restrict__ part_o,   // [n_splits, n_tokens, n_head, head_dim]
+    const float* __restrict__ part_ml,  // [n_splits, n_tokens, n_head, 2]
+    float* __restrict__ out,            // [n_tokens, n_head * head_dim], token stride out_stride
+    int n_splits, int n_tokens, int n_head, int head_dim, int64_t out_stride) {
+  const int64_t th = blockIdx.x;
+  const int64_t t = th / n_head, h = th % n_head;
+  const int d = threadIdx.x;
+  const int64_t split_stride = int64_t(n_tokens) * n_head;
+  float mx = -INFINITY;
+  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, part_ml[(s * split_stride + th) * 2]);
+  float sum = 0.f, acc = 0.f;
+  if (mx != -INFINITY) {
+    for (int s = 0; s < n_splits; ++s) {
+      const float ms = part_ml[(s * split_stride + th) * 2];
+      if (ms == -INFINITY) continue;  // an empty split
+      const float w = expf(ms - mx);
+      sum += part_ml[(s * split_stride + th) * 2 + 1] * w;
+      acc += part_o[(s * split_stride + th) * head_dim + d] * w;
+    }
+  }
+  out[t * out_stride + h * head_dim + d] = sum > 0.f ? acc / sum : 0.f;
+}
+
+template <int HEAD_DIM>
+cudaError_t launch(const float* q, const void* k_cache, const void* v_cache, const int32_t* qsl,
+                   const int32_t* seq_lens, const int32_t* block_table, float* out, int n_tokens, int n_seqs,
+                   int n_head, int n_head_kv, int block_shift, int n_blocks, int max_blocks, int64_t q_stride,
+                   int64_t out_stride, float scale, int n_splits, float* workspace, cudaStream_t stream) {
+  const int64_t n_tiles = int64_t(n_tokens) * (n_head / n_head_kv) / kRowsPerBlock + n_seqs;
+  if (n_tiles > INT_MAX) return cudaErrorInvalidValue;
+  const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_head_kv), static_cast<unsigned>(n_splits));
+  float* part_o = workspace;
+  float* part_ml = n_splits > 1 ? workspace + size_t(n_splits) * n_tokens * n_head * HEAD_DIM : nullptr;
+  paged_attention_kernel<HEAD_DIM><<<grid, kThreads, 0, stream>>>(
+      q, static_cast<const bf16*>(k_cache), static_cast<const bf16*>(v_cache), qsl, seq_lens, block_table, out,
+      part_o, part_ml, n_tokens, n_seqs, n_head, n_head_kv, block_shift, n_blocks, max_blocks, q_stride, out_stride,
+      scale);
+  HERD_CUDA_TRY(cudaGetLastError());
+  if (n_splits > 1) {
+    paged_attention_combine_kernel<<<unsigned(int64_t(n_tokens) * n_head), HEAD_DIM, 0, stream>>>(
+        part_o, part_ml, out, n_splits, n_tokens, n_head, HEAD_DIM, out_stride);
+  }
+  HERD_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+int paged_attention_n_splits(int n_tokens, int n_seqs, int n_head, int n_head_kv, int n_sm) {
+  const int64_t group = n_head / std::max(1, n_head_kv);
+  // Tiles that hold query rows: at least one per sequence, at least the rows / 16.
+  const int64_t tiles = std::max<int64_t>(n_seqs, (int64_t(n_tokens) * group + kRowsPerBlock - 1) / kRowsPerBlock);
+  const int64_t base = std::max<int64_t>(1, tiles * n_head_kv);
+  // About four blocks per multiprocessor hide the load latency that one tile of prefetch leaves.
+  const int64_t target = 4 * int64_t(std::max(1, n_sm));
+  if (2 * base >= target) return 1;
+  return int(std::min<int64_t>(kMaxSplits, (target + base - 1) / base));
+}
+
+size_t paged_attention_workspace_bytes(int n_splits, int n_tokens, int n_head, int head_dim) {
+  if (n_splits <= 1) return 0;
+  return size_t(n_splits) * n_tokens * n_head * (head_dim + 2) * sizeof(float);
+}
+
+cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_cache, const int32_t* query_start_loc,
+                            const int32_t* seq_lens, const int32_t* block_table, float* out, int n_tokens, int n_seqs,
+                            int n_head, int n_head_kv, int head_dim, int block_size, int n_blocks, int max_blocks,
+                            int64_t q_stride, int64_t out_stride, float scale, int n_splits, float* workspace,
+                            cudaStream_t stream) {
+  if (n_tokens == 0 || n_seqs == 0) return cudaSuccess;
+  const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
+  if (n_tokens < 0 || n_seqs < 0 || n_head_kv <= 0 || n_head_kv > 65535 || n_head % n_head_kv != 0 || !pow2 ||
+      n_blocks <= 0 || max_blocks <= 0 || n_splits < 1 || n_splits > 65535 || (n_splits > 1 && workspace == nullptr) ||
+      !aligned16(k_cache) || !aligned16(v_cache))
+    return cudaErrorInvalidValue;
+  int block_shift = 0;
+  while ((1 << block_shift) < block_size) ++block_shift;
+  // One switch over the head_dims Llama uses (64, 128; 32 for small test models): 3 instantiations.
+#define HERD_PAGED_ATTN(D)                                                                                   \
+  launch<D>(q, k_cache, v_cache, query_start_loc, seq_lens, block_table, out, n_tokens, n_seqs, n_head, n_head_kv, \
+            block_shift, n_blocks, max_blocks, q_stride, out_stride, scale, n_splits, workspace, stream)
+  switch (head_dim) {
+    case 32: return HERD_PAGED_ATTN(32);
+    case 64: return HERD_PAGED_ATTN(64);
+    case 128: return HERD_PAGED_ATTN(128);
+    default: return cudaErrorInvalidValue;
+  }
+#undef HERD_PAGED_ATTN
+}
+
+}  // namespace herd::kernels
