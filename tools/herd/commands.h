@@ -30,6 +30,7 @@ void print_float(std::string& out, float v);
 void add_logits_command(CLI::App& app, int& rc);
 void add_generate_command(CLI::App& app, int& rc);
 void add_make_model_command(CLI::App& app, int& rc);
+void add_bench_command(CLI::App& app, int& rc);
 void add_tokenize_commands(CLI::App& app, int& rc);  // tokenize and detokenize
 
 }  // namespace herd_cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   herd_cli::add_logits_command(app, rc);
   herd_cli::add_generate_command(app, rc);
   herd_cli::add_make_model_command(app, rc);
+  herd_cli::add_bench_command(app, rc);
   herd_cli::add_tokenize_commands(app, rc);
   try {
     app.parse(argc, argv);
