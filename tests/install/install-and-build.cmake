@@ -1,5 +1,5 @@
-# cmake -P script: install herd from BUILD_DIR into WORK_DIR/prefix, build the consumer in
-# SOURCE_DIR against it, and run it on MODEL.
+# cmake -P script: install herd from BUILD_DIR into WORK_DIR/prefix, build the examples in
+# SOURCE_DIR against it, and run them on MODEL (on the CPU, so that it runs anywhere).
 file(REMOVE_RECURSE ${WORK_DIR})
 function(run_step)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -11,4 +11,6 @@ endfunction()
 run_step(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
 run_step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 run_step(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run_step(${WORK_DIR}/build/consumer ${MODEL})
+set(ENV{CUDA_VISIBLE_DEVICES} "")
+run_step(${WORK_DIR}/build/one-shot ${MODEL})
+run_step(${WORK_DIR}/build/batch-stream ${MODEL} 5)
