@@ -41,10 +41,6 @@ struct Live {
   bool ignore_eos = false;
 };
 
-struct Channel {
-  std::deque<Event> events;
-};
-
 }  // namespace
 
 struct Engine::Impl {
@@ -58,7 +54,7 @@ struct Engine::Impl {
   std::condition_variable work_cv, event_cv;
   std::deque<std::unique_ptr<Live>> inbox;
   std::unordered_set<RequestId> cancels;
-  std::unordered_map<RequestId, Channel> channels;
+  std::unordered_map<RequestId, std::deque<Event>> channels;  // each request's undelivered events
   bool stopping = false;
   RequestId next_id = 1;
 
@@ -70,7 +66,7 @@ struct Engine::Impl {
   void emit(RequestId id, Event e) {
     {
       std::lock_guard lock(mu);
-      channels[id].events.push_back(std::move(e));
+      channels[id].push_back(std::move(e));
     }
     event_cv.notify_all();
   }
@@ -267,10 +263,13 @@ bool Engine::next_event(RequestId id, Event* event) {
   std::unique_lock lock(e.mu);
   auto it = e.channels.find(id);
   if (it == e.channels.end()) return false;
-  e.event_cv.wait(lock, [&] { return !it->second.events.empty(); });
-  *event = std::move(it->second.events.front());
-  it->second.events.pop_front();
-  if (event->type == Event::Type::finished) e.channels.erase(it);
+  // A reference, not the iterator: other requests' channels may be added (and the map rehashed)
+  // while this one waits; elements of an unordered_map stay where they are.
+  std::deque<Event>& queue = it->second;
+  e.event_cv.wait(lock, [&] { return !queue.empty(); });
+  *event = std::move(queue.front());
+  queue.pop_front();
+  if (event->type == Event::Type::finished) e.channels.erase(id);
   return true;
 }
 
