@@ -17,14 +17,13 @@
 #include <string>
 #include <vector>
 
-#include "kernels/add.cuh"
+#include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
-#include "kernels/kv-write.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/rmsnorm.cuh"
-#include "kernels/rope.cuh"
+#include "kernels/rope-kv-write.cuh"
 #include "kernels/silu-mul.cuh"
 
 namespace k = herd::kernels;
@@ -239,6 +238,7 @@ int main(int argc, char** argv) {
     void* w = dev_typed(kEmbd, k::ElemType::bf16, 11);
     float* q = dev_f32(size_t(n) * kHead * kHeadDim, 12);
     float* kk = dev_f32(size_t(n) * kHeadKv * kHeadDim, 13);
+    float* vv = dev_f32(size_t(n) * kHeadKv * kHeadDim, 26);
     float* g = dev_f32(size_t(n) * kFf, 14, 4.f);
     float* u = dev_f32(size_t(n) * kFf, 15);
     float* h = dev_f32(size_t(n) * kFf, 16);
@@ -260,24 +260,26 @@ int main(int argc, char** argv) {
     bench("rmsnorm (bf16 w)", dims({n, kEmbd}), double(n) * kEmbd * 8 + kEmbd * 2, 0, [&] {
       ok(k::rmsnorm(x, w, k::ElemType::bf16, y, n, kEmbd, kEmbd, kEmbd, 1e-5f, g_stream), "rmsnorm");
     });
-    bench("rope q", dims({n, kHead, kHeadDim}), double(n) * kHead * kHeadDim * 8, 0, [&] {
-      ok(k::rope(q, d_pos, inv_freq, n, kHead, kHeadDim, kHead * kHeadDim, g_stream), "rope");
+    bench("add_rmsnorm (bf16 w)", dims({n, kEmbd}), double(n) * kEmbd * 16 + kEmbd * 2, 0, [&] {
+      ok(k::add_rmsnorm(x, y, w, k::ElemType::bf16, h, n, kEmbd, kEmbd, kEmbd, kEmbd, 1e-5f, g_stream), "add_rmsnorm");
     });
-    bench("kv_write -> bf16 paged", dims({n, kHeadKv, kHeadDim}), double(n) * kHeadKv * kHeadDim * 12, 0, [&] {
-      ok(k::kv_write(kk, kk, d_slots, kc, vc, k::ElemType::bf16, n, kHeadKv, kHeadDim, kBlockSize, n_blocks,
-                     kHeadKv * kHeadDim, kHeadKv * kHeadDim, g_stream),
-         "kv_write");
-    });
+    // q and k read and written in place, v read, rotated k and v written to the bf16 cache.
+    const double qkv_bytes = double(n) * (8.0 * kHead * kHeadDim + 16.0 * kHeadKv * kHeadDim);
+    bench("rope_kv_write -> bf16 paged", dims({n, kHead, kHeadDim}) + " + 2 x " + dims({n, kHeadKv, kHeadDim}),
+          qkv_bytes, 0, [&] {
+            ok(k::rope_kv_write(q, kk, vv, d_pos, inv_freq, d_slots, kc, vc, k::ElemType::bf16, n, kHead, kHeadKv,
+                                kHeadDim, kBlockSize, n_blocks, int64_t(kHead) * kHeadDim, int64_t(kHeadKv) * kHeadDim,
+                                int64_t(kHeadKv) * kHeadDim, g_stream),
+               "rope_kv_write");
+          });
     bench("silu_mul", dims({n, kFf}), double(n) * kFf * 12, 0,
           [&] { ok(k::silu_mul(g, u, h, n, kFf, kFf, kFf, kFf, g_stream), "silu_mul"); });
-    bench("add", dims({n, kEmbd}), double(n) * kEmbd * 12, 0,
-          [&] { ok(k::add(x, y, int64_t(n) * kEmbd, g_stream), "add"); });
     bench("cast f32->bf16", dims({n, kFf}), double(n) * kFf * 6, 0,
           [&] { ok(k::cast_f32(h, hb, k::ElemType::bf16, int64_t(n) * kFf, g_stream), "cast"); });
     bench("embed f32 (pick rows)", dims({n, kEmbd}), double(n) * kEmbd * 8, 0,
           [&] { ok(k::embed(x, k::ElemType::f32, d_rows, y, n, kEmbd, n, g_stream), "embed f32"); });
     for (void* p : {table, w, hb, kc, vc}) CHECK_CUDA(cudaFree(p));
-    for (float* p : {x, y, q, kk, g, u, h, inv_freq}) CHECK_CUDA(cudaFree(p));
+    for (float* p : {x, y, q, kk, vv, g, u, h, inv_freq}) CHECK_CUDA(cudaFree(p));
     CHECK_CUDA(cudaFree(d_ids));
     CHECK_CUDA(cudaFree(d_pos));
     CHECK_CUDA(cudaFree(d_rows));

@@ -52,23 +52,30 @@ class Backend {
   virtual void embed(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
   // out[n, d] = x / rms(x) * w; x: [n, d] f32; w: [d]
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;
+  // The residual add and the next norm in one pass: x += y, then out = rms_norm(x) * w.
+  // x, y, out: [n, d] f32; w: [d]. out may be y's memory (not x's).
+  virtual void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, float eps, Tensor& out) = 0;
   // out[n, m] = x[n, k] * w[m, k]^T
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& out) = 0;
-  // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout.
-  // pos: i32[n_tokens]; inv_freq: f32[head_dim / 2], already llama3-scaled.
+  // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout, with
+  // angle = float(pos) * inv_freq[i] rounded to f32. pos: i32[n_tokens]; inv_freq: f32[head_dim / 2],
+  // already llama3-scaled.
   virtual void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) = 0;
   // The paged KV cache of one layer: K and V each [n_blocks, n_head_kv, block_size, head_dim].
   // The backend picks the element type (f32 on the CPU, the reference; bf16 on CUDA).
   virtual DType kv_dtype() const = 0;
-  // Writes token i's k and v at slot slot_mapping[i] = block * block_size + offset; a slot of
-  // -1 is skipped. k, v: [n_tokens, n_head_kv, head_dim] f32.
-  virtual void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
-                        Tensor& v_cache) = 0;
+  // What comes between the qkv projections and attention, in one op: rope(q) and rope(k) in place,
+  // then token i's rotated k and its v are written at slot slot_mapping[i] = block * block_size +
+  // offset of the caches; a slot of -1 is skipped (k is still rotated).
+  //   q: [n_tokens, n_head, head_dim] f32; k, v: [n_tokens, n_head_kv, head_dim] f32
+  //   pos, slot_mapping: i32[n_tokens]; inv_freq: f32[head_dim / 2]
+  virtual void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
+                             const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) = 0;
   // Causal GQA attention over the paged cache for a batch of sequences, each contributing a run of
   // query tokens (a prefill chunk, or one decode token):
   //   q:               [n_tokens, n_head, head_dim], sequences back to back
   //   query_start_loc: i32[n_seqs + 1]; sequence s owns tokens [qsl[s], qsl[s + 1])
-  //   seq_lens:        i32[n_seqs]; keys of s after this step's kv_write (its last q_len tokens
+  //   seq_lens:        i32[n_seqs]; keys of s after this step's rope_kv_write (its last q_len tokens
   //                    are the queries, so query j of s sits at position seq_lens[s] - q_len + j
   //                    and sees keys [0, that position])
   //   block_table:     i32[n_seqs, max_blocks]; logical block b of s is physical block bt[s][b]
@@ -78,8 +85,6 @@ class Backend {
                          Tensor& out) = 0;
   // out[n, f] = silu(gate) * up
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
-  // x += y, both [n, d]
-  virtual void add(Tensor& x, const Tensor& y) = 0;
   // out[r] = the first index of the largest value of row r; x: [n_rows, n] f32; out: i32[n_rows].
   // Greedy decoding copies one id per sequence back instead of a vocabulary row.
   virtual void argmax(const Tensor& x, Tensor& out) = 0;

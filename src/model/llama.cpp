@@ -96,43 +96,49 @@ Tensor LlamaModel::run(const Batch& b) {
   const Tensor rows = next({n_rows});                      // i32[n_rows]
   const Tensor table = next({n_seqs, b.max_blocks});       // i32[n_seqs, max_blocks]
 
-  Tensor x = view_as(s_.x, {n, c_.n_embd});    // the residual stream
-  Tensor xn = view_as(s_.xn, {n, c_.n_embd});  // its normalised copy
-  Tensor q = view_as(s_.q, {n, c_.n_head, hd});
-  Tensor k = view_as(s_.k, {n, c_.n_head_kv, hd});
-  Tensor v = view_as(s_.v, {n, c_.n_head_kv, hd});
-  Tensor attn = view_as(s_.attn, {n, q_dim});
-  Tensor gate = view_as(s_.gate, {n, c_.n_ff});
-  Tensor up = view_as(s_.up, {n, c_.n_ff});
+  Tensor x = view_as(s_.x, {n, c_.n_embd});          // [n_tokens, n_embd]: the residual stream
+  Tensor xn = view_as(s_.xn, {n, c_.n_embd});        // [n_tokens, n_embd]: a norm of x, or a block's output
+  Tensor q = view_as(s_.q, {n, c_.n_head, hd});      // [n_tokens, n_head, head_dim]
+  Tensor k = view_as(s_.k, {n, c_.n_head_kv, hd});   // [n_tokens, n_head_kv, head_dim]
+  Tensor v = view_as(s_.v, {n, c_.n_head_kv, hd});   // [n_tokens, n_head_kv, head_dim]
+  Tensor attn = view_as(s_.attn, {n, q_dim});        // [n_tokens, n_head * head_dim]
+  Tensor gate = view_as(s_.gate, {n, c_.n_ff});      // [n_tokens, n_ff]
+  Tensor up = view_as(s_.up, {n, c_.n_ff});          // [n_tokens, n_ff]
+  // q, k, v as the projections write them: [n_tokens, n_head * head_dim], [n_tokens, n_head_kv * head_dim]
   Tensor q_flat = view_as(s_.q, {n, q_dim}), k_flat = view_as(s_.k, {n, kv_dim}), v_flat = view_as(s_.v, {n, kv_dim});
 
+  // Each residual add runs fused with the norm that reads its result: the attention output's with
+  // ffn_norm, the FFN output's with the next layer's attn_norm. Only the first norm stands alone,
+  // and the last FFN output's add is fused with the output norm on the picked rows (below).
   be_.embed(tok_embd_, ids, x);
-  for (Layer& l : layers_) {
-    // attention block
-    be_.rms_norm(x, l.attn_norm, c_.norm_eps, xn);
+  be_.rms_norm(x, layers_.front().attn_norm, c_.norm_eps, xn);
+  for (size_t il = 0; il < layers_.size(); ++il) {
+    Layer& l = layers_[il];
+    // attention block; on entry xn = attn_norm(x)
     be_.matmul(xn, l.wq, q_flat);
     be_.matmul(xn, l.wk, k_flat);
     be_.matmul(xn, l.wv, v_flat);
-    be_.rope(q, pos, inv_freq_);
-    be_.rope(k, pos, inv_freq_);
-    be_.kv_write(k, v, slots, l.k_cache, l.v_cache);
+    be_.rope_kv_write(q, k, v, pos, inv_freq_, slots, l.k_cache, l.v_cache);
     be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn);
-    be_.matmul(attn, l.wo, xn);  // xn is free again: reuse it for the output projection
-    be_.add(x, xn);
+    be_.matmul(attn, l.wo, xn);                              // xn is free again: the output projection
+    be_.add_rms_norm(x, xn, l.ffn_norm, c_.norm_eps, xn);    // x += attention; xn = ffn_norm(x)
     // feed-forward block (SwiGLU)
-    be_.rms_norm(x, l.ffn_norm, c_.norm_eps, xn);
     be_.matmul(xn, l.w_gate, gate);
     be_.matmul(xn, l.w_up, up);
     be_.silu_mul(gate, up, gate);
-    be_.matmul(gate, l.w_down, xn);
-    be_.add(x, xn);
+    be_.matmul(gate, l.w_down, xn);                          // xn = the FFN output, not yet added to x
+    if (il + 1 < layers_.size())
+      be_.add_rms_norm(x, xn, layers_[il + 1].attn_norm, c_.norm_eps, xn);  // x += FFN; xn = next attn_norm(x)
   }
 
-  // Final norm and LM head on the requested rows only.
-  Tensor picked = reuse(picked_, DType::f32, {n_rows, c_.n_embd});       // [n_rows, n_embd]
+  // The last residual add, the final norm and the LM head, on the requested rows only: the add is
+  // per row, so picking the rows of x and of the last FFN output first and adding them there gives
+  // the same values as adding over all n_tokens rows, without the pass over all of them.
+  Tensor picked = reuse(picked_, DType::f32, {n_rows, c_.n_embd});        // [n_rows, n_embd]: x's rows
   be_.embed(x, rows, picked);
-  Tensor picked_n = reuse(picked_norm_, DType::f32, {n_rows, c_.n_embd});
-  be_.rms_norm(picked, output_norm_, c_.norm_eps, picked_n);
+  Tensor picked_n = reuse(picked_norm_, DType::f32, {n_rows, c_.n_embd});  // [n_rows, n_embd]: the FFN's rows
+  be_.embed(xn, rows, picked_n);
+  be_.add_rms_norm(picked, picked_n, output_norm_, c_.norm_eps, picked_n);  // picked_n = output_norm(x + FFN)
   Tensor logits = reuse(logits_, DType::f32, {n_rows, c_.n_vocab});      // [n_rows, n_vocab]
   be_.matmul(picked_n, output_, logits);
   return logits;

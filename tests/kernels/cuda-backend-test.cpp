@@ -162,6 +162,36 @@ TEST_F(CudaVsCpu, RmsNormMatchesOverShapesAndWeightTypes) {
   }
 }
 
+// --- add_rms_norm ----------------------------------------------------------------
+
+TEST_F(CudaVsCpu, AddRmsNormMatchesOverShapesAndWeightTypes) {
+  struct Case {
+    int64_t n, d;
+  };
+  // 4099 and 3: the scalar path; 16384: the longest row (1024 threads); odd n everywhere but 64.
+  for (DType dtype : kWeightTypes) {
+    for (Case c : {Case{1, 4096}, Case{7, 4096}, Case{5, 4099}, Case{3, 3}, Case{64, 2048}, Case{3, 16384},
+                   Case{1, 8192}, Case{9, 100}}) {
+      const auto x = random_normal(size_t(c.n * c.d), 2, 3.f), y = random_normal(size_t(c.n * c.d), 4);
+      const auto wv = encode(random_floats(size_t(c.d), 3, 0.5f, 1.5f), dtype);
+      auto w = weight(dtype, {c.d}, wv.data());
+      // out in its own buffer, and in y's memory (as the model calls it): the same results.
+      for (bool out_is_y : {false, true}) {
+        auto xt = input(DType::f32, {c.n, c.d}, x.data());
+        auto yt = input(DType::f32, {c.n, c.d}, y.data());
+        auto own = output(DType::f32, {c.n, c.d});
+        Both& out = out_is_y ? yt : own;
+        cpu_->add_rms_norm(xt.cpu, yt.cpu, w.cpu, 1e-5f, out.cpu);
+        gpu_->add_rms_norm(xt.gpu, yt.gpu, w.gpu, 1e-5f, out.gpu);
+        const std::string what =
+            str_cat("add_rms_norm ", dtype_name(dtype), " [", c.n, ", ", c.d, "]", out_is_y ? " out = y" : "");
+        expect_close(gpu_f32(xt), cpu_f32(xt), 0, 0, what + ": x + y");  // one f32 add on both sides
+        expect_close(gpu_f32(out), cpu_f32(out), 1e-6f, 1e-5f, what);
+      }
+    }
+  }
+}
+
 // --- matmul ------------------------------------------------------------------
 
 struct MatmulCase {
@@ -244,50 +274,78 @@ TEST_F(CudaVsCpu, RopeMatchesAtLongPositions) {
   }
 }
 
-// --- kv_write ----------------------------------------------------------------
+// --- rope_kv_write ---------------------------------------------------------------
 
-TEST_F(CudaVsCpu, KvWriteScattersRowsThroughSlotMapping) {
+TEST_F(CudaVsCpu, RopeKvWriteMatchesThroughShuffledSlots) {
+  struct Gqa {
+    int64_t n_head, n_head_kv;
+  };
   for (int64_t head_dim : {64, 128}) {
-    for (int64_t block_size : {16, 32}) {
-      const int64_t n_blocks = 40, n_head_kv = 8, n_tokens = 37, row = n_head_kv * head_dim;
-      const Shape cache_shape = {n_blocks, n_head_kv, block_size, head_dim};
-      std::vector<int32_t> slots(static_cast<size_t>(n_blocks * block_size - 1));  // all but the last slot
-      std::iota(slots.begin(), slots.end(), 0);
-      std::shuffle(slots.begin(), slots.end(), std::mt19937(11));
-      slots.resize(size_t(n_tokens));  // distinct, unsorted, anywhere in the cache, partial blocks
-      slots[3] = slots[20] = -1;       // padding tokens: skipped
-      slots[36] = int32_t(n_blocks * block_size - 1);  // the very last slot (distinct: not drawn above)
-      const auto k = random_normal(size_t(n_tokens * row), 12), v = random_normal(size_t(n_tokens * row), 13);
-      auto kt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, k.data());
-      auto vt = input(DType::f32, {n_tokens, n_head_kv, head_dim}, v.data());
-      auto sm = input(DType::i32, {n_tokens}, slots.data());
-      const std::string what = str_cat("head_dim ", head_dim, " block_size ", block_size);
+    for (Gqa g : {Gqa{8, 8}, Gqa{24, 8}, Gqa{32, 8}, Gqa{64, 8}, Gqa{8, 1}}) {
+      for (int64_t block_size : {16, 32}) {
+        const int64_t n_blocks = 40, n_tokens = 37, half = head_dim / 2;
+        const int64_t q_row = g.n_head * head_dim, kv_row = g.n_head_kv * head_dim;
+        const Shape cache_shape = {n_blocks, g.n_head_kv, block_size, head_dim};
+        std::vector<int32_t> slots(static_cast<size_t>(n_blocks * block_size - 1));  // all but the last slot
+        std::iota(slots.begin(), slots.end(), 0);
+        std::shuffle(slots.begin(), slots.end(), std::mt19937(11));
+        slots.resize(size_t(n_tokens));  // distinct, unsorted, anywhere in the cache, partial blocks
+        slots[3] = slots[20] = -1;       // padding tokens: rotated, not written
+        slots[36] = int32_t(n_blocks * block_size - 1);  // the very last slot (distinct: not drawn above)
+        std::vector<int32_t> pos(static_cast<size_t>(n_tokens));
+        std::mt19937 rng(9);
+        for (int64_t t = 0; t < n_tokens; ++t) pos[size_t(t)] = t < 10 ? int32_t(t) : int32_t(rng() % 131072);
+        pos[35] = 131071;
+        pos[36] = 32767;
+        std::vector<float> inv_freq(static_cast<size_t>(half));
+        for (int64_t i = 0; i < half; ++i) inv_freq[size_t(i)] = std::pow(500000.f, -float(2 * i) / float(head_dim));
+        const auto q = random_normal(size_t(n_tokens * q_row), 10), k = random_normal(size_t(n_tokens * kv_row), 12);
+        const auto v = random_normal(size_t(n_tokens * kv_row), 13);
+        auto p = input(DType::i32, {n_tokens}, pos.data());
+        auto f = input(DType::f32, {half}, inv_freq.data());
+        auto sm = input(DType::i32, {n_tokens}, slots.data());
+        auto vt = input(DType::f32, {n_tokens, g.n_head_kv, head_dim}, v.data());
+        const std::string what = str_cat("head_dim ", head_dim, " heads ", g.n_head, "/", g.n_head_kv, " block_size ",
+                                         block_size);
 
-      // An f32 cache: the same bytes as the CPU's (a pure copy).
-      auto kc = output(DType::f32, cache_shape), vc = output(DType::f32, cache_shape);
-      cpu_->kv_write(kt.cpu, vt.cpu, sm.cpu, kc.cpu, vc.cpu);
-      gpu_->kv_write(kt.gpu, vt.gpu, sm.gpu, kc.gpu, vc.gpu);
-      expect_close(gpu_f32(kc), cpu_f32(kc), 0, 0, "f32 k cache, " + what);
-      expect_close(gpu_f32(vc), cpu_f32(vc), 0, 0, "f32 v cache, " + what);
+        // An f32 cache on both: rotations agree to a few f32 ulps (sincosf vs std::cos/sin of the
+        // same f32 angle), v is a pure copy, and every slot not written stays 0 on both.
+        auto qt = input(DType::f32, {n_tokens, g.n_head, head_dim}, q.data());
+        auto kt = input(DType::f32, {n_tokens, g.n_head_kv, head_dim}, k.data());
+        auto kc = output(DType::f32, cache_shape), vc = output(DType::f32, cache_shape);
+        cpu_->rope_kv_write(qt.cpu, kt.cpu, vt.cpu, p.cpu, f.cpu, sm.cpu, kc.cpu, vc.cpu);
+        gpu_->rope_kv_write(qt.gpu, kt.gpu, vt.gpu, p.gpu, f.gpu, sm.gpu, kc.gpu, vc.gpu);
+        expect_close(gpu_f32(qt), cpu_f32(qt), 2e-6f, 1e-5f, "q, " + what);
+        expect_close(gpu_f32(kt), cpu_f32(kt), 2e-6f, 1e-5f, "k, " + what);
+        expect_close(gpu_f32(kc), cpu_f32(kc), 2e-6f, 1e-5f, "f32 k cache, " + what);
+        expect_close(gpu_f32(vc), cpu_f32(vc), 0, 0, "f32 v cache, " + what);
 
-      // The backend's own cache type (bf16) holds exactly the host-rounded values, the rest zeros.
-      ASSERT_EQ(gpu_->kv_dtype(), DType::bf16);
-      Tensor kb = gpu_->alloc(DType::bf16, cache_shape), vb = gpu_->alloc(DType::bf16, cache_shape);
-      gpu_->kv_write(kt.gpu, vt.gpu, sm.gpu, kb, vb);
-      std::vector<uint16_t> kw(size_t(shape_numel(cache_shape)), 0), vw(kw.size(), 0);
-      for (int64_t t = 0; t < n_tokens; ++t) {
-        const int32_t slot = slots[size_t(t)];
-        if (slot < 0) continue;
-        const int64_t block = slot / block_size, offset = slot % block_size;
-        for (int64_t h = 0; h < n_head_kv; ++h)
-          for (int64_t d = 0; d < head_dim; ++d) {
-            const size_t dst = size_t(((block * n_head_kv + h) * block_size + offset) * head_dim + d);
-            kw[dst] = f32_to_bf16(k[size_t(t * row + h * head_dim + d)]);
-            vw[dst] = f32_to_bf16(v[size_t(t * row + h * head_dim + d)]);
-          }
+        // The backend's own cache type (bf16), on fresh q and k: exactly the host's rounding of the
+        // device's rotated k (checked against the CPU above) and of v at each written slot, zeros elsewhere.
+        ASSERT_EQ(gpu_->kv_dtype(), DType::bf16);
+        Tensor qg = gpu_->alloc(DType::f32, {n_tokens, g.n_head, head_dim});
+        Tensor kg = gpu_->alloc(DType::f32, {n_tokens, g.n_head_kv, head_dim});
+        gpu_->write(qg, q.data(), qg.nbytes());
+        gpu_->write(kg, k.data(), kg.nbytes());
+        Tensor kb = gpu_->alloc(DType::bf16, cache_shape), vb = gpu_->alloc(DType::bf16, cache_shape);
+        gpu_->rope_kv_write(qg, kg, vt.gpu, p.gpu, f.gpu, sm.gpu, kb, vb);
+        const auto k_rot = read<float>(*gpu_, kg);
+        expect_close(k_rot, cpu_f32(kt), 2e-6f, 1e-5f, "k with a bf16 cache, " + what);
+        std::vector<uint16_t> kw(size_t(shape_numel(cache_shape)), 0), vw(kw.size(), 0);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          const int32_t slot = slots[size_t(t)];
+          if (slot < 0) continue;
+          const int64_t block = slot / block_size, offset = slot % block_size;
+          for (int64_t h = 0; h < g.n_head_kv; ++h)
+            for (int64_t d = 0; d < head_dim; ++d) {
+              const size_t dst = size_t(((block * g.n_head_kv + h) * block_size + offset) * head_dim + d);
+              kw[dst] = f32_to_bf16(k_rot[size_t(t * kv_row + h * head_dim + d)]);
+              vw[dst] = f32_to_bf16(v[size_t(t * kv_row + h * head_dim + d)]);
+            }
+        }
+        EXPECT_TRUE(read<uint16_t>(*gpu_, kb) == kw) << "bf16 k cache, " << what;
+        EXPECT_TRUE(read<uint16_t>(*gpu_, vb) == vw) << "bf16 v cache, " << what;
       }
-      EXPECT_TRUE(read<uint16_t>(*gpu_, kb) == kw) << "bf16 k cache, " << what;
-      EXPECT_TRUE(read<uint16_t>(*gpu_, vb) == vw) << "bf16 v cache, " << what;
     }
   }
 }
@@ -445,7 +503,8 @@ TEST_F(CudaAttention, EmptyStepsAreNoOps) {
   Tensor kg = gpu_->alloc(DType::bf16, {4, n_head_kv, block_size, head_dim}), vg = gpu_->alloc(DType::bf16, kg.shape);
   Tensor q = gpu_->alloc(DType::f32, {0, n_head, head_dim}), out = gpu_->alloc(DType::f32, {0, n_head * head_dim});
   Tensor k = gpu_->alloc(DType::f32, {0, n_head_kv, head_dim}), slots = gpu_->alloc(DType::i32, {0});
-  EXPECT_NO_THROW(gpu_->kv_write(k, k, slots, kg, vg));
+  Tensor freq = gpu_->alloc(DType::f32, {head_dim / 2});
+  EXPECT_NO_THROW(gpu_->rope_kv_write(q, k, k, slots, freq, slots, kg, vg));
   for (int64_t n_seqs : {0, 2}) {
     const std::vector<int32_t> qsl(size_t(n_seqs + 1), 0), lens = {5, 7}, table = {3, 0, 1, 2};
     Tensor qt = gpu_->alloc(DType::i32, {n_seqs + 1}), sl = gpu_->alloc(DType::i32, {n_seqs});
@@ -472,18 +531,6 @@ TEST_F(CudaVsCpu, SiluMulMatches) {
     cpu_->silu_mul(gt.cpu, ut.cpu, out.cpu);
     gpu_->silu_mul(gt.gpu, ut.gpu, out.gpu);
     expect_close(gpu_f32(out), cpu_f32(out), 1e-7f, 2e-6f, "silu_mul " + shape_str(s));
-  }
-}
-
-TEST_F(CudaVsCpu, AddIsExact) {
-  for (Shape s : {Shape{3, 4097}, Shape{1, 4096}, Shape{5}}) {
-    const int64_t n = shape_numel(s);
-    const auto x = random_normal(size_t(n), 23), y = random_normal(size_t(n), 24);
-    auto xt = input(DType::f32, s, x.data());
-    auto yt = input(DType::f32, s, y.data());
-    cpu_->add(xt.cpu, yt.cpu);
-    gpu_->add(xt.gpu, yt.gpu);
-    expect_close(gpu_f32(xt), cpu_f32(xt), 0, 0, "add " + shape_str(s));
   }
 }
 
@@ -533,7 +580,7 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
     return weight(wt, std::move(s), v.data());
   };
   auto tok_emb = make_w({n_vocab, n_embd}, 1.f);
-  auto attn_norm = make_w({n_embd}, 1.f), ffn_norm = make_w({n_embd}, 1.f);
+  auto attn_norm = make_w({n_embd}, 1.f), ffn_norm = make_w({n_embd}, 1.f), next_norm = make_w({n_embd}, 1.f);
   const float s_in = 1.f / std::sqrt(float(n_embd)), s_ff = 1.f / std::sqrt(float(n_ff));
   auto wq = make_w({q_dim, n_embd}, s_in), wk = make_w({kv_dim, n_embd}, s_in), wv = make_w({kv_dim, n_embd}, s_in);
   auto wo = make_w({n_embd, q_dim}, s_in), wg = make_w({n_ff, n_embd}, s_in), wu = make_w({n_ff, n_embd}, s_in);
@@ -581,20 +628,19 @@ TEST_F(CudaVsCpu, OneLlamaLayerMatches) {
     b.matmul(h, pick(wq), q);
     b.matmul(h, pick(wk), k);
     b.matmul(h, pick(wv), v);
-    b.rope(q, p, pick(freq));
-    b.rope(k, p, pick(freq));
-    b.kv_write(k, v, sm, pick(kc), pick(vc));
+    b.rope_kv_write(q, k, v, p, pick(freq), sm, pick(kc), pick(vc));
     b.attention(q, pick(kc), pick(vc), qs, sl, bt, a);
     b.matmul(a, pick(wo), o);
-    b.add(x, o);
-    b.rms_norm(x, pick(ffn_norm), 1e-5f, h);
-    b.matmul(h, pick(wg), g);
-    b.matmul(h, pick(wu), u);
+    b.add_rms_norm(x, o, pick(ffn_norm), 1e-5f, o);  // out in o's memory, as the model does
+    b.matmul(o, pick(wg), g);
+    b.matmul(o, pick(wu), u);
     b.silu_mul(g, u, g);
     b.matmul(g, pick(wd), o);
-    b.add(x, o);
-    std::vector<float> out(static_cast<size_t>(n * n_embd));
-    b.read(x, out.data(), out.size() * 4);
+    // The layer boundary as the model fuses it: the residual add with the next layer's input norm.
+    b.add_rms_norm(x, o, pick(next_norm), 1e-5f, h);
+    std::vector<float> out(static_cast<size_t>(2 * n * n_embd));  // [x; next layer's normed input]
+    b.read(x, out.data(), size_t(n * n_embd) * 4);
+    b.read(h, out.data() + n * n_embd, size_t(n * n_embd) * 4);
     return out;
   };
   // Activations are rounded to bf16 before each of 7 products and K/V are stored as bf16 on the

@@ -38,6 +38,24 @@ TEST_F(CpuOps, RmsNorm) {
   EXPECT_NEAR(y[3], -2, 1e-6);
 }
 
+TEST_F(CpuOps, AddRmsNormUpdatesTheResidualAndNormalisesIt) {
+  // x + y = rows (3, 4) and (1, -1), as in RmsNorm: rms 3.5355339 and 1. out is y's memory, as in
+  // the model (the block output is consumed by the add before the norm overwrites it).
+  Tensor x = f32({2, 2}, {1, 4, 2, -3}), y = f32({2, 2}, {2, 0, -1, 2}), w = f32({2}, {1, 2});
+  be->add_rms_norm(x, y, w, 0.f, y);
+  EXPECT_EQ(get(x), (std::vector<float>{3, 4, 1, -1}));
+  const auto out = get(y);
+  EXPECT_NEAR(out[0], 3 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(out[1], 2 * 4 / std::sqrt(12.5), 1e-6);
+  EXPECT_NEAR(out[2], 1, 1e-6);
+  EXPECT_NEAR(out[3], -2, 1e-6);
+  // eps enters under the root: row (1, 1) with eps 3 has scale 1 / sqrt(1 + 3) = 1/2.
+  Tensor x1 = f32({1, 2}, {0, 1}), y1 = f32({1, 2}, {1, 0}), out1 = be->alloc(DType::f32, {1, 2});
+  be->add_rms_norm(x1, y1, f32({2}, {1, 2}), 3.f, out1);
+  EXPECT_NEAR(get(out1)[0], 0.5, 1e-6);
+  EXPECT_NEAR(get(out1)[1], 1.0, 1e-6);
+}
+
 TEST_F(CpuOps, MatmulWithEveryWeightType) {
   // x [2, 3] * w[2, 3]^T, small integers exact in every dtype.
   const std::vector<float> wv = {1, 2, 3, -1, 0, 4};
@@ -69,15 +87,13 @@ TEST_F(CpuOps, MatmulLongRowsMatchDouble) {
     }
 }
 
-TEST_F(CpuOps, SiluMulAndAdd) {
+TEST_F(CpuOps, SiluMul) {
   Tensor g = f32({3}, {0, 1, -2}), u = f32({3}, {5, 2, 1}), out = be->alloc(DType::f32, {3});
   be->silu_mul(g, u, out);
   const auto y = get(out);
   EXPECT_EQ(y[0], 0.f);
   EXPECT_NEAR(y[1], 2 / (1 + std::exp(-1.0)), 1e-6);
   EXPECT_NEAR(y[2], -2 / (1 + std::exp(2.0)), 1e-6);
-  be->add(out, g);
-  EXPECT_NEAR(get(out)[1], 1 + 2 / (1 + std::exp(-1.0)), 1e-6);
 }
 
 TEST_F(CpuOps, EmbedAlsoPicksActivationRows) {
@@ -99,12 +115,34 @@ TEST_F(CpuOps, RopeQuarterTurn) {
   EXPECT_NEAR(y[1], 1, 1e-6);
 }
 
+TEST_F(CpuOps, RopeKvWriteRotatesQAndKAndWritesThePagedCache) {
+  // head_dim 2 (one pair), 2 query and 2 KV heads, f = pi/2: position 1 is a quarter turn
+  // (a, b) -> (-b, a), position 2 a half turn (a, b) -> (-a, -b), position 0 the identity.
+  // Block size 2: slot 3 is block 1, offset 1; slot 0 is block 0, offset 0; slot -1 is skipped.
+  Tensor q = f32({3, 2, 2}, {1, 2, 3, 4, /**/ 1, 0, 0, 1, /**/ 1, 1, 2, 2});
+  Tensor k = f32({3, 2, 2}, {5, 6, 7, 8, /**/ 2, 3, 0, 1, /**/ 4, 5, 1, 2});
+  Tensor v = f32({3, 2, 2}, {7, 8, 9, 10, /**/ 11, 12, 13, 14, /**/ 6, 7, 15, 16});
+  Tensor kc = be->alloc(DType::f32, {2, 2, 2, 2}), vc = be->alloc(DType::f32, {2, 2, 2, 2});
+  be->rope_kv_write(q, k, v, i32({1, 2, 0}), f32({1}, {float(M_PI / 2)}), i32({3, -1, 0}), kc, vc);
+  auto expect_near = [](const std::vector<float>& got, const std::vector<float>& want, const char* what) {
+    ASSERT_EQ(got.size(), want.size()) << what;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << what << " [" << i << "]";
+  };
+  expect_near(get(q), {-2, 1, -4, 3, /**/ -1, 0, 0, -1, /**/ 1, 1, 2, 2}, "q");
+  expect_near(get(k), {-6, 5, -8, 7, /**/ -2, -3, 0, -1, /**/ 4, 5, 1, 2}, "k (the skipped token's too)");
+  // Cache [block, kv head, offset, pair]: token 2 at (0, h, 0), token 0 at (1, h, 1).
+  expect_near(get(kc), {4, 5, 0, 0, 1, 2, 0, 0, /**/ 0, 0, -6, 5, 0, 0, -8, 7}, "k cache");
+  expect_near(get(vc), {6, 7, 0, 0, 15, 16, 0, 0, /**/ 0, 0, 7, 8, 0, 0, 9, 10}, "v cache");
+}
+
 TEST_F(CpuOps, PagedCausalGqaAttention) {
   // Block size 1 so that sequence A's two keys sit in shuffled blocks 2 then 1; B's one key in
   // block 3. 2 query heads share 1 KV head, head_dim 2.
   Tensor kc = be->alloc(DType::f32, {4, 1, 1, 2}), vc = be->alloc(DType::f32, {4, 1, 1, 2});
   Tensor k = f32({4, 1, 2}, {1, 0, 0, 1, 1, 1, 9, 9}), v = f32({4, 1, 2}, {10, 0, 0, 20, 3, 3, 9, 9});
-  be->kv_write(k, v, i32({2, 1, 3, -1}), kc, vc);  // the 4th token's slot -1 is skipped
+  // Position 0 turns by 0 (cos 1, sin 0 exactly): the keys reach the cache unrotated.
+  Tensor q0 = be->alloc(DType::f32, {4, 1, 2});
+  be->rope_kv_write(q0, k, v, i32({0, 0, 0, 0}), f32({1}, {1.f}), i32({2, 1, 3, -1}), kc, vc);  // slot -1 skipped
   EXPECT_EQ(get(kc)[0], 0.f);                      // the null block stays untouched
   // A: 2 query tokens (positions 0, 1); B: 1 query token (position 0).
   const float s = 2.f;

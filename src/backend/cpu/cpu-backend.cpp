@@ -118,6 +118,12 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // The reference is the composition itself: the CUDA kernel fuses the two passes.
+  void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, float eps, Tensor& out) override {
+    add(x, y);
+    rms_norm(x, w, eps, out);
+  }
+
   void matmul(const Tensor& x, const Tensor& w, Tensor& out) override {
     const int64_t k = x.dim(-1), n = x.numel() / k, m = w.dim(0);
     HERD_CHECK(w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(w.shape));
@@ -161,23 +167,12 @@ class CpuBackend final : public Backend {
 
   DType kv_dtype() const override { return DType::f32; }
 
-  void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
-                Tensor& v_cache) override {
-    const int64_t n_tokens = slot_mapping.numel(), head_dim = k.dim(-1), n_head_kv = k.dim(-2);
-    const int64_t block_size = k_cache.dim(2), n_slots = k_cache.dim(0) * block_size;
-    check_f32(k_cache, "k_cache");
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const int32_t slot = i32p(slot_mapping)[t];
-      if (slot < 0) continue;
-      HERD_CHECK(slot < n_slots, "slot ", slot, " outside the cache of ", n_slots);
-      const int64_t block = slot / block_size, offset = slot % block_size;
-      for (int64_t h = 0; h < n_head_kv; ++h) {
-        const int64_t dst = ((block * n_head_kv + h) * block_size + offset) * head_dim;
-        const int64_t src = (t * n_head_kv + h) * head_dim;
-        std::memcpy(f32p(k_cache) + dst, f32p(k) + src, size_t(head_dim) * 4);
-        std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
-      }
-    }
+  // The reference is the composition itself: the CUDA kernel fuses the three passes.
+  void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
+                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) override {
+    rope(q, pos, inv_freq);
+    rope(k, pos, inv_freq);
+    kv_write(k, v, slot_mapping, k_cache, v_cache);
   }
 
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
@@ -235,12 +230,6 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void add(Tensor& x, const Tensor& y) override {
-    const int64_t n = x.numel();
-    HERD_CHECK(y.numel() == n);
-    for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
-  }
-
   void argmax(const Tensor& x, Tensor& out) override {
     const int64_t n = x.dim(-1), n_rows = x.numel() / n;
     for (int64_t r = 0; r < n_rows; ++r) {
@@ -250,6 +239,36 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  // The parts the fused ops (add_rms_norm, rope_kv_write) are composed of.
+
+  // x += y, both [n, d] f32.
+  void add(Tensor& x, const Tensor& y) {
+    const int64_t n = x.numel();
+    HERD_CHECK(y.numel() == n);
+    for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
+  }
+
+  // Writes token i's k and v, [n_tokens, n_head_kv, head_dim] f32, at slot slot_mapping[i] of the
+  // caches [n_blocks, n_head_kv, block_size, head_dim] f32; a slot of -1 is skipped.
+  void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
+                Tensor& v_cache) {
+    const int64_t n_tokens = slot_mapping.numel(), head_dim = k.dim(-1), n_head_kv = k.dim(-2);
+    const int64_t block_size = k_cache.dim(2), n_slots = k_cache.dim(0) * block_size;
+    check_f32(k_cache, "k_cache");
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const int32_t slot = i32p(slot_mapping)[t];
+      if (slot < 0) continue;
+      HERD_CHECK(slot < n_slots, "slot ", slot, " outside the cache of ", n_slots);
+      const int64_t block = slot / block_size, offset = slot % block_size;
+      for (int64_t h = 0; h < n_head_kv; ++h) {
+        const int64_t dst = ((block * n_head_kv + h) * block_size + offset) * head_dim;
+        const int64_t src = (t * n_head_kv + h) * head_dim;
+        std::memcpy(f32p(k_cache) + dst, f32p(k) + src, size_t(head_dim) * 4);
+        std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
+      }
+    }
+  }
+
   ThreadPool pool_;
 };
 

@@ -10,14 +10,13 @@
 #include <cmath>
 
 #include "common/check.h"
-#include "kernels/add.cuh"
+#include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
-#include "kernels/kv-write.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/rmsnorm.cuh"
-#include "kernels/rope.cuh"
+#include "kernels/rope-kv-write.cuh"
 #include "kernels/silu-mul.cuh"
 
 // --- error checking ----------------------------------------------------------
@@ -188,6 +187,21 @@ class CudaBackend final : public Backend {
                                d, d, eps, stream_));
   }
 
+  void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, float eps, Tensor& out) override {
+    const int64_t d = x.dim(-1), n = x.numel() / d;
+    check_dtype(x, DType::f32, "add_rms_norm x");
+    check_dtype(y, DType::f32, "add_rms_norm y");
+    check_dtype(out, DType::f32, "add_rms_norm output");
+    HERD_CHECK(w.numel() == d && y.numel() == x.numel() && out.numel() == x.numel(), "add_rms_norm: x ",
+               shape_str(x.shape), ", y ", shape_str(y.shape), ", w ", shape_str(w.shape), ", out ",
+               shape_str(out.shape));
+    HERD_CHECK(out.data() != x.data(), "add_rms_norm: out must not be x's memory");
+    HERD_REQUIRE(d <= k::kAddRmsnormMaxEmbd, "the CUDA add_rms_norm kernel supports rows of up to ",
+                 k::kAddRmsnormMaxEmbd, " elements, not ", d);
+    HERD_CUDA_CHECK(k::add_rmsnorm(f32p(x), f32p(y), w.data(), elem_type(w.dtype, "add_rms_norm weight"), f32p(out),
+                                   int(n), int(d), d, d, d, eps, stream_));
+  }
+
   void matmul(const Tensor& x, const Tensor& w, Tensor& out) override {
     const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
     check_dtype(x, DType::f32, "matmul input");
@@ -217,29 +231,39 @@ class CudaBackend final : public Backend {
     check_dtype(pos, DType::i32, "rope positions");
     check_dtype(inv_freq, DType::f32, "rope inv_freq");
     HERD_CHECK(inv_freq.numel() == head_dim / 2 && pos.numel() == n_tokens);
-    HERD_CUDA_CHECK(k::rope(f32p(x), i32p(pos), f32p(inv_freq), int(n_tokens), int(n_head), int(head_dim),
-                            n_head * head_dim, stream_));
+    // The fused kernel with no KV heads: one RoPE implementation on the device.
+    HERD_CUDA_CHECK(k::rope_kv_write(f32p(x), nullptr, nullptr, i32p(pos), f32p(inv_freq), nullptr, nullptr, nullptr,
+                                     k::ElemType::f32, int(n_tokens), int(n_head), 0, int(head_dim), 0, 0,
+                                     n_head * head_dim, 0, 0, stream_));
   }
 
   // bf16 halves the largest buffer at long contexts; scores and sums stay f32 in the kernels.
   DType kv_dtype() const override { return DType::bf16; }
 
-  void kv_write(const Tensor& kt, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
-                Tensor& v_cache) override {
-    const int64_t n_tokens = slot_mapping.numel();
-    check_dtype(kt, DType::f32, "kv_write k");
-    check_dtype(v, DType::f32, "kv_write v");
-    check_dtype(slot_mapping, DType::i32, "kv_write slot_mapping");
+  void rope_kv_write(Tensor& q, Tensor& kt, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
+                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) override {
+    const int64_t n_tokens = slot_mapping.numel(), head_dim = q.dim(-1), n_head = q.dim(-2);
+    check_dtype(q, DType::f32, "rope_kv_write q");
+    check_dtype(kt, DType::f32, "rope_kv_write k");
+    check_dtype(v, DType::f32, "rope_kv_write v");
+    check_dtype(pos, DType::i32, "rope_kv_write positions");
+    check_dtype(inv_freq, DType::f32, "rope_kv_write inv_freq");
+    check_dtype(slot_mapping, DType::i32, "rope_kv_write slot_mapping");
     const k::ElemType ct = cache_type(k_cache, v_cache);
     const int64_t n_blocks = k_cache.dim(0), n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2);
-    const int64_t head_dim = k_cache.dim(3);
-    HERD_CHECK(kt.numel() == n_tokens * n_head_kv * head_dim && v.numel() == kt.numel(), "kv_write: k ",
-               shape_str(kt.shape), " for ", n_tokens, " slots into a cache ", shape_str(k_cache.shape));
-    // Slots are on the device: -1 and any slot outside the cache are skipped (kernels/kv-write.cuh).
-    const int64_t row = n_head_kv * head_dim;
-    HERD_CUDA_CHECK(k::kv_write(f32p(kt), f32p(v), i32p(slot_mapping), k_cache.data(), v_cache.data(), ct,
-                                int(n_tokens), int(n_head_kv), int(head_dim), int(block_size), int(n_blocks), row,
-                                row, stream_));
+    HERD_CHECK(q.numel() == n_tokens * n_head * head_dim && pos.numel() == n_tokens &&
+                   inv_freq.numel() == head_dim / 2 && k_cache.dim(3) == head_dim,
+               "rope_kv_write: q ", shape_str(q.shape), ", ", pos.numel(), " positions, ", inv_freq.numel(),
+               " frequencies for ", n_tokens, " slots, cache ", shape_str(k_cache.shape));
+    HERD_CHECK(kt.numel() == n_tokens * n_head_kv * head_dim && v.numel() == kt.numel(), "rope_kv_write: k ",
+               shape_str(kt.shape), ", v ", shape_str(v.shape), " for ", n_tokens, " slots into a cache ",
+               shape_str(k_cache.shape));
+    // Slots are on the device: -1 and any slot outside the cache are skipped (kernels/rope-kv-write.cuh).
+    const int64_t kv_row = n_head_kv * head_dim;
+    HERD_CUDA_CHECK(k::rope_kv_write(f32p(q), f32p(kt), f32p(v), i32p(pos), f32p(inv_freq), i32p(slot_mapping),
+                                     k_cache.data(), v_cache.data(), ct, int(n_tokens), int(n_head), int(n_head_kv),
+                                     int(head_dim), int(block_size), int(n_blocks), n_head * head_dim, kv_row, kv_row,
+                                     stream_));
   }
 
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
@@ -285,13 +309,6 @@ class CudaBackend final : public Backend {
     const int64_t n = gate.numel();
     const int64_t n_ff = gate.shape.empty() ? 1 : gate.dim(-1), n_rows = n / std::max<int64_t>(1, n_ff);
     HERD_CUDA_CHECK(k::silu_mul(f32p(gate), f32p(up), f32p(out), int(n_rows), int(n_ff), n_ff, n_ff, n_ff, stream_));
-  }
-
-  void add(Tensor& x, const Tensor& y) override {
-    check_dtype(x, DType::f32, "add x");
-    check_dtype(y, DType::f32, "add y");
-    HERD_CHECK(y.numel() == x.numel());
-    HERD_CUDA_CHECK(k::add(f32p(x), f32p(y), x.numel(), stream_));
   }
 
   void argmax(const Tensor& x, Tensor& out) override {
