@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,11 +27,28 @@ struct EngineOptions {
   int32_t max_seqs = 256;          // most requests running at once
 };
 
+// How a request picks its tokens (docs/sampling.md). Unset fields take the model's
+// generation_config.json defaults when it has them (its do_sample, temperature, top_p, top_k),
+// and greedy decoding otherwise. temperature 0 is greedy.
+struct SamplingOptions {
+  std::optional<float> temperature;
+  std::optional<int32_t> top_k;   // 0: off
+  std::optional<float> top_p;     // 1: off
+  float min_p = 0.0f;             // 0: off
+  float repetition_penalty = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  std::optional<uint64_t> seed;   // unset: a fresh random seed per request
+  std::vector<std::string> stop;  // stop strings, matched across token boundaries, not emitted
+  int32_t logprobs = 0;           // > 0: each token event carries its logprob and this many alternatives
+};
+
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
   std::string text;             // used when prompt is empty: encoded with BOS by the model's tokenizer
   int max_tokens = 16;          // >= 1
   bool ignore_eos = false;      // keep going past end-of-sequence ids (benchmarks)
+  SamplingOptions sampling;
 };
 
 enum class FinishReason { stop, length, cancelled, error };
@@ -42,10 +60,17 @@ struct Usage {
   int64_t cached_prompt_tokens = 0;
 };
 
+struct Logprob {
+  int32_t token = -1;
+  float logprob = 0.0f;  // natural log of the probability under the raw logits (before sampling)
+};
+
 struct Event {
   enum class Type { token, finished };
   Type type = Type::token;
   int32_t token = -1;  // Type::token: the new id
+  float logprob = 0.0f;                 // with SamplingOptions::logprobs > 0
+  std::vector<Logprob> top_logprobs;    // the most likely alternatives, best first
   std::string text;    // UTF-8 that became complete with this event ("" without a tokenizer)
   FinishReason finish_reason = FinishReason::stop;  // Type::finished
   Usage usage;                                      // Type::finished
@@ -54,6 +79,7 @@ struct Event {
 
 struct GenerateResult {
   std::vector<int32_t> ids;
+  std::vector<float> logprobs;  // per id, with SamplingOptions::logprobs > 0
   std::string text;
   FinishReason finish_reason = FinishReason::stop;
   Usage usage;

@@ -6,6 +6,8 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <random>
+#include <span>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
@@ -16,6 +18,9 @@
 #include "engine/scheduler.h"
 #include "herd/engine.h"
 #include "herd/tokenizer.h"
+#include "sampling/logprobs.h"
+#include "sampling/sampler.h"
+#include "sampling/stop-strings.h"
 
 namespace herd {
 
@@ -34,12 +39,37 @@ namespace {
 constexpr int64_t kDefaultKvBytes = int64_t(1) << 30;  // when the backend cannot tell its free memory
 constexpr int64_t kDefaultContexts = 4;
 
-// A sequence plus what only the engine needs: its detokenizer.
+// A sequence plus what only the engine needs: its detokenizer and how it picks tokens.
 struct Live {
   Sequence seq;
   std::unique_ptr<TokenStream> text;
+  std::unique_ptr<Sampler> sampler;          // null: plain greedy, picked on the device
+  std::unique_ptr<StopStringMatcher> stops;  // null: no stop strings
+  int32_t n_logprobs = 0;
   bool ignore_eos = false;
+
+  bool needs_logits() const { return sampler != nullptr || n_logprobs > 0; }
+  std::span<const int32_t> prompt() const { return {seq.tokens.data(), size_t(seq.n_prompt)}; }
+  std::span<const int32_t> generated() const {
+    return {seq.tokens.data() + seq.n_prompt, size_t(seq.n_generated())};
+  }
 };
+
+// The request's options over the model's generation_config.json defaults (greedy without them).
+SamplingParams resolve(const SamplingOptions& o, const GenerationDefaults& g) {
+  const bool sample = g.do_sample.value_or(false);
+  SamplingParams p;
+  p.temperature = o.temperature.value_or(sample ? g.temperature.value_or(1.0f) : 0.0f);
+  p.top_k = o.top_k.value_or(sample ? g.top_k.value_or(0) : 0);
+  p.top_p = o.top_p.value_or(sample ? g.top_p.value_or(1.0f) : 1.0f);
+  p.min_p = o.min_p;
+  p.repetition_penalty = o.repetition_penalty;
+  p.frequency_penalty = o.frequency_penalty;
+  p.presence_penalty = o.presence_penalty;
+  p.seed = o.seed ? *o.seed : std::random_device{}() * 0x100000001ull + std::random_device{}();
+  validate(p);
+  return p;
+}
 
 }  // namespace
 
@@ -76,7 +106,10 @@ struct Engine::Impl {
     e.type = Event::Type::finished;
     e.finish_reason = reason;
     e.error = std::move(error);
+    // What the detokenizer still holds, and then what the stop matcher held back, unless a stop
+    // string already ended the text.
     if (l.text) l.text->flush(&e.text);
+    if (l.stops) e.text = l.stops->stopped() ? "" : l.stops->feed(e.text).text + l.stops->flush();
     e.usage.prompt_tokens = l.seq.n_prompt;
     e.usage.completion_tokens = l.seq.n_generated();
     const RequestId id = l.seq.id;
@@ -114,9 +147,15 @@ struct Engine::Impl {
   void step() {
     const std::vector<ScheduledSeq> work = scheduler->schedule();
     if (work.empty()) return;
-    std::vector<int32_t> next;
+    // Plain greedy steps pick tokens on the device; anything else needs the logits rows.
+    bool want_logits = false;
+    for (const ScheduledSeq& item : work) want_logits |= item.emits && live.at(item.seq->id)->needs_logits();
+    std::vector<float> logits;  // [n_rows, n_vocab] when want_logits
+    std::vector<int32_t> next;  // [n_rows] otherwise
     try {
-      next = m->llama->forward_greedy(scheduler->make_batch(work));
+      const Batch batch = scheduler->make_batch(work);
+      if (want_logits) logits = m->llama->forward(batch);
+      else next = m->llama->forward_greedy(batch);
     } catch (const std::exception& e) {
       // A failed step fails the requests in it; the engine stays up for the others.
       for (const ScheduledSeq& item : work) finish(*live.at(item.seq->id), FinishReason::error, e.what());
@@ -124,21 +163,39 @@ struct Engine::Impl {
     }
     Scheduler::advance(work);
     ++stat_steps;
+    const size_t n_vocab = size_t(m->info.n_vocab);
     size_t row = 0;
     for (const ScheduledSeq& item : work) {
       if (!item.emits) continue;
       Live& l = *live.at(item.seq->id);
-      const int32_t tok = next[row++];
-      l.seq.tokens.push_back(tok);
-      const auto& eos = m->info.eos_ids;
-      const bool stop = !l.ignore_eos && std::find(eos.begin(), eos.end(), tok) != eos.end();
       Event e;
-      e.token = tok;
+      if (want_logits) {
+        const std::span<const float> r(logits.data() + row * n_vocab, n_vocab);
+        e.token = l.sampler ? l.sampler->sample(r, l.prompt(), l.generated())
+                            : int32_t(std::max_element(r.begin(), r.end()) - r.begin());
+        if (l.n_logprobs > 0) {
+          const PositionLogprobs lp = position_logprobs(r, e.token, l.n_logprobs);
+          e.logprob = lp.token.logprob;
+          for (const auto& t : lp.top) e.top_logprobs.push_back({t.id, t.logprob});
+        }
+      } else {
+        e.token = next[row];
+      }
+      ++row;
+      l.seq.tokens.push_back(e.token);
+      const auto& eos = m->info.eos_ids;
+      const bool eos_hit = !l.ignore_eos && std::find(eos.begin(), eos.end(), e.token) != eos.end();
       // The stop token's own text ("<|eot_id|>") is not part of the reply. An id the model made
       // may still be unknown to a tokenizer smaller than the model's vocabulary: no text then.
-      if (l.text && !stop && !l.text->push(tok, &e.text)) e.text.clear();
+      if (l.text && !eos_hit && !l.text->push(e.token, &e.text)) e.text.clear();
+      bool stop_hit = false;
+      if (l.stops) {
+        StopStep st = l.stops->feed(e.text);
+        e.text = std::move(st.text);
+        stop_hit = st.stop.has_value();
+      }
       emit(l.seq.id, std::move(e));
-      if (stop) finish(l, FinishReason::stop);
+      if (eos_hit || stop_hit) finish(l, FinishReason::stop);
       else if (l.seq.n_generated() >= l.seq.max_tokens) finish(l, FinishReason::length);
     }
   }
@@ -246,6 +303,16 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     l->seq.n_prompt = int64_t(l->seq.tokens.size());
     l->seq.max_tokens = r.max_tokens;
     l->ignore_eos = r.ignore_eos;
+    const SamplingOptions& so = r.sampling;
+    const SamplingParams sp = resolve(so, e.m->files.generation);
+    const bool penalised = sp.repetition_penalty != 1.0f || sp.frequency_penalty != 0.0f || sp.presence_penalty != 0.0f;
+    if (!sp.greedy() || penalised) l->sampler = std::make_unique<Sampler>(sp);
+    HERD_REQUIRE(so.logprobs >= 0 && so.logprobs <= 20, "logprobs must lie in [0, 20], got ", so.logprobs);
+    l->n_logprobs = so.logprobs;
+    if (!so.stop.empty()) {
+      HERD_REQUIRE(e.tokenizer, "stop strings need a tokenizer in the model directory");
+      l->stops = std::make_unique<StopStringMatcher>(so.stop);
+    }
     if (e.tokenizer) l->text = std::make_unique<TokenStream>(*e.tokenizer);
     {
       std::lock_guard lock(e.mu);
@@ -290,6 +357,7 @@ Status Engine::generate(const GenerateRequest& request, GenerateResult* result) 
     result->text += e.text;
     if (e.type == Event::Type::token) {
       result->ids.push_back(e.token);
+      if (request.sampling.logprobs > 0) result->logprobs.push_back(e.logprob);
       continue;
     }
     result->finish_reason = e.finish_reason;

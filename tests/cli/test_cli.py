@@ -88,6 +88,17 @@ check("generate --json shape", rc == 0 and j["samples"][0]["ids"] == ref["greedy
       and j["samples"][0]["finish_reason"] == "length" and j["usage"]["prompt_tokens"] == 64
       and j["usage"]["completion_tokens"] == 4, out)
 
+# Sampling flags: a seed makes a sampled run repeatable; --logprobs adds one entry per token.
+sampled = ["generate", "-m", MODEL, "--ids", ids, "-n", "6", "--json", "--device", "cpu", "--temp", "0.9", "--top-p", "0.95",
+           "--seed", "3", "--logprobs", "2"]
+rc1, out1, err1 = run(*sampled)
+rc2, out2, _ = run(*sampled)
+j = json.loads(out1) if rc1 == 0 else {}
+check("generate --seed repeats a sampled run", rc1 == 0 and rc2 == 0 and out1 == out2, err1)
+lp = j["samples"][0].get("logprobs", []) if j else []
+check("generate --logprobs", len(lp) == 6 and all(len(e["top"]) == 2 and e["logprob"] <= 0 for e in lp), out1[:300])
+expect_bad_input("bad sampling value", ["generate", "-m", MODEL, "--ids", "1", "--top-p", "1.5", "--device", "cpu"], "top_p")
+
 # tokenize / detokenize: ids of "Hello world" in the Llama 3 vocabulary (tiktoken agrees).
 rc, out, err = run("tokenize", "-m", TOKENIZER, stdin=b"Hello world")
 check("tokenize", rc == 0 and json.loads(out) == [9906, 1917], out + err.encode())

@@ -2,6 +2,8 @@
 // cancelling frees blocks, requests that can never fit are refused up front.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -58,6 +60,17 @@ std::vector<int32_t> alone(herd::Model& m, const herd::GenerateRequest& r) {
   }
   return out;
 }
+
+// Submits one request and collects all of its events.
+struct RequestIdReader {
+  std::vector<herd::Event> events;
+  RequestIdReader(herd::Engine& e, const herd::GenerateRequest& r) {
+    herd::RequestId id;
+    EXPECT_TRUE(e.submit(r, &id));
+    herd::Event ev;
+    while (e.next_event(id, &ev)) events.push_back(ev);
+  }
+};
 
 std::vector<std::vector<int32_t>> run_together(herd::Engine& e, const std::vector<herd::GenerateRequest>& rs) {
   std::vector<herd::RequestId> ids(rs.size());
@@ -161,6 +174,93 @@ TEST(Engine, RefusesWhatCanNeverFit) {
   r.prompt.clear();
   r.text = "hello";
   EXPECT_NE(big->submit(r, &id).message().find("no tokenizer"), std::string::npos);
+}
+
+TEST(Engine, SeededSamplingDoesNotDependOnTheBatch) {
+  auto e = load(cpu());
+  herd::GenerateRequest r = requests(1, 24)[0];
+  r.sampling.temperature = 0.9f;
+  r.sampling.top_p = 0.95f;
+  r.sampling.repetition_penalty = 1.1f;
+  r.sampling.seed = 11;
+  herd::GenerateResult alone_result;
+  ASSERT_TRUE(e->generate(r, &alone_result));
+  // The same request among five others with their own seeds.
+  auto others = requests(5, 24);
+  for (size_t i = 0; i < others.size(); ++i) others[i].sampling.temperature = 1.0f, others[i].sampling.seed = 100 + i;
+  others.insert(others.begin() + 2, r);
+  const auto together = run_together(*e, others);
+  EXPECT_EQ(together[2], alone_result.ids);
+  herd::ModelOptions mo;
+  mo.device = "cpu";
+  std::unique_ptr<herd::Model> model;
+  ASSERT_TRUE(herd::Model::load(kModel, mo, &model));
+  EXPECT_NE(alone_result.ids, alone(*model, r)) << "temperature 0.9 should leave the greedy path within 24 tokens";
+}
+
+TEST(Engine, LogprobsAreTheLogSoftmaxOfTheModelsLogits) {
+  auto e = load(cpu());
+  herd::ModelOptions mo;
+  mo.device = "cpu";
+  std::unique_ptr<herd::Model> model;
+  ASSERT_TRUE(herd::Model::load(kModel, mo, &model));
+  herd::GenerateRequest r = requests(1, 6)[0];
+  r.sampling.logprobs = 3;
+  std::vector<int32_t> tokens = r.prompt;
+  RequestIdReader read(*e, r);
+  for (const herd::Event& ev : read.events) {
+    if (ev.type != herd::Event::Type::token) continue;
+    std::vector<float> logits;
+    ASSERT_TRUE(model->logits(tokens, false, &logits));
+    double mx = -INFINITY, sum = 0;
+    for (float v : logits) mx = std::max(mx, double(v));
+    for (float v : logits) sum += std::exp(double(v) - mx);
+    const double lse = mx + std::log(sum);
+    EXPECT_NEAR(ev.logprob, double(logits[size_t(ev.token)]) - lse, 1e-4);
+    ASSERT_EQ(ev.top_logprobs.size(), 3u);
+    EXPECT_EQ(ev.top_logprobs[0].token, ev.token);  // greedy: the chosen token is the most likely
+    EXPECT_GE(ev.top_logprobs[0].logprob, ev.top_logprobs[1].logprob);
+    EXPECT_NEAR(ev.top_logprobs[1].logprob, double(logits[size_t(ev.top_logprobs[1].token)]) - lse, 1e-4);
+    tokens.push_back(ev.token);
+  }
+  EXPECT_EQ(tokens.size(), r.prompt.size() + 6);
+}
+
+// A tiny model with Llama 3's vocabulary and tokenizer, so that requests have text.
+TEST(Engine, StopStringsEndTheTextBeforeThem) {
+  namespace fs = std::filesystem;
+  const fs::path d = fs::temp_directory_path() / ("herd-stop-" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  std::ofstream(d / "base.json") << R"({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
+    "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2,
+    "num_key_value_heads": 1, "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+    "bos_token_id": 128000, "eos_token_id": [128001, 128009], "tie_word_embeddings": false})";
+  herd::SyntheticModelSpec spec;
+  spec.config_path = (d / "base.json").string();
+  spec.seed = 5;
+  ASSERT_TRUE(herd::write_synthetic_model(spec, (d / "m").string()));
+  fs::copy_file(std::string(HERD_TEST_DATA) + "/tokenizer/tokenizer.model", d / "m" / "tokenizer.model");
+  std::unique_ptr<herd::Engine> e;
+  ASSERT_TRUE(herd::Engine::load((d / "m").string(), cpu(), &e));
+  ASSERT_TRUE(e->has_tokenizer());
+  herd::GenerateRequest r;
+  r.text = "The quick brown fox";
+  r.max_tokens = 24;
+  r.ignore_eos = true;
+  herd::GenerateResult free_run;
+  ASSERT_TRUE(e->generate(r, &free_run));
+  ASSERT_GT(free_run.text.size(), 12u);
+  // A stop string taken from the middle of the free run: the text must end right before its
+  // first occurrence (found here by plain string search), and the request must stop there.
+  const std::string stop = free_run.text.substr(free_run.text.size() / 2, 4);
+  r.sampling.stop = {"never appears \x01", stop};
+  herd::GenerateResult stopped;
+  ASSERT_TRUE(e->generate(r, &stopped));
+  EXPECT_EQ(stopped.text, free_run.text.substr(0, free_run.text.find(stop)));
+  EXPECT_EQ(stopped.finish_reason, herd::FinishReason::stop);
+  EXPECT_LT(stopped.ids.size(), free_run.ids.size());
+  EXPECT_EQ(stopped.ids, std::vector<int32_t>(free_run.ids.begin(), free_run.ids.begin() + long(stopped.ids.size())));
+  fs::remove_all(d);
 }
 
 }  // namespace

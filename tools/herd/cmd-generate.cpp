@@ -9,6 +9,7 @@ namespace herd_cli {
 void add_generate_command(CLI::App& app, int& rc) {
   struct Flags {
     herd::EngineOptions engine;
+    herd::SamplingOptions sampling;
     std::string model, ids, prompt, kv_memory;
     int n = 16;
     bool json = false;
@@ -16,8 +17,9 @@ void add_generate_command(CLI::App& app, int& rc) {
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
       "generate",
-      "Continue a prompt greedily through the batching engine; stops at the model's end-of-sequence ids or after -n "
-      "tokens. Prints text when the model directory has a tokenizer, else ids; the KV capacity goes to stderr.");
+      "Continue a prompt through the batching engine; stops at the model's end-of-sequence ids, a --stop string, or "
+      "after -n tokens. Prints text when the model directory has a tokenizer, else ids; the KV capacity goes to "
+      "stderr. Sampling defaults come from generation_config.json, greedy without it.");
   cmd->add_option("-m,--model", f->model, "Model directory (config.json or params.json, *.safetensors, tokenizer)")
       ->required();
   auto* ids_opt = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids (no BOS is added)");
@@ -30,6 +32,19 @@ void add_generate_command(CLI::App& app, int& rc) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json,
                 "Print {\"samples\": [{\"ids\", \"text\"?, \"finish_reason\"}], \"usage\": {...}} instead of streaming");
+  // Sampling (docs/sampling.md). Unset: the model's generation_config.json, else greedy.
+  cmd->add_option("--temp", f->sampling.temperature, "Temperature; 0 is greedy");
+  cmd->add_option("--top-k", f->sampling.top_k, "Keep the k most likely tokens (0: off)");
+  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus: the smallest set with this much probability (1: off)");
+  cmd->add_option("--min-p", f->sampling.min_p, "Drop tokens below min-p x the top probability (0: off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", f->sampling.repetition_penalty, "CTRL/HF repetition penalty over prompt and output (1: off)")
+      ->capture_default_str();
+  cmd->add_option("--frequency-penalty", f->sampling.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
+  cmd->add_option("--presence-penalty", f->sampling.presence_penalty, "OpenAI presence penalty")->capture_default_str();
+  cmd->add_option("--seed", f->sampling.seed, "Random seed (default: a fresh one)");
+  cmd->add_option("--stop", f->sampling.stop, "A stop string (repeatable); matched across tokens and not printed");
+  cmd->add_option("--logprobs", f->sampling.logprobs, "With --json: each token's logprob and this many alternatives (<= 20)")
+      ->capture_default_str();
   cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -47,6 +62,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
     else req.text = f->prompt;
     req.max_tokens = f->n;
+    req.sampling = f->sampling;
     if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
 
     std::unique_ptr<herd::Engine> engine;
@@ -60,11 +76,17 @@ void add_generate_command(CLI::App& app, int& rc) {
     const bool text_out = engine->has_tokenizer();
     std::vector<int32_t> out;
     std::string text;
+    nlohmann::json logprobs = nlohmann::json::array();
     herd::Event ev;
     while (engine->next_event(id, &ev)) {
       text += ev.text;
       if (ev.type == herd::Event::Type::token) {
         out.push_back(ev.token);
+        if (f->sampling.logprobs > 0) {
+          nlohmann::json top = nlohmann::json::array();
+          for (const auto& t : ev.top_logprobs) top.push_back({{"token", t.token}, {"logprob", t.logprob}});
+          logprobs.push_back({{"token", ev.token}, {"logprob", ev.logprob}, {"top", top}});
+        }
         // Text when the model has a tokenizer, else the ids, space-separated.
         if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
         continue;
@@ -77,6 +99,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       if (!f->json) return;
       nlohmann::json sample = {{"ids", out}, {"finish_reason", herd::finish_reason_name(ev.finish_reason)}};
       if (text_out) sample["text"] = text;
+      if (f->sampling.logprobs > 0) sample["logprobs"] = logprobs;
       const nlohmann::json j = {{"samples", {sample}},
                                 {"usage",
                                  {{"prompt_tokens", ev.usage.prompt_tokens},
