@@ -1,6 +1,7 @@
 // The whole public API of herd.
 #pragma once
 
+#include "herd/chat.h"
 #include "herd/engine.h"
 #include "herd/model.h"
 #include "herd/status.h"

@@ -158,6 +158,66 @@ expect_bad_input("no prompt", ["generate", "-m", MODEL], "--ids or -p")
 expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi", "--device", "cpu"], "has no tokenizer")
 expect_bad_input("bad tokenizer file", ["tokenize", "-m", os.path.join(MODEL, "config.json")], "config.json")
 
+# ---------------------------------------------------------------------------------------------
+# herd prompt / herd toolcall (issue 4). Expected prompts and ids come from the golden vectors
+# (Jinja2 as transformers runs it, four tokenizers), not from herd.
+CHAT = os.path.join(DATA, "chat")
+vectors = [json.loads(l) for l in open(os.path.join(CHAT, "vectors.jsonl"), encoding="utf-8")]
+tmp = tempfile.mkdtemp()
+try:
+    for v in (vectors[0], next(x for x in vectors if x["name"] == "tool_call_and_tool_result")):
+        nested = os.path.join(tmp, "nested.json")
+        json.dump({"messages": v["messages"], "variables": v["variables"]}, open(nested, "w"))
+        rc, out, err = run("prompt", "-m", TOKENIZER, "--conversation", nested)
+        check(f"prompt text ({v['name']}, nested form)", rc == 0 and out == v["prompt"].encode(), err)
+        rc, out, err = run("prompt", "-m", TOKENIZER, "--conversation", nested, "--ids", "--special-in-content")
+        check(f"prompt --ids --special-in-content ({v['name']})", rc == 0 and json.loads(out) == v["ids"]
+              and out.endswith(b"]\n"), err)
+    flat = os.path.join(tmp, "flat.json")
+    v = next(x for x in vectors if x["name"] == "special_token_text_in_content")
+    json.dump({"messages": v["messages"], **{k: x for k, x in v["variables"].items() if k not in ("bos_token", "eos_token")}},
+              open(flat, "w"))
+    rc, out, err = run("prompt", "-m", TOKENIZER, "--conversation", flat)
+    check("prompt text (flat form)", rc == 0 and out == v["prompt"].encode(), err)
+    rc, out, err = run("prompt", "-m", TOKENIZER, "--conversation", flat, "--ids")
+    check("prompt --ids keeps special text in content plain", rc == 0 and json.loads(out) != v["ids"]
+          and json.loads(out)[0] == 128000, err)
+    bad = os.path.join(tmp, "bad.json")
+    open(bad, "w").write('{"messages": [{"role": "user", "content": 3}]}')
+    expect_bad_input("prompt: non-string content", ["prompt", "-m", TOKENIZER, "--conversation", bad], "messages[0].content")
+    open(bad, "w").write("{not json")
+    expect_bad_input("prompt: invalid JSON", ["prompt", "-m", TOKENIZER, "--conversation", bad], "bad.json")
+    expect_bad_input("prompt: missing file", ["prompt", "-m", TOKENIZER, "--conversation", os.path.join(tmp, "nope.json")],
+                     "nope.json")
+    expect_bad_input("prompt: no --conversation", ["prompt", "-m", TOKENIZER], "--conversation")
+finally:
+    shutil.rmtree(tmp)
+
+rc, out, err = run("toolcall", stdin=b'<|python_tag|>brave_search.call(query="say \\"hi\\"")<|eom_id|>')
+j = json.loads(out) if rc == 0 else {}
+check("toolcall: built-in call", rc == 0 and list(j) == ["content", "tool_calls", "end", "diagnostics"]
+      and j["content"] == "" and j["end"] == "eom"
+      and j["tool_calls"] == [{"name": "brave_search", "arguments": {"query": 'say "hi"'},
+                               "raw": 'brave_search.call(query="say \\"hi\\"")'}], out + err.encode())
+rc, out, err = run("toolcall", stdin=b'Sure. {"name": "f", "parameters": {"a": {"b": 1}}}<|eot_id|>')
+j = json.loads(out) if rc == 0 else {}
+check("toolcall: JSON call with text", rc == 0 and j["content"] == "Sure. " and j["end"] == "eot"
+      and j["tool_calls"][0]["arguments"] == {"a": {"b": 1}}, out)
+rc, out, err = run("toolcall", stdin=b"<|python_tag|>print(1)<|eom_id|>")
+j = json.loads(out) if rc == 0 else {}
+check("toolcall: code_interpreter", rc == 0 and j["tool_calls"][0]["name"] == "code_interpreter"
+      and j["tool_calls"][0]["arguments"] == {"code": "print(1)"}, out)
+rc, out, err = run("toolcall", "--builtin-tools", "brave_search", stdin=b'<|python_tag|>wolfram_alpha.call(query="x")<|eom_id|>')
+j = json.loads(out) if rc == 0 else {}
+check("toolcall --builtin-tools", rc == 0 and j["tool_calls"][0]["name"] == "code_interpreter", out)
+rc, out, err = run("toolcall", stdin=b'{"name": "f", "parameters": {"a": 1')
+j = json.loads(out) if rc == 0 else {}
+check("toolcall: truncated call stays text", rc == 0 and j["tool_calls"] == [] and j["end"] == "length"
+      and j["content"] == '{"name": "f", "parameters": {"a": 1' and len(j["diagnostics"]) == 1 and out.endswith(b"}\n"), out)
+rc, out, err = run("toolcall", stdin=b"\xff\xfe plain")
+check("toolcall: invalid UTF-8 is still JSON", rc == 0 and json.loads(out)["tool_calls"] == [], out + err.encode())
+expect_bad_input("toolcall: unknown flag", ["toolcall", "--frobnicate"], "frobnicate")
+
 n_fail = results.count(False)
 print(f"{len(results) - n_fail} passed, {n_fail} failed")
 sys.exit(1 if n_fail else 0)

@@ -32,5 +32,6 @@ void add_generate_command(CLI::App& app, int& rc);
 void add_make_model_command(CLI::App& app, int& rc);
 void add_bench_command(CLI::App& app, int& rc);
 void add_tokenize_commands(CLI::App& app, int& rc);  // tokenize and detokenize
+void add_prompt_commands(CLI::App& app, int& rc);    // prompt and toolcall
 
 }  // namespace herd_cli

@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
   herd_cli::add_make_model_command(app, rc);
   herd_cli::add_bench_command(app, rc);
   herd_cli::add_tokenize_commands(app, rc);
+  herd_cli::add_prompt_commands(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
