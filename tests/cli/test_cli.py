@@ -121,6 +121,33 @@ try:
     rc, out, err = run("logits", "-m", synth, "--ids", "1,2,3", "--device", "cpu")
     check("make-model output loads", rc == 0 and json.loads(out)["n_vocab"] == 300, err)
 
+    # --chat and --aliases on a tiny model with Llama 3's vocabulary and tokenizer.
+    full = os.path.join(tmp, "full")
+    with open(cfg, "w") as f:
+        json.dump({"architectures": ["LlamaForCausalLM"], "vocab_size": 128256, "hidden_size": 16,
+                   "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+                   "max_position_embeddings": 4096, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+                   "bos_token_id": 128000, "eos_token_id": [128001, 128009]}, f)
+    rc, _, err = run("make-model", "--config", cfg, "-o", full)
+    shutil.copy(TOKENIZER, os.path.join(full, "tokenizer.model"))
+    expanded = ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+                "<|start_header_id|>assistant<|end_header_id|>\n\n")
+    rc, out, _ = run("tokenize", "-m", TOKENIZER, "--special", stdin=expanded.encode())
+    want = json.loads(out)
+    rc, out, err = run("generate", "-m", full, "-p", "<<start>><<user>>hi<<end>><<assistant>>", "--aliases", "-n", "2",
+                       "--json", "--device", "cpu")
+    check("generate --aliases", rc == 0 and json.loads(out)["usage"]["prompt_tokens"] == len(want), out + err.encode())
+    # The Llama 3.1 template with no system message adds the default system turn with the dates
+    # (tests/data/chat/vectors.jsonl); --chat must give exactly that prompt's length.
+    conv = os.path.join(tmp, "conv.json")
+    with open(conv, "w") as f:
+        json.dump({"messages": [{"role": "user", "content": "hi"}]}, f)
+    rc, out, _ = run("prompt", "-m", TOKENIZER, "--conversation", conv, "--ids")
+    want_chat = json.loads(out) if rc == 0 else []
+    rc, out, err = run("generate", "-m", full, "-p", "hi", "--chat", "-n", "2", "--json", "--device", "cpu")
+    check("generate --chat", rc == 0 and len(want_chat) > 20
+          and json.loads(out)["usage"]["prompt_tokens"] == len(want_chat), out + err.encode())
+
     # Bad input: exit 2, one line on stderr naming what and why, nothing on stdout.
     expect_bad_input("missing model dir", ["logits", "-m", os.path.join(tmp, "nope"), "--ids", "1"], "no such file")
     os.makedirs(os.path.join(tmp, "empty"))

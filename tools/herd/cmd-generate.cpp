@@ -12,7 +12,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::SamplingOptions sampling;
     std::string model, ids, prompt, kv_memory;
     int n = 16;
-    bool json = false;
+    bool json = false, chat = false, aliases = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -27,6 +27,14 @@ void add_generate_command(CLI::App& app, int& rc) {
                                 "Prompt text, encoded by the model directory's tokenizer with BOS first; "
                                 "special-token text stays plain text");
   ids_opt->excludes(p_opt);
+  auto* chat_opt = cmd->add_flag("--chat", f->chat,
+                                 "-p TEXT is one user turn, rendered in the Llama 3.1 chat format (docs/prompt-format.md)");
+  auto* aliases_opt = cmd->add_flag("--aliases", f->aliases,
+                                    "In -p TEXT, the brief's notation <<start>> <<system>> <<user>> <<assistant>> "
+                                    "<<ipython>> <<end>> <<stop>> <<continue>> stands for the special tokens, and "
+                                    "special-token text is honoured; no BOS is added (write <<start>>)");
+  chat_opt->needs(p_opt)->excludes(aliases_opt);
+  aliases_opt->needs(p_opt);
   cmd->add_option("-n,--n-predict,--max-tokens", f->n, "Most tokens to generate")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -61,6 +69,19 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::GenerateRequest req;
     if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
     else req.text = f->prompt;
+    if (f->chat || f->aliases) {  // tokenized here: these need the tokenizer's special tokens
+      std::unique_ptr<herd::Tokenizer> tok;
+      if ((rc = report(herd::Tokenizer::load(f->model, &tok)))) return;
+      herd::Status s;
+      if (f->chat) {
+        herd::Conversation conv;
+        conv.messages.push_back({"user", f->prompt, {}});
+        s = herd::render_prompt_ids(conv, *tok, /*special_in_content=*/false, &req.prompt);
+      } else {
+        s = tok->encode(herd::expand_aliases(f->prompt), /*allow_special=*/true, /*add_bos=*/false, &req.prompt);
+      }
+      if ((rc = report(s))) return;
+    }
     req.max_tokens = f->n;
     req.sampling = f->sampling;
     if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
