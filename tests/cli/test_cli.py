@@ -121,6 +121,15 @@ try:
     rc, out, err = run("logits", "-m", synth, "--ids", "1,2,3", "--device", "cpu")
     check("make-model output loads", rc == 0 and json.loads(out)["n_vocab"] == 300, err)
 
+    # bench on a synthetic model made in memory from a config path: the rows CLI.md describes.
+    rc, out, err = run("bench", "--synthetic", cfg, "-p", "8", "-n", "4", "-b", "1,2", "--reps", "1", "--json",
+                       "--device", "cpu", "--bandwidth", "20")
+    rows = json.loads(out) if rc == 0 else []
+    check("bench --synthetic --json", len(rows) == 4 and [r["test"] for r in rows] == ["pp8", "tg4", "pp8", "tg4"]
+          and [r["batch"] for r in rows] == [1, 1, 2, 2] and all(r["tok_s"] > 0 for r in rows)
+          and rows[1]["bound_tok_s"] is not None and rows[0]["bound_tok_s"] is None, out + err.encode())
+    expect_bad_input("bench without a model", ["bench", "-p", "8"], "exactly one of -m")
+
     # --chat and --aliases on a tiny model with Llama 3's vocabulary and tokenizer.
     full = os.path.join(tmp, "full")
     with open(cfg, "w") as f:
