@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
         if (ev.type == herd::Event::Type::token) {
           ++n_tokens[size_t(i)];
           std::cout << "[" << i << "] token " << ev.token << "\n";
-        } else {
+        } else if (ev.type == herd::Event::Type::finished) {
           std::cout << "[" << i << "] finished: " << herd::finish_reason_name(ev.finish_reason) << " after "
                     << ev.usage.completion_tokens << " tokens\n";
         }

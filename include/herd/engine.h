@@ -48,6 +48,9 @@ struct GenerateRequest {
   std::string text;             // used when prompt is empty: encoded with BOS by the model's tokenizer
   int max_tokens = 16;          // >= 1
   bool ignore_eos = false;      // keep going past end-of-sequence ids (benchmarks)
+  // The logprob of each prompt token given those before it (evaluation scores choices this
+  // way), delivered in one Event::Type::prompt before the first token.
+  bool prompt_logprobs = false;
   SamplingOptions sampling;
 };
 
@@ -66,11 +69,12 @@ struct Logprob {
 };
 
 struct Event {
-  enum class Type { token, finished };
+  enum class Type { prompt, token, finished };
   Type type = Type::token;
   int32_t token = -1;  // Type::token: the new id
   float logprob = 0.0f;                 // with SamplingOptions::logprobs > 0
   std::vector<Logprob> top_logprobs;    // the most likely alternatives, best first
+  std::vector<Logprob> prompt_logprobs;  // Type::prompt: prompt tokens 1..n-1 (token 0 has no context)
   std::string text;    // UTF-8 that became complete with this event ("" without a tokenizer)
   FinishReason finish_reason = FinishReason::stop;  // Type::finished
   Usage usage;                                      // Type::finished
@@ -78,6 +82,7 @@ struct Event {
 };
 
 struct GenerateResult {
+  std::vector<Logprob> prompt_logprobs;  // with GenerateRequest::prompt_logprobs
   std::vector<int32_t> ids;
   std::vector<float> logprobs;  // per id, with SamplingOptions::logprobs > 0
   std::string text;

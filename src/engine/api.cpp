@@ -53,11 +53,8 @@ Status Model::logits(const std::vector<int32_t>& ids, bool all_positions, std::v
   return guarded([&] {
     impl_->check_ids(ids, 0);
     Batch b;
-    b.add_sequence(ids, 0, int64_t(ids.size()), impl_->blocks, kBlockSize, /*want_logits=*/true);
-    if (all_positions) {
-      b.logits_rows.resize(ids.size());
-      std::iota(b.logits_rows.begin(), b.logits_rows.end(), 0);
-    }
+    b.add_sequence(ids, 0, int64_t(ids.size()), impl_->blocks, kBlockSize,
+                   all_positions ? Batch::Rows::all : Batch::Rows::last);
     *out = impl_->m->llama->forward(b);
   });
 }
@@ -72,7 +69,8 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
     int64_t n_computed = 0;
     for (int i = 0; i < max_new; ++i) {
       Batch b;
-      b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize, true);
+      b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize,
+                     Batch::Rows::last);
       n_computed = int64_t(tokens.size());
       const int32_t tok = impl_->m->llama->forward_greedy(b)[0];
       tokens.push_back(tok);

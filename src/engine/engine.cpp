@@ -46,6 +46,7 @@ struct Live {
   std::unique_ptr<Sampler> sampler;          // null: plain greedy, picked on the device
   std::unique_ptr<StopStringMatcher> stops;  // null: no stop strings
   int32_t n_logprobs = 0;
+  std::vector<Logprob> prompt_lp;  // prompt tokens 1.. scored so far (token 0 has no context)
   bool ignore_eos = false;
 
   bool needs_logits() const { return sampler != nullptr || n_logprobs > 0; }
@@ -147,9 +148,14 @@ struct Engine::Impl {
   void step() {
     const std::vector<ScheduledSeq> work = scheduler->schedule();
     if (work.empty()) return;
-    // Plain greedy steps pick tokens on the device; anything else needs the logits rows.
+    // Plain greedy steps pick tokens on the device; anything else needs the logits rows. Which
+    // rows each sequence has is read before advance() moves its n_computed.
+    std::vector<Batch::Rows> rows(work.size());
     bool want_logits = false;
-    for (const ScheduledSeq& item : work) want_logits |= item.emits && live.at(item.seq->id)->needs_logits();
+    for (size_t i = 0; i < work.size(); ++i) {
+      rows[i] = work[i].rows();
+      want_logits |= rows[i] == Batch::Rows::all || (work[i].emits && live.at(work[i].seq->id)->needs_logits());
+    }
     std::vector<float> logits;  // [n_rows, n_vocab] when want_logits
     std::vector<int32_t> next;  // [n_rows] otherwise
     try {
@@ -164,13 +170,18 @@ struct Engine::Impl {
     Scheduler::advance(work);
     ++stat_steps;
     const size_t n_vocab = size_t(m->info.n_vocab);
-    size_t row = 0;
-    for (const ScheduledSeq& item : work) {
-      if (!item.emits) continue;
+    auto logits_row = [&](size_t r) { return std::span<const float>(logits.data() + r * n_vocab, n_vocab); };
+    size_t row = 0;  // the first logits row of the current sequence
+    for (size_t i = 0; i < work.size(); ++i) {
+      const ScheduledSeq& item = work[i];
       Live& l = *live.at(item.seq->id);
+      const size_t n_rows = rows[i] == Batch::Rows::all ? size_t(item.n_new) : rows[i] == Batch::Rows::last ? 1 : 0;
+      if (rows[i] == Batch::Rows::all) collect_prompt_logprobs(l, item, row, logits_row);
+      row += n_rows;
+      if (!item.emits) continue;
       Event e;
       if (want_logits) {
-        const std::span<const float> r(logits.data() + row * n_vocab, n_vocab);
+        const std::span<const float> r = logits_row(row - 1);
         e.token = l.sampler ? l.sampler->sample(r, l.prompt(), l.generated())
                             : int32_t(std::max_element(r.begin(), r.end()) - r.begin());
         if (l.n_logprobs > 0) {
@@ -179,9 +190,14 @@ struct Engine::Impl {
           for (const auto& t : lp.top) e.top_logprobs.push_back({t.id, t.logprob});
         }
       } else {
-        e.token = next[row];
+        e.token = next[row - 1];
       }
-      ++row;
+      if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
+        Event p;
+        p.type = Event::Type::prompt;
+        p.prompt_logprobs = std::move(l.prompt_lp);
+        emit(l.seq.id, std::move(p));
+      }
       l.seq.tokens.push_back(e.token);
       const auto& eos = m->info.eos_ids;
       const bool eos_hit = !l.ignore_eos && std::find(eos.begin(), eos.end(), e.token) != eos.end();
@@ -197,6 +213,19 @@ struct Engine::Impl {
       emit(l.seq.id, std::move(e));
       if (eos_hit || stop_hit) finish(l, FinishReason::stop);
       else if (l.seq.n_generated() >= l.seq.max_tokens) finish(l, FinishReason::length);
+    }
+  }
+
+  // Row j of a prompt chunk starting at position p scores prompt token p + j + 1. A chunk
+  // recomputed after preemption scores nothing twice: tokens are appended in order, once.
+  template <typename RowFn>
+  static void collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, const RowFn& logits_row) {
+    const int64_t start = item.seq->n_computed - item.n_new;  // n_computed was advanced already
+    for (int64_t j = 0; j < item.n_new; ++j) {
+      const int64_t scored = start + j + 1;
+      if (scored >= l.seq.n_prompt || scored != int64_t(l.prompt_lp.size()) + 1) continue;
+      const int32_t token = l.seq.tokens[size_t(scored)];
+      l.prompt_lp.push_back({token, position_logprobs(logits_row(first_row + size_t(j)), token, 0).token.logprob});
     }
   }
 
@@ -309,6 +338,7 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     if (!sp.greedy() || penalised) l->sampler = std::make_unique<Sampler>(sp);
     HERD_REQUIRE(so.logprobs >= 0 && so.logprobs <= 20, "logprobs must lie in [0, 20], got ", so.logprobs);
     l->n_logprobs = so.logprobs;
+    l->seq.prompt_logprobs = r.prompt_logprobs;
     if (!so.stop.empty()) {
       HERD_REQUIRE(e.tokenizer, "stop strings need a tokenizer in the model directory");
       l->stops = std::make_unique<StopStringMatcher>(so.stop);
@@ -355,6 +385,10 @@ Status Engine::generate(const GenerateRequest& request, GenerateResult* result) 
   Event e;
   while (next_event(id, &e)) {
     result->text += e.text;
+    if (e.type == Event::Type::prompt) {
+      result->prompt_logprobs = std::move(e.prompt_logprobs);
+      continue;
+    }
     if (e.type == Event::Type::token) {
       result->ids.push_back(e.token);
       if (request.sampling.logprobs > 0) result->logprobs.push_back(e.logprob);

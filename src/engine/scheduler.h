@@ -20,6 +20,7 @@ struct Sequence {
   int64_t n_prompt = 0;
   int64_t n_computed = 0;         // tokens whose K/V are in the cache
   int64_t max_tokens = 0;
+  bool prompt_logprobs = false;   // every prompt position needs its logits row
 
   int64_t n_generated() const { return int64_t(tokens.size()) - n_prompt; }
 };
@@ -28,6 +29,14 @@ struct ScheduledSeq {
   Sequence* seq;
   int64_t n_new;  // tokens computed this step
   bool emits;     // the step reaches its last token, so it makes the next one
+
+  // Which of its tokens get logits rows: every one while a prompt that wants logprobs is being
+  // computed, else the last when it emits.
+  Batch::Rows rows() const {
+    if (seq->prompt_logprobs && seq->n_computed < seq->n_prompt) return Batch::Rows::all;
+    return emits ? Batch::Rows::last : Batch::Rows::none;
+  }
+  int64_t n_rows() const { return rows() == Batch::Rows::all ? n_new : rows() == Batch::Rows::last ? 1 : 0; }
 };
 
 class Scheduler {

@@ -97,6 +97,10 @@ j = json.loads(out1) if rc1 == 0 else {}
 check("generate --seed repeats a sampled run", rc1 == 0 and rc2 == 0 and out1 == out2, err1)
 lp = j["samples"][0].get("logprobs", []) if j else []
 check("generate --logprobs", len(lp) == 6 and all(len(e["top"]) == 2 and e["logprob"] <= 0 for e in lp), out1[:300])
+rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "1", "--json", "--device", "cpu", "--prompt-logprobs")
+pl = json.loads(out)["samples"][0].get("prompt_logprobs", []) if rc == 0 else []
+check("generate --prompt-logprobs", len(pl) == 64 and pl[0] is None and pl[1]["token"] == ref["input_ids"][1]
+      and all(p["logprob"] <= 0 for p in pl[1:]), err)
 expect_bad_input("bad sampling value", ["generate", "-m", MODEL, "--ids", "1", "--top-p", "1.5", "--device", "cpu"], "top_p")
 
 # tokenize / detokenize: ids of "Hello world" in the Llama 3 vocabulary (tiktoken agrees).

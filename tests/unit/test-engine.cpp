@@ -263,4 +263,33 @@ TEST(Engine, StopStringsEndTheTextBeforeThem) {
   fs::remove_all(d);
 }
 
+TEST(Engine, PromptLogprobsScoreEachPromptTokenThroughChunks) {
+  herd::EngineOptions o = cpu();
+  o.max_batch_tokens = 7;  // the prompt's logits rows arrive over several chunks
+  auto e = load(o);
+  const auto ids = reference_ids();
+  herd::GenerateRequest r;
+  r.prompt.assign(ids.begin(), ids.begin() + 30);
+  r.max_tokens = 2;
+  r.prompt_logprobs = true;
+  herd::GenerateResult res;
+  ASSERT_TRUE(e->generate(r, &res));
+  ASSERT_EQ(res.prompt_logprobs.size(), 29u);
+  herd::ModelOptions mo;
+  mo.device = "cpu";
+  std::unique_ptr<herd::Model> model;
+  ASSERT_TRUE(herd::Model::load(kModel, mo, &model));
+  std::vector<float> logits;  // [30, n_vocab]: row i predicts token i + 1
+  ASSERT_TRUE(model->logits(r.prompt, true, &logits));
+  const size_t V = size_t(model->info().n_vocab);
+  for (size_t i = 0; i + 1 < r.prompt.size(); ++i) {
+    double mx = -INFINITY, sum = 0;
+    for (size_t j = 0; j < V; ++j) mx = std::max(mx, double(logits[i * V + j]));
+    for (size_t j = 0; j < V; ++j) sum += std::exp(double(logits[i * V + j]) - mx);
+    EXPECT_EQ(res.prompt_logprobs[i].token, r.prompt[i + 1]);
+    EXPECT_NEAR(res.prompt_logprobs[i].logprob, double(logits[i * V + size_t(r.prompt[i + 1])]) - mx - std::log(sum), 1e-4)
+        << "prompt token " << i + 1;
+  }
+}
+
 }  // namespace

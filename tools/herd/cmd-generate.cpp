@@ -12,7 +12,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::SamplingOptions sampling;
     std::string model, ids, prompt, kv_memory;
     int n = 16;
-    bool json = false, chat = false, aliases = false;
+    bool json = false, chat = false, aliases = false, prompt_logprobs = false;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand(
@@ -53,6 +53,8 @@ void add_generate_command(CLI::App& app, int& rc) {
   cmd->add_option("--stop", f->sampling.stop, "A stop string (repeatable); matched across tokens and not printed");
   cmd->add_option("--logprobs", f->sampling.logprobs, "With --json: each token's logprob and this many alternatives (<= 20)")
       ->capture_default_str();
+  cmd->add_flag("--prompt-logprobs", f->prompt_logprobs,
+                "With --json: the logprob of each prompt token given the ones before it (null for the first)");
   cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -75,7 +77,10 @@ void add_generate_command(CLI::App& app, int& rc) {
       herd::Status s;
       if (f->chat) {
         herd::Conversation conv;
-        conv.messages.push_back({"user", f->prompt, {}});
+        herd::Message turn;
+        turn.role = "user";
+        turn.content = f->prompt;
+        conv.messages.push_back(std::move(turn));
         s = herd::render_prompt_ids(conv, *tok, /*special_in_content=*/false, &req.prompt);
       } else {
         s = tok->encode(herd::expand_aliases(f->prompt), /*allow_special=*/true, /*add_bos=*/false, &req.prompt);
@@ -84,6 +89,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     }
     req.max_tokens = f->n;
     req.sampling = f->sampling;
+    req.prompt_logprobs = f->prompt_logprobs;
     if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
 
     std::unique_ptr<herd::Engine> engine;
@@ -99,7 +105,13 @@ void add_generate_command(CLI::App& app, int& rc) {
     std::string text;
     nlohmann::json logprobs = nlohmann::json::array();
     herd::Event ev;
+    nlohmann::json prompt_logprobs = nlohmann::json::array();
     while (engine->next_event(id, &ev)) {
+      if (ev.type == herd::Event::Type::prompt) {
+        prompt_logprobs.push_back(nullptr);  // the first prompt token has no context
+        for (const auto& t : ev.prompt_logprobs) prompt_logprobs.push_back({{"token", t.token}, {"logprob", t.logprob}});
+        continue;
+      }
       text += ev.text;
       if (ev.type == herd::Event::Type::token) {
         out.push_back(ev.token);
@@ -121,6 +133,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       nlohmann::json sample = {{"ids", out}, {"finish_reason", herd::finish_reason_name(ev.finish_reason)}};
       if (text_out) sample["text"] = text;
       if (f->sampling.logprobs > 0) sample["logprobs"] = logprobs;
+      if (req.prompt_logprobs) sample["prompt_logprobs"] = prompt_logprobs;
       const nlohmann::json j = {{"samples", {sample}},
                                 {"usage",
                                  {{"prompt_tokens", ev.usage.prompt_tokens},
