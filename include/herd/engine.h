@@ -93,7 +93,8 @@ struct GenerateResult {
 struct EngineStats {
   int32_t block_size = 0;
   int32_t kv_blocks_total = 0;  // usable blocks (the null block excluded)
-  int32_t kv_blocks_free = 0;
+  int32_t kv_blocks_free = 0;    // free blocks, cached ones included (evicted when needed)
+  int32_t kv_blocks_cached = 0;  // blocks the prefix cache can hand to a matching prompt
   int64_t kv_capacity_tokens = 0;
   int64_t kv_bytes_per_token = 0;
   int32_t n_running = 0, n_waiting = 0;

@@ -90,7 +90,7 @@ struct Engine::Impl {
   RequestId next_id = 1;
 
   std::unordered_map<RequestId, std::unique_ptr<Live>> live;  // the worker's
-  std::atomic<int32_t> stat_free{0}, stat_running{0}, stat_waiting{0};
+  std::atomic<int32_t> stat_free{0}, stat_cached{0}, stat_running{0}, stat_waiting{0};
   std::atomic<int64_t> stat_steps{0}, stat_preemptions{0};
   std::thread worker;
 
@@ -113,6 +113,7 @@ struct Engine::Impl {
     if (l.stops) e.text = l.stops->stopped() ? "" : l.stops->feed(e.text).text + l.stops->flush();
     e.usage.prompt_tokens = l.seq.n_prompt;
     e.usage.completion_tokens = l.seq.n_generated();
+    e.usage.cached_prompt_tokens = std::min(l.seq.n_cached, l.seq.n_prompt);
     const RequestId id = l.seq.id;
     scheduler->remove(&l.seq);
     live.erase(id);
@@ -167,7 +168,7 @@ struct Engine::Impl {
       for (const ScheduledSeq& item : work) finish(*live.at(item.seq->id), FinishReason::error, e.what());
       return;
     }
-    Scheduler::advance(work);
+    scheduler->advance(work);
     ++stat_steps;
     const size_t n_vocab = size_t(m->info.n_vocab);
     auto logits_row = [&](size_t r) { return std::span<const float>(logits.data() + r * n_vocab, n_vocab); };
@@ -233,6 +234,7 @@ struct Engine::Impl {
 
   void publish_stats() {
     stat_free = kv->n_free_blocks();
+    stat_cached = kv->n_cached_blocks();
     stat_running = scheduler->n_running();
     stat_waiting = scheduler->n_waiting();
     stat_preemptions = scheduler->n_preemptions();
@@ -301,6 +303,7 @@ EngineStats Engine::stats() const {
   s.block_size = e.kv->block_size();
   s.kv_blocks_total = e.kv->n_usable_blocks();
   s.kv_blocks_free = e.stat_free;
+  s.kv_blocks_cached = e.stat_cached;
   s.kv_capacity_tokens = e.kv->capacity_tokens();
   s.kv_bytes_per_token = e.kv_bytes_per_token;
   s.n_running = e.stat_running;

@@ -59,8 +59,16 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
   // Then waiting sequences, in order, while blocks and budget last.
   while (!waiting_.empty() && budget > 0 && int32_t(running_.size()) < max_seqs_) {
     Sequence* s = waiting_.front();
+    // Prompt logprobs need every prompt position's logits, so such sequences compute them all.
+    // Matching all tokens (not only the prompt) lets a preempted sequence find its own blocks.
+    if (s->n_computed == 0 && !s->prompt_logprobs)
+      s->n_computed = s->n_cached = kv_.match_prefix(s->id, s->tokens, int64_t(s->tokens.size()));
     const ScheduledSeq item = take(s);
-    if (!kv_.ensure(s->id, s->n_computed + item.n_new)) break;
+    if (!kv_.ensure(s->id, s->n_computed + item.n_new)) {
+      kv_.release(s->id);  // the matched blocks stay cached for the next try
+      s->n_computed = 0;
+      break;
+    }
     waiting_.pop_front();
     running_.insert(std::upper_bound(running_.begin(), running_.end(), s,
                                      [](const Sequence* a, const Sequence* b) { return a->arrival < b->arrival; }),
@@ -72,7 +80,11 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
 }
 
 void Scheduler::advance(const std::vector<ScheduledSeq>& step) {
-  for (const ScheduledSeq& item : step) item.seq->n_computed += item.n_new;
+  for (const ScheduledSeq& item : step) {
+    item.seq->n_computed += item.n_new;
+    // Only now: a block may be matched only once its K/V are written.
+    kv_.commit_full_blocks(item.seq->id, item.seq->tokens, item.seq->n_computed);
+  }
 }
 
 Batch Scheduler::make_batch(const std::vector<ScheduledSeq>& step) const {

@@ -1,5 +1,6 @@
 // Continuous batching: each step, running sequences get their next tokens first, then waiting
-// ones get (possibly chunked) prefill, within a token budget. There is no prefill phase and no
+// ones get (possibly chunked) prefill, within a token budget; a waiting sequence first takes
+// whatever full blocks of its tokens the prefix cache holds. There is no prefill phase and no
 // decode phase: a sequence is (n_computed, tokens). When KV blocks run out, the youngest running
 // sequence is preempted (its blocks freed, recomputed later); nothing is lost.
 #pragma once
@@ -21,6 +22,7 @@ struct Sequence {
   int64_t n_computed = 0;         // tokens whose K/V are in the cache
   int64_t max_tokens = 0;
   bool prompt_logprobs = false;   // every prompt position needs its logits row
+  int64_t n_cached = 0;           // tokens its last admission found in the prefix cache
 
   int64_t n_generated() const { return int64_t(tokens.size()) - n_prompt; }
 };
@@ -48,8 +50,9 @@ class Scheduler {
 
   // Picks the next step's work and grows block lists to hold it. Empty when nothing can run.
   std::vector<ScheduledSeq> schedule();
-  // The step ran: every scheduled sequence has n_new more computed tokens.
-  static void advance(const std::vector<ScheduledSeq>& step);
+  // The step ran: every scheduled sequence has n_new more computed tokens, and its blocks that
+  // became full join the prefix cache.
+  void advance(const std::vector<ScheduledSeq>& step);
   // The dense arrays the backend consumes for a schedule.
   Batch make_batch(const std::vector<ScheduledSeq>& step) const;
 

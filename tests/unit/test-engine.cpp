@@ -292,4 +292,35 @@ TEST(Engine, PromptLogprobsScoreEachPromptTokenThroughChunks) {
   }
 }
 
+TEST(Engine, PrefixCacheServesASharedPromptOnce) {
+  const auto ids = reference_ids();
+  herd::GenerateRequest a, b;
+  a.prompt.assign(ids.begin(), ids.begin() + 40);
+  b.prompt.assign(ids.begin(), ids.begin() + 36);  // shares a's first 36 tokens, then its own
+  b.prompt.insert(b.prompt.end(), {7, 8, 9, 10});
+  a.max_tokens = b.max_tokens = 6;
+  a.ignore_eos = b.ignore_eos = true;
+
+  // Without a cache: each on a fresh engine.
+  herd::GenerateResult a_fresh, b_fresh;
+  ASSERT_TRUE(load(cpu())->generate(a, &a_fresh));
+  ASSERT_TRUE(load(cpu())->generate(b, &b_fresh));
+  EXPECT_EQ(a_fresh.usage.cached_prompt_tokens, 0);
+
+  auto e = load(cpu());
+  herd::GenerateResult a1, b1, a2;
+  ASSERT_TRUE(e->generate(a, &a1));
+  EXPECT_GT(e->stats().kv_blocks_cached, 0);
+  ASSERT_TRUE(e->generate(b, &b1));
+  ASSERT_TRUE(e->generate(a, &a2));
+  // b finds a's two full blocks of 16 among the 36 shared tokens; a again finds its own, except
+  // the block holding its last prompt token, which is always recomputed (40 - 1 -> 32).
+  EXPECT_EQ(b1.usage.cached_prompt_tokens, 32);
+  EXPECT_EQ(a2.usage.cached_prompt_tokens, 32);
+  EXPECT_EQ(a1.ids, a_fresh.ids);
+  EXPECT_EQ(b1.ids, b_fresh.ids);
+  EXPECT_EQ(a2.ids, a_fresh.ids);
+  EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
+}
+
 }  // namespace

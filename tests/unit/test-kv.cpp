@@ -32,6 +32,25 @@ TEST(BlockPool, ReferenceCounts) {
   EXPECT_ANY_THROW(pool.release(b));  // double free is a bug, caught
 }
 
+TEST(BlockPool, FreeListHandsOutTheLeastRecentlyFreedFirst) {
+  BlockPool pool(5);
+  for (int32_t b = 1; b <= 4; ++b) EXPECT_EQ(pool.allocate(), b);
+  pool.release(3);
+  pool.release(1);
+  pool.release(4);  // free list, oldest first: 3 1 4
+  pool.retain(1);   // revived from the middle
+  EXPECT_EQ(pool.ref_count(1), 1);
+  EXPECT_EQ(pool.n_free(), 2);
+  EXPECT_EQ(pool.allocate(), 3);
+  EXPECT_EQ(pool.allocate(), 4);
+  EXPECT_EQ(pool.allocate(), std::nullopt);
+  pool.release(1);
+  pool.release(2);
+  EXPECT_EQ(pool.allocate(), 1);
+  EXPECT_EQ(pool.allocate(), 2);
+  EXPECT_ANY_THROW(pool.retain(0));  // the null block is never held
+}
+
 TEST(KvCacheManager, GrowsAllOrNothingAndMapsSlots) {
   KvCacheManager kv(/*n_blocks=*/5, /*block_size=*/4);  // 4 usable blocks = 16 tokens
   EXPECT_EQ(kv.capacity_tokens(), 16);

@@ -9,15 +9,15 @@ namespace {
 Sequence seq(uint64_t id, int64_t n_prompt) {
   Sequence s;
   s.id = s.arrival = id;
-  s.tokens.assign(size_t(n_prompt), 7);
+  s.tokens.assign(size_t(n_prompt), int32_t(7 + id));  // distinct per sequence: no prefix sharing
   s.n_prompt = n_prompt;
   s.max_tokens = 100;
   return s;
 }
 
 // After a step: every emitting sequence gets a new token, as the engine would append.
-void run(const std::vector<ScheduledSeq>& step) {
-  Scheduler::advance(step);
+void run(Scheduler& sched, const std::vector<ScheduledSeq>& step) {
+  sched.advance(step);
   for (const auto& item : step)
     if (item.emits) item.seq->tokens.push_back(1);
 }
@@ -31,14 +31,14 @@ TEST(Scheduler, ChunksPrefillWithinTheTokenBudget) {
   ASSERT_EQ(s1.size(), 1u);
   EXPECT_EQ(s1[0].n_new, 10);
   EXPECT_FALSE(s1[0].emits);
-  run(s1);
+  run(sched, s1);
   auto s2 = sched.schedule();
   EXPECT_EQ(s2[0].n_new, 10);
-  run(s2);
+  run(sched, s2);
   auto s3 = sched.schedule();
   EXPECT_EQ(s3[0].n_new, 5);
   EXPECT_TRUE(s3[0].emits);
-  run(s3);
+  run(sched, s3);
   auto s4 = sched.schedule();
   EXPECT_EQ(s4[0].n_new, 1);  // decode
 }
@@ -48,7 +48,7 @@ TEST(Scheduler, DecodeFirstThenPrefillInOneStep) {
   Scheduler sched(kv, 8, 8);
   Sequence a = seq(1, 3), b = seq(2, 20);
   sched.add(&a);
-  run(sched.schedule());  // a: prefill 3, emits
+  run(sched, sched.schedule());  // a: prefill 3, emits
   sched.add(&b);
   auto step = sched.schedule();
   ASSERT_EQ(step.size(), 2u);
@@ -71,7 +71,7 @@ TEST(Scheduler, PreemptsTheYoungestWhenBlocksRunOut) {
   Sequence a = seq(1, 4), b = seq(2, 4);
   sched.add(&a);
   sched.add(&b);
-  run(sched.schedule());  // a and b: one block each, both emit (5 tokens each now)
+  run(sched, sched.schedule());  // a and b: one block each, both emit (5 tokens each now)
   EXPECT_EQ(kv.n_free_blocks(), 1);
   // Both need a second block for token 5; only one is free: a (older) gets it, b is preempted.
   auto step = sched.schedule();
@@ -80,13 +80,15 @@ TEST(Scheduler, PreemptsTheYoungestWhenBlocksRunOut) {
   EXPECT_EQ(sched.n_preemptions(), 1);
   EXPECT_EQ(b.n_computed, 0);
   EXPECT_EQ(sched.n_waiting(), 1);
-  run(step);
-  // b comes back once a finishes, and recomputes all of its 5 tokens.
+  run(sched, step);
+  // b comes back once a finishes. Its first block (tokens 0-3) stayed in the prefix cache when
+  // it was preempted, so only token 4 is recomputed.
   sched.remove(&a);
   auto again = sched.schedule();
   ASSERT_EQ(again.size(), 1u);
   EXPECT_EQ(again[0].seq, &b);
-  EXPECT_EQ(again[0].n_new, 5);
+  EXPECT_EQ(b.n_cached, 4);
+  EXPECT_EQ(again[0].n_new, 1);
   EXPECT_TRUE(again[0].emits);
   sched.remove(&b);
   EXPECT_EQ(kv.n_free_blocks(), 3);
