@@ -51,6 +51,10 @@ struct GenerateRequest {
   // The logprob of each prompt token given those before it (evaluation scores choices this
   // way), delivered in one Event::Type::prompt before the first token.
   bool prompt_logprobs = false;
+  // Several samples of one prompt: the prompt is computed once and its KV blocks shared (copied
+  // on first write). Sample i has RequestId first + i and seed + i; only sample 0 carries
+  // prompt logprobs. generate() takes 1 only.
+  int n_samples = 1;
   SamplingOptions sampling;
 };
 
@@ -119,7 +123,8 @@ class HERD_API Engine {
   // Whether the model directory had a tokenizer: then events carry text.
   bool has_tokenizer() const;
 
-  // Queues a request. Invalid input when it can never fit: prompt + max_tokens beyond the model's
+  // Queues a request (with n_samples > 1, its samples have ids *id .. *id + n_samples - 1).
+  // Invalid input when it can never fit: prompt + max_tokens beyond the model's
   // context or the whole KV budget, an id outside the vocabulary, text without a tokenizer.
   Status submit(const GenerateRequest& request, RequestId* id);
   // Waits for the request's next event. False once its finished event has been returned, or for

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "common/tensor.h"
 
@@ -45,6 +47,9 @@ class Backend {
   virtual Tensor alloc(DType dtype, Shape shape) = 0;
   virtual void write(Tensor& dst, const void* src, size_t nbytes) = 0;  // host -> backend
   virtual void read(const Tensor& src, void* dst, size_t nbytes) = 0;   // backend -> host
+  // Copies outermost slices within one tensor: t[to] = t[from] for each pair (copy on write of
+  // KV blocks, [n_blocks, ...]). Pairs are applied in order; no slice is both a source and a target.
+  virtual void copy_blocks(Tensor& t, const std::vector<std::pair<int32_t, int32_t>>& from_to) = 0;
 
   // --- ops ---
   // out[n, d] = table[ids[i], :]; ids: i32[n]; table: [n_rows, d] of any stored dtype. It is the

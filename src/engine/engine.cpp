@@ -39,17 +39,26 @@ namespace {
 constexpr int64_t kDefaultKvBytes = int64_t(1) << 30;  // when the backend cannot tell its free memory
 constexpr int64_t kDefaultContexts = 4;
 
+// A sample still to branch off a request when its prompt is done.
+struct Fork {
+  RequestId id;
+  std::optional<SamplingParams> sampler;  // nullopt: plain greedy
+};
+
 // A sequence plus what only the engine needs: its detokenizer and how it picks tokens.
 struct Live {
   Sequence seq;
   std::unique_ptr<TokenStream> text;
   std::unique_ptr<Sampler> sampler;          // null: plain greedy, picked on the device
   std::unique_ptr<StopStringMatcher> stops;  // null: no stop strings
+  std::vector<std::string> stop_strings;     // what `stops` matches, for forked samples
+  std::vector<Fork> forks;                   // the request's other samples, before they branch
   int32_t n_logprobs = 0;
   std::vector<Logprob> prompt_lp;  // prompt tokens 1.. scored so far (token 0 has no context)
   bool ignore_eos = false;
 
-  bool needs_logits() const { return sampler != nullptr || n_logprobs > 0; }
+  // Forks draw from the parent's logits row, so a request with samples to branch needs it too.
+  bool needs_logits() const { return sampler != nullptr || n_logprobs > 0 || !forks.empty(); }
   std::span<const int32_t> prompt() const { return {seq.tokens.data(), size_t(seq.n_prompt)}; }
   std::span<const int32_t> generated() const {
     return {seq.tokens.data() + seq.n_prompt, size_t(seq.n_generated())};
@@ -114,6 +123,15 @@ struct Engine::Impl {
     e.usage.prompt_tokens = l.seq.n_prompt;
     e.usage.completion_tokens = l.seq.n_generated();
     e.usage.cached_prompt_tokens = std::min(l.seq.n_cached, l.seq.n_prompt);
+    // Samples that never branched off end with their request.
+    for (const Fork& f : l.forks) {
+      Event fe;
+      fe.type = Event::Type::finished;
+      fe.finish_reason = reason;
+      fe.error = e.error;
+      fe.usage.prompt_tokens = l.seq.n_prompt;
+      emit(f.id, std::move(fe));
+    }
     const RequestId id = l.seq.id;
     scheduler->remove(&l.seq);
     live.erase(id);
@@ -138,8 +156,7 @@ struct Engine::Impl {
         const RequestId id = l->seq.id;
         live.emplace(id, std::move(l));
       }
-      for (RequestId id : cancelled)
-        if (auto it = live.find(id); it != live.end()) finish(*it->second, FinishReason::cancelled);
+      for (RequestId id : cancelled) cancel_now(id);
       if (!live.empty()) step();
       publish_stats();
     }
@@ -161,6 +178,9 @@ struct Engine::Impl {
     std::vector<int32_t> next;  // [n_rows] otherwise
     try {
       const Batch batch = scheduler->make_batch(work);
+      std::vector<std::pair<int32_t, int32_t>> copies;  // copy on write, before anything is written
+      for (const auto& c : scheduler->copies()) copies.emplace_back(c.from, c.to);
+      m->llama->copy_blocks(copies);
       if (want_logits) logits = m->llama->forward(batch);
       else next = m->llama->forward_greedy(batch);
     } catch (const std::exception& e) {
@@ -180,41 +200,70 @@ struct Engine::Impl {
       if (rows[i] == Batch::Rows::all) collect_prompt_logprobs(l, item, row, logits_row);
       row += n_rows;
       if (!item.emits) continue;
-      Event e;
-      if (want_logits) {
-        const std::span<const float> r = logits_row(row - 1);
-        e.token = l.sampler ? l.sampler->sample(r, l.prompt(), l.generated())
-                            : int32_t(std::max_element(r.begin(), r.end()) - r.begin());
-        if (l.n_logprobs > 0) {
-          const PositionLogprobs lp = position_logprobs(r, e.token, l.n_logprobs);
-          e.logprob = lp.token.logprob;
-          for (const auto& t : lp.top) e.top_logprobs.push_back({t.id, t.logprob});
-        }
-      } else {
-        e.token = next[row - 1];
-      }
       if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
         Event p;
         p.type = Event::Type::prompt;
         p.prompt_logprobs = std::move(l.prompt_lp);
         emit(l.seq.id, std::move(p));
       }
-      l.seq.tokens.push_back(e.token);
-      const auto& eos = m->info.eos_ids;
-      const bool eos_hit = !l.ignore_eos && std::find(eos.begin(), eos.end(), e.token) != eos.end();
-      // The stop token's own text ("<|eot_id|>") is not part of the reply. An id the model made
-      // may still be unknown to a tokenizer smaller than the model's vocabulary: no text then.
-      if (l.text && !eos_hit && !l.text->push(e.token, &e.text)) e.text.clear();
-      bool stop_hit = false;
-      if (l.stops) {
-        StopStep st = l.stops->feed(e.text);
-        e.text = std::move(st.text);
-        stop_hit = st.stop.has_value();
+      // The other samples of the request branch off here, before the first one takes its token:
+      // they share its blocks and draw their first tokens from the same logits row.
+      if (!l.forks.empty()) {
+        for (const Fork& f : l.forks) fork(l, f, logits_row(row - 1));
+        l.forks.clear();
       }
-      emit(l.seq.id, std::move(e));
-      if (eos_hit || stop_hit) finish(l, FinishReason::stop);
-      else if (l.seq.n_generated() >= l.seq.max_tokens) finish(l, FinishReason::length);
+      if (want_logits) take_token(l, logits_row(row - 1));
+      else take_token(l, {}, next[row - 1]);
     }
+  }
+
+  // Appends a token to l (sampled from `logits`, or `picked` on the device), emits it, and ends
+  // the request at a stop or its length.
+  void take_token(Live& l, std::span<const float> logits, int32_t picked = -1) {
+    Event e;
+    e.token = picked;
+    if (!logits.empty()) {
+      e.token = l.sampler ? l.sampler->sample(logits, l.prompt(), l.generated())
+                          : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      if (l.n_logprobs > 0) {
+        const PositionLogprobs lp = position_logprobs(logits, e.token, l.n_logprobs);
+        e.logprob = lp.token.logprob;
+        for (const auto& t : lp.top) e.top_logprobs.push_back({t.id, t.logprob});
+      }
+    }
+    l.seq.tokens.push_back(e.token);
+    const auto& eos = m->info.eos_ids;
+    const bool eos_hit = !l.ignore_eos && std::find(eos.begin(), eos.end(), e.token) != eos.end();
+    // The stop token's own text ("<|eot_id|>") is not part of the reply. An id the model made
+    // may still be unknown to a tokenizer smaller than the model's vocabulary: no text then.
+    if (l.text && !eos_hit && !l.text->push(e.token, &e.text)) e.text.clear();
+    bool stop_hit = false;
+    if (l.stops) {
+      StopStep st = l.stops->feed(e.text);
+      e.text = std::move(st.text);
+      stop_hit = st.stop.has_value();
+    }
+    emit(l.seq.id, std::move(e));
+    if (eos_hit || stop_hit) finish(l, FinishReason::stop);
+    else if (l.seq.n_generated() >= l.seq.max_tokens) finish(l, FinishReason::length);
+  }
+
+  // A sibling sample of `parent`, which has computed its prompt and not yet taken a token.
+  void fork(const Live& parent, const Fork& f, std::span<const float> logits) {
+    auto child = std::make_unique<Live>();
+    child->seq = parent.seq;
+    child->seq.id = f.id;
+    child->seq.prompt_logprobs = false;  // the first sample carries them
+    if (f.sampler) child->sampler = std::make_unique<Sampler>(*f.sampler);
+    if (parent.stops) child->stops = std::make_unique<StopStringMatcher>(parent.stop_strings);
+    if (tokenizer) child->text = std::make_unique<TokenStream>(*tokenizer);
+    child->stop_strings = parent.stop_strings;
+    child->n_logprobs = parent.n_logprobs;
+    child->ignore_eos = parent.ignore_eos;
+    Live& c = *child;
+    live.emplace(f.id, std::move(child));
+    scheduler->add_fork(parent.seq, &c.seq);
+    take_token(c, logits);
   }
 
   // Row j of a prompt chunk starting at position p scores prompt token p + j + 1. A chunk
@@ -231,6 +280,21 @@ struct Engine::Impl {
   }
 
   static std::unique_ptr<Impl> open(ModelFiles&& files, const std::string& tokenizer_dir, const EngineOptions& o);
+
+  // A running request, or a sample that has not branched off its request yet.
+  void cancel_now(RequestId id) {
+    if (auto it = live.find(id); it != live.end()) return finish(*it->second, FinishReason::cancelled);
+    for (auto& [parent_id, l] : live) {
+      auto f = std::find_if(l->forks.begin(), l->forks.end(), [&](const Fork& x) { return x.id == id; });
+      if (f == l->forks.end()) continue;
+      l->forks.erase(f);
+      Event e;
+      e.type = Event::Type::finished;
+      e.finish_reason = FinishReason::cancelled;
+      e.usage.prompt_tokens = l->seq.n_prompt;
+      return emit(id, std::move(e));
+    }
+  }
 
   void publish_stats() {
     stat_free = kv->n_free_blocks();
@@ -338,20 +402,29 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     const SamplingOptions& so = r.sampling;
     const SamplingParams sp = resolve(so, e.m->files.generation);
     const bool penalised = sp.repetition_penalty != 1.0f || sp.frequency_penalty != 0.0f || sp.presence_penalty != 0.0f;
-    if (!sp.greedy() || penalised) l->sampler = std::make_unique<Sampler>(sp);
+    const bool plain_greedy = sp.greedy() && !penalised;
+    if (!plain_greedy) l->sampler = std::make_unique<Sampler>(sp);
     HERD_REQUIRE(so.logprobs >= 0 && so.logprobs <= 20, "logprobs must lie in [0, 20], got ", so.logprobs);
     l->n_logprobs = so.logprobs;
     l->seq.prompt_logprobs = r.prompt_logprobs;
     if (!so.stop.empty()) {
       HERD_REQUIRE(e.tokenizer, "stop strings need a tokenizer in the model directory");
       l->stops = std::make_unique<StopStringMatcher>(so.stop);
+      l->stop_strings = so.stop;
     }
+    HERD_REQUIRE(r.n_samples >= 1 && r.n_samples <= 256, "samples must lie in [1, 256], got ", r.n_samples);
     if (e.tokenizer) l->text = std::make_unique<TokenStream>(*e.tokenizer);
     {
       std::lock_guard lock(e.mu);
-      l->seq.id = l->seq.arrival = e.next_id++;
+      l->seq.id = l->seq.arrival = e.next_id;
       *id = l->seq.id;
-      e.channels[*id];
+      // Sample i of the request has id *id + i; each draws with seed + i.
+      for (int i = 0; i < r.n_samples; ++i) e.channels[e.next_id++];
+      for (int i = 1; i < r.n_samples; ++i) {
+        std::optional<SamplingParams> p;
+        if (!plain_greedy) p = sp, p->seed = sp.seed + uint64_t(i);
+        l->forks.push_back({*id + uint64_t(i), p});
+      }
       e.inbox.push_back(std::move(l));
     }
     e.work_cv.notify_one();
@@ -382,6 +455,7 @@ void Engine::cancel(RequestId id) {
 }
 
 Status Engine::generate(const GenerateRequest& request, GenerateResult* result) {
+  if (request.n_samples != 1) return Status::invalid_input("generate() takes one sample; submit several and read each");
   RequestId id;
   if (Status s = submit(request, &id); !s) return s;
   *result = {};

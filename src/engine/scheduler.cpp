@@ -14,6 +14,13 @@ Scheduler::Scheduler(KvCacheManager& kv, int32_t max_batch_tokens, int32_t max_s
 
 void Scheduler::add(Sequence* s) { waiting_.push_back(s); }
 
+void Scheduler::add_fork(const Sequence& parent, Sequence* child) {
+  kv_.fork(parent.id, child->id);
+  running_.insert(std::upper_bound(running_.begin(), running_.end(), child,
+                                   [](const Sequence* a, const Sequence* b) { return a->arrival < b->arrival; }),
+                  child);
+}
+
 void Scheduler::remove(Sequence* s) {
   std::erase(running_, s);
   std::erase(waiting_, s);
@@ -30,10 +37,16 @@ void Scheduler::preempt(Sequence* s) {
 
 std::vector<ScheduledSeq> Scheduler::schedule() {
   std::vector<ScheduledSeq> step;
+  copies_.clear();
   int64_t budget = max_batch_tokens_;
   auto take = [&](Sequence* s) {
     const int64_t n_new = std::min<int64_t>(int64_t(s->tokens.size()) - s->n_computed, budget);
     return ScheduledSeq{s, n_new, s->n_computed + n_new == int64_t(s->tokens.size())};
+  };
+  // Room for the step's tokens, in blocks that are the sequence's own.
+  auto fits = [&](const ScheduledSeq& item) {
+    const int64_t end = item.seq->n_computed + item.n_new;
+    return kv_.ensure(item.seq->id, end) && kv_.make_writable(item.seq->id, item.seq->n_computed, end, &copies_);
   };
 
   // Running sequences first, oldest first. Only younger ones are preempted, and they come later
@@ -42,7 +55,7 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     Sequence* s = running_[i];
     const ScheduledSeq item = take(s);
     bool preempted_self = false;
-    while (!kv_.ensure(s->id, s->n_computed + item.n_new)) {
+    while (!fits(item)) {
       Sequence* victim = running_.back();
       preempt(victim);
       if (victim == s) {
@@ -64,7 +77,7 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
     if (s->n_computed == 0 && !s->prompt_logprobs)
       s->n_computed = s->n_cached = kv_.match_prefix(s->id, s->tokens, int64_t(s->tokens.size()));
     const ScheduledSeq item = take(s);
-    if (!kv_.ensure(s->id, s->n_computed + item.n_new)) {
+    if (!fits(item)) {
       kv_.release(s->id);  // the matched blocks stay cached for the next try
       s->n_computed = 0;
       break;

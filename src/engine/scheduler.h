@@ -46,10 +46,15 @@ class Scheduler {
   Scheduler(KvCacheManager& kv, int32_t max_batch_tokens, int32_t max_seqs);
 
   void add(Sequence* s);     // joins the back of the waiting queue
+  // A sample forked from a running parent: it shares the parent's blocks (copied on first
+  // write) and runs at once, with the parent's computed tokens.
+  void add_fork(const Sequence& parent, Sequence* child);
   void remove(Sequence* s);  // finished or cancelled: leaves the queues, its blocks are freed
 
   // Picks the next step's work and grows block lists to hold it. Empty when nothing can run.
   std::vector<ScheduledSeq> schedule();
+  // The block copies the last schedule() needs done before its forward pass (copy on write).
+  const std::vector<KvCacheManager::BlockCopy>& copies() const { return copies_; }
   // The step ran: every scheduled sequence has n_new more computed tokens, and its blocks that
   // became full join the prefix cache.
   void advance(const std::vector<ScheduledSeq>& step);
@@ -68,6 +73,7 @@ class Scheduler {
   std::vector<Sequence*> running_;  // oldest first
   std::deque<Sequence*> waiting_;   // preempted sequences go back to the front
   int64_t n_preemptions_ = 0;
+  std::vector<KvCacheManager::BlockCopy> copies_;
 };
 
 }  // namespace herd

@@ -1,5 +1,7 @@
 #include "kv/kv-cache-manager.h"
 
+#include <algorithm>
+
 #include "common/check.h"
 
 namespace herd {
@@ -57,6 +59,32 @@ void KvCacheManager::release(uint64_t id) {
   // Back to front: a chain is matched from its first block, so its tail should be evicted first.
   for (auto b = it->second.blocks.rbegin(); b != it->second.blocks.rend(); ++b) pool_.release(*b);
   requests_.erase(it);
+}
+
+void KvCacheManager::fork(uint64_t parent, uint64_t child) {
+  const Request& from = requests_.at(parent);
+  HERD_CHECK(!requests_.count(child), "fork into request ", child, " which already exists");
+  for (int32_t b : from.blocks) pool_.retain(b);
+  requests_[child] = from;
+}
+
+bool KvCacheManager::make_writable(uint64_t id, int64_t first_pos, int64_t end_pos, std::vector<BlockCopy>* copies) {
+  std::vector<int32_t>& list = requests_.at(id).blocks;
+  const int64_t first = first_pos / block_size_, end = std::min<int64_t>((end_pos + block_size_ - 1) / block_size_,
+                                                                          int64_t(list.size()));
+  int64_t shared = 0;
+  for (int64_t i = first; i < end; ++i) shared += pool_.ref_count(list[size_t(i)]) > 1;
+  if (shared > pool_.n_free()) return false;
+  for (int64_t i = first; i < end; ++i) {
+    const int32_t old = list[size_t(i)];
+    if (pool_.ref_count(old) == 1) continue;
+    const int32_t fresh = *pool_.allocate();
+    cache_.evict(fresh);
+    copies->push_back({old, fresh});
+    pool_.release(old);  // still held by the others
+    list[size_t(i)] = fresh;
+  }
+  return true;
 }
 
 const std::vector<int32_t>& KvCacheManager::blocks(uint64_t id) const {

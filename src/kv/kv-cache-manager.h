@@ -34,6 +34,18 @@ class KvCacheManager {
   // Frees every block of `id` (finished, cancelled or preempted); registered ones stay cached.
   void release(uint64_t id);
 
+  // Request `child` shares every block of `parent` (a forked sample): no K/V is copied until
+  // one of them writes into a shared block.
+  void fork(uint64_t parent, uint64_t child);
+  // A block copy the device must make before a step: K and V of block `from` into block `to`.
+  struct BlockCopy {
+    int32_t from, to;
+  };
+  // Copy on write: gives `id` a private copy of every shared block it will write while computing
+  // positions [first_pos, end_pos), appending the copies to *copies. All or nothing: false (no
+  // room) changes nothing.
+  bool make_writable(uint64_t id, int64_t first_pos, int64_t end_pos, std::vector<BlockCopy>* copies);
+
   const std::vector<int32_t>& blocks(uint64_t id) const;
   // slot = block * block_size + offset of position `pos` of request `id`.
   int32_t slot(uint64_t id, int64_t pos) const;

@@ -45,6 +45,14 @@ void LlamaModel::allocate_kv(int32_t n_blocks, int32_t block_size) {
   }
 }
 
+void LlamaModel::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to) {
+  if (from_to.empty()) return;
+  for (Layer& l : layers_) {
+    be_.copy_blocks(l.k_cache, from_to);
+    be_.copy_blocks(l.v_cache, from_to);
+  }
+}
+
 int64_t LlamaModel::kv_bytes_per_token(const ModelConfig& c, DType kv_dtype) {
   return 2 * c.n_layer * c.n_head_kv * c.head_dim * int64_t(dtype_size(kv_dtype));
 }

@@ -20,6 +20,9 @@ class LlamaModel {
   // [n_blocks, n_head_kv, block_size, head_dim] in the backend's kv_dtype().
   void allocate_kv(int32_t n_blocks, int32_t block_size);
 
+  // Copies K and V of whole blocks in every layer (copy on write of forked sequences).
+  void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to);
+
   // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab].
   std::vector<float> forward(const Batch& batch);
   // The same, but returns only the argmax of each logits row (greedy decoding).

@@ -101,6 +101,11 @@ rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "1", "--json", "
 pl = json.loads(out)["samples"][0].get("prompt_logprobs", []) if rc == 0 else []
 check("generate --prompt-logprobs", len(pl) == 64 and pl[0] is None and pl[1]["token"] == ref["input_ids"][1]
       and all(p["logprob"] <= 0 for p in pl[1:]), err)
+rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "5", "--json", "--device", "cpu", "--samples", "3",
+                   "--temp", "1", "--seed", "9")
+j = json.loads(out) if rc == 0 else {}
+check("generate --samples", rc == 0 and len(j["samples"]) == 3 and all(len(x["ids"]) <= 5 for x in j["samples"])
+      and j["usage"]["prompt_tokens"] == 64, out + err.encode())
 expect_bad_input("bad sampling value", ["generate", "-m", MODEL, "--ids", "1", "--top-p", "1.5", "--device", "cpu"], "top_p")
 
 # tokenize / detokenize: ids of "Hello world" in the Llama 3 vocabulary (tiktoken agrees).

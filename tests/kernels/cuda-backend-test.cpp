@@ -547,6 +547,24 @@ TEST_F(CudaVsCpu, EmbedPicksRowsOfF32ActivationsExactly) {
   expect_close(gpu_f32(out), cpu_f32(out), 0, 0, "embed of f32 rows");
 }
 
+// Copy on write of KV blocks: whole outermost slices, bf16 like the device cache.
+TEST_F(CudaVsCpu, CopyBlocksCopiesWholeBlocks) {
+  const Shape cache{9, 8, 16, 128};  // [n_blocks, n_head_kv, block_size, head_dim]
+  const auto v = encode(random_normal(size_t(shape_numel(cache)), 31), DType::bf16);
+  auto t = input(DType::bf16, cache, v.data());
+  const std::vector<std::pair<int32_t, int32_t>> pairs = {{3, 7}, {1, 2}, {8, 0}};
+  cpu_->copy_blocks(t.cpu, pairs);
+  gpu_->copy_blocks(t.gpu, pairs);
+  EXPECT_EQ(read<uint16_t>(*gpu_, t.gpu), read<uint16_t>(*cpu_, t.cpu));
+  // And the CPU result is what the pairs say, against the original bytes.
+  const auto after = read<uint16_t>(*cpu_, t.cpu);
+  const size_t block = size_t(shape_numel(cache) / cache[0]);
+  const auto* before = reinterpret_cast<const uint16_t*>(v.data());
+  for (auto [from, to] : pairs)
+    EXPECT_TRUE(std::equal(after.begin() + long(size_t(to) * block), after.begin() + long(size_t(to + 1) * block),
+                           before + size_t(from) * block));
+}
+
 // The first index of the largest value (std::max_element), with ties placed on purpose.
 TEST_F(CudaVsCpu, ArgmaxMatchesIncludingTies) {
   for (Shape s : {Shape{5, 128256}, Shape{3, 1001}, Shape{2, 7}, Shape{1, 1}}) {

@@ -323,4 +323,55 @@ TEST(Engine, PrefixCacheServesASharedPromptOnce) {
   EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
 }
 
+// Four samples of one 60-token prompt under a 12-block budget: alone each needs 5 blocks (20 in
+// all); sharing the prompt's three full blocks, with the partial fourth copied on first write,
+// they need 11. Sample i equals a request of its own with seed + i.
+TEST(Engine, SamplesShareThePromptsBlocks) {
+  const auto ids = reference_ids();
+  herd::GenerateRequest r;
+  r.prompt.assign(ids.begin(), ids.begin() + 60);
+  r.max_tokens = 8;
+  r.ignore_eos = true;
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 40;
+  r.n_samples = 4;
+  auto e = load(cpu(12 * 16 * 512));
+  ASSERT_EQ(e->stats().kv_blocks_total, 12);
+  herd::RequestId first;
+  ASSERT_TRUE(e->submit(r, &first));
+  std::vector<std::vector<int32_t>> got(4);
+  for (int i = 0; i < 4; ++i) {
+    herd::Event ev;
+    while (e->next_event(first + uint64_t(i), &ev))
+      if (ev.type == herd::Event::Type::token) got[size_t(i)].push_back(ev.token);
+  }
+  EXPECT_EQ(e->stats().n_preemptions, 0) << "the samples did not share the prompt's blocks";
+  EXPECT_EQ(e->stats().kv_blocks_free, 12);
+  for (int i = 0; i < 4; ++i) {
+    herd::GenerateRequest one = r;
+    one.n_samples = 1;
+    one.sampling.seed = 40 + uint64_t(i);
+    herd::GenerateResult res;
+    ASSERT_TRUE(load(cpu())->generate(one, &res));
+    EXPECT_EQ(got[size_t(i)], res.ids) << "sample " << i;
+  }
+  EXPECT_NE(got[0], got[1]);
+}
+
+TEST(Engine, CancellingASampleBeforeItBranches) {
+  auto e = load(cpu());
+  herd::GenerateRequest r = requests(1, 5)[0];
+  r.n_samples = 3;
+  herd::RequestId first;
+  ASSERT_TRUE(e->submit(r, &first));
+  e->cancel(first + 2);
+  int finished = 0;
+  for (int i = 0; i < 3; ++i) {
+    herd::Event ev;
+    while (e->next_event(first + uint64_t(i), &ev)) finished += ev.type == herd::Event::Type::finished;
+  }
+  EXPECT_EQ(finished, 3);  // nobody waits forever
+  EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
+}
+
 }  // namespace

@@ -73,3 +73,47 @@ TEST(KvCacheManager, GrowsAllOrNothingAndMapsSlots) {
 
 }  // namespace
 }  // namespace herd
+
+namespace herd {
+namespace {
+
+TEST(KvCacheManager, ForkSharesBlocksAndCopiesOnFirstWrite) {
+  KvCacheManager kv(/*n_blocks=*/8, /*block_size=*/16);  // 7 usable
+  ASSERT_TRUE(kv.ensure(1, 20));                           // a full block and a partial one
+  const auto parent = kv.blocks(1);
+  kv.fork(1, 2);
+  EXPECT_EQ(kv.blocks(2), parent);
+  EXPECT_EQ(kv.ref_count(parent[0]), 2);
+  EXPECT_EQ(kv.n_free_blocks(), 5);
+  // The child writes position 20, in the shared partial block: it gets its own copy of it.
+  std::vector<KvCacheManager::BlockCopy> copies;
+  ASSERT_TRUE(kv.make_writable(2, 20, 21, &copies));
+  ASSERT_EQ(copies.size(), 1u);
+  EXPECT_EQ(copies[0].from, parent[1]);
+  EXPECT_EQ(copies[0].to, kv.blocks(2)[1]);
+  EXPECT_NE(kv.blocks(2)[1], parent[1]);
+  EXPECT_EQ(kv.blocks(2)[0], parent[0]);  // the full block stays shared
+  EXPECT_EQ(kv.ref_count(parent[1]), 1);
+  // The parent now owns its partial block alone: writing it copies nothing.
+  copies.clear();
+  ASSERT_TRUE(kv.make_writable(1, 20, 21, &copies));
+  EXPECT_TRUE(copies.empty());
+  EXPECT_EQ(kv.n_free_blocks(), 4);
+  kv.release(1);
+  kv.release(2);
+  EXPECT_EQ(kv.n_free_blocks(), 7);
+}
+
+TEST(KvCacheManager, CopyOnWriteIsAllOrNothing) {
+  KvCacheManager kv(/*n_blocks=*/3, /*block_size=*/4);  // 2 usable
+  ASSERT_TRUE(kv.ensure(1, 3));
+  kv.fork(1, 2);
+  ASSERT_TRUE(kv.ensure(3, 4));  // the last free block
+  std::vector<KvCacheManager::BlockCopy> copies;
+  EXPECT_FALSE(kv.make_writable(2, 3, 4, &copies));
+  EXPECT_TRUE(copies.empty());
+  EXPECT_EQ(kv.blocks(2), kv.blocks(1));
+}
+
+}  // namespace
+}  // namespace herd

@@ -11,7 +11,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::EngineOptions engine;
     herd::SamplingOptions sampling;
     std::string model, ids, prompt, kv_memory;
-    int n = 16;
+    int n = 16, samples = 1;
     bool json = false, chat = false, aliases = false, prompt_logprobs = false;
   };
   auto f = std::make_shared<Flags>();
@@ -53,6 +53,10 @@ void add_generate_command(CLI::App& app, int& rc) {
   cmd->add_option("--stop", f->sampling.stop, "A stop string (repeatable); matched across tokens and not printed");
   cmd->add_option("--logprobs", f->sampling.logprobs, "With --json: each token's logprob and this many alternatives (<= 20)")
       ->capture_default_str();
+  cmd->add_option("--samples", f->samples,
+                  "Samples of the prompt, sharing its KV blocks; sample i uses seed + i (one line of output each)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   cmd->add_flag("--prompt-logprobs", f->prompt_logprobs,
                 "With --json: the logprob of each prompt token given the ones before it (null for the first)");
   cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
@@ -90,6 +94,7 @@ void add_generate_command(CLI::App& app, int& rc) {
     req.max_tokens = f->n;
     req.sampling = f->sampling;
     req.prompt_logprobs = f->prompt_logprobs;
+    req.n_samples = f->samples;
     if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
 
     std::unique_ptr<herd::Engine> engine;
@@ -101,46 +106,54 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::RequestId id;
     if ((rc = report(engine->submit(req, &id)))) return;
     const bool text_out = engine->has_tokenizer();
-    std::vector<int32_t> out;
-    std::string text;
-    nlohmann::json logprobs = nlohmann::json::array();
-    herd::Event ev;
-    nlohmann::json prompt_logprobs = nlohmann::json::array();
-    while (engine->next_event(id, &ev)) {
-      if (ev.type == herd::Event::Type::prompt) {
-        prompt_logprobs.push_back(nullptr);  // the first prompt token has no context
-        for (const auto& t : ev.prompt_logprobs) prompt_logprobs.push_back({{"token", t.token}, {"logprob", t.logprob}});
-        continue;
-      }
-      text += ev.text;
-      if (ev.type == herd::Event::Type::token) {
-        out.push_back(ev.token);
-        if (f->sampling.logprobs > 0) {
-          nlohmann::json top = nlohmann::json::array();
-          for (const auto& t : ev.top_logprobs) top.push_back({{"token", t.token}, {"logprob", t.logprob}});
-          logprobs.push_back({{"token", ev.token}, {"logprob", ev.logprob}, {"top", top}});
+    // Samples are read one after another: sample 0 streams as it is made, the others' events wait
+    // in their queues. Each sample's output is one line.
+    nlohmann::json samples = nlohmann::json::array();
+    herd::Usage usage;
+    for (int i = 0; i < f->samples; ++i) {
+      std::vector<int32_t> out;
+      std::string text;
+      nlohmann::json logprobs = nlohmann::json::array(), prompt_logprobs = nlohmann::json::array();
+      herd::Event ev;
+      while (engine->next_event(id + uint64_t(i), &ev)) {
+        if (ev.type == herd::Event::Type::prompt) {
+          prompt_logprobs.push_back(nullptr);  // the first prompt token has no context
+          for (const auto& t : ev.prompt_logprobs) prompt_logprobs.push_back({{"token", t.token}, {"logprob", t.logprob}});
+          continue;
         }
-        // Text when the model has a tokenizer, else the ids, space-separated.
-        if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
-        continue;
+        text += ev.text;
+        if (ev.type == herd::Event::Type::token) {
+          out.push_back(ev.token);
+          if (f->sampling.logprobs > 0) {
+            nlohmann::json top = nlohmann::json::array();
+            for (const auto& t : ev.top_logprobs) top.push_back({{"token", t.token}, {"logprob", t.logprob}});
+            logprobs.push_back({{"token", ev.token}, {"logprob", ev.logprob}, {"top", top}});
+          }
+          // Text when the model has a tokenizer, else the ids, space-separated.
+          if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
+          continue;
+        }
+        if (!f->json) std::cout << ev.text << "\n";
+        if (ev.finish_reason == herd::FinishReason::error) {
+          rc = report(herd::Status::internal(ev.error));
+          return;
+        }
+        if (i == 0) usage = ev.usage;
+        else usage.completion_tokens += ev.usage.completion_tokens;
+        nlohmann::json sample = {{"ids", out}, {"finish_reason", herd::finish_reason_name(ev.finish_reason)}};
+        if (text_out) sample["text"] = text;
+        if (f->sampling.logprobs > 0) sample["logprobs"] = logprobs;
+        if (i == 0 && req.prompt_logprobs) sample["prompt_logprobs"] = prompt_logprobs;
+        samples.push_back(std::move(sample));
       }
-      if (!f->json) std::cout << ev.text << "\n";
-      if (ev.finish_reason == herd::FinishReason::error) {
-        rc = report(herd::Status::internal(ev.error));
-        return;
-      }
-      if (!f->json) return;
-      nlohmann::json sample = {{"ids", out}, {"finish_reason", herd::finish_reason_name(ev.finish_reason)}};
-      if (text_out) sample["text"] = text;
-      if (f->sampling.logprobs > 0) sample["logprobs"] = logprobs;
-      if (req.prompt_logprobs) sample["prompt_logprobs"] = prompt_logprobs;
-      const nlohmann::json j = {{"samples", {sample}},
-                                {"usage",
-                                 {{"prompt_tokens", ev.usage.prompt_tokens},
-                                  {"completion_tokens", ev.usage.completion_tokens},
-                                  {"cached_prompt_tokens", ev.usage.cached_prompt_tokens}}}};
-      std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     }
+    if (!f->json) return;
+    const nlohmann::json j = {{"samples", samples},
+                              {"usage",
+                               {{"prompt_tokens", usage.prompt_tokens},
+                                {"completion_tokens", usage.completion_tokens},
+                                {"cached_prompt_tokens", usage.cached_prompt_tokens}}}};
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   });
 }
 

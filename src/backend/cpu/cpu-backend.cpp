@@ -89,6 +89,15 @@ class CpuBackend final : public Backend {
     std::memcpy(dst.data(), src, nbytes);
   }
 
+  void copy_blocks(Tensor& t, const std::vector<std::pair<int32_t, int32_t>>& from_to) override {
+    const size_t block_bytes = t.nbytes() / size_t(t.dim(0));
+    auto* base = static_cast<uint8_t*>(t.data());
+    for (auto [from, to] : from_to) {
+      HERD_CHECK(from >= 0 && to >= 0 && from < t.dim(0) && to < t.dim(0), "block copy ", from, " -> ", to);
+      std::memcpy(base + size_t(to) * block_bytes, base + size_t(from) * block_bytes, block_bytes);
+    }
+  }
+
   void read(const Tensor& src, void* dst, size_t nbytes) override {
     HERD_CHECK(nbytes <= src.nbytes());
     std::memcpy(dst, src.data(), nbytes);

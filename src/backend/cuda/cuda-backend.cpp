@@ -160,6 +160,17 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
 
+  void copy_blocks(Tensor& t, const std::vector<std::pair<int32_t, int32_t>>& from_to) override {
+    const size_t block_bytes = t.nbytes() / size_t(t.dim(0));
+    auto* base = static_cast<uint8_t*>(t.data());
+    // A handful of blocks per step at most (forked samples' partial blocks): plain async copies.
+    for (auto [from, to] : from_to) {
+      HERD_CHECK(from >= 0 && to >= 0 && from < t.dim(0) && to < t.dim(0), "block copy ", from, " -> ", to);
+      HERD_CUDA_CHECK(cudaMemcpyAsync(base + size_t(to) * block_bytes, base + size_t(from) * block_bytes, block_bytes,
+                                      cudaMemcpyDeviceToDevice, stream_));
+    }
+  }
+
   void read(const Tensor& src, void* dst, size_t nbytes) override {
     HERD_CHECK(nbytes <= src.nbytes(), "read of ", nbytes, " bytes from a tensor of ", src.nbytes());
     HERD_CUDA_CHECK(cudaMemcpyAsync(dst, src.data(), nbytes, cudaMemcpyDeviceToHost, stream_));
