@@ -5,6 +5,7 @@ Usage: test_cli.py HERD_BINARY TESTS_DATA_DIR. Standard library only (CI has no 
 Prints 'N passed, N failed' and exits non-zero on any failure.
 """
 import json
+import math
 import os
 import shutil
 import struct
@@ -101,6 +102,14 @@ rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "1", "--json", "
 pl = json.loads(out)["samples"][0].get("prompt_logprobs", []) if rc == 0 else []
 check("generate --prompt-logprobs", len(pl) == 64 and pl[0] is None and pl[1]["token"] == ref["input_ids"][1]
       and all(p["logprob"] <= 0 for p in pl[1:]), err)
+# ... and they are the log-softmax of `herd logits --all` for the same ids (computed here).
+rc, out, err = run("logits", "-m", MODEL, "--ids", ids, "--all", "--device", "cpu")
+rows = json.loads(out)["logits"] if rc == 0 else []
+def log_softmax_at(row, token):
+    m = max(row)
+    return row[token] - m - math.log(sum(math.exp(v - m) for v in row))
+check("prompt logprobs = log-softmax of logits --all", len(rows) == 64 and len(pl) == 64 and all(
+    abs(pl[i]["logprob"] - log_softmax_at(rows[i - 1], ref["input_ids"][i])) < 1e-4 for i in range(1, 64)), err)
 rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "5", "--json", "--device", "cpu", "--samples", "3",
                    "--temp", "1", "--seed", "9")
 j = json.loads(out) if rc == 0 else {}

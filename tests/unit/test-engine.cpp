@@ -185,12 +185,12 @@ TEST(Engine, SeededSamplingDoesNotDependOnTheBatch) {
   r.sampling.seed = 11;
   herd::GenerateResult alone_result;
   ASSERT_TRUE(e->generate(r, &alone_result));
-  // The same request among five others with their own seeds.
-  auto others = requests(5, 24);
+  // The same request among fifteen others with their own seeds.
+  auto others = requests(15, 24);
   for (size_t i = 0; i < others.size(); ++i) others[i].sampling.temperature = 1.0f, others[i].sampling.seed = 100 + i;
-  others.insert(others.begin() + 2, r);
+  others.insert(others.begin() + 7, r);
   const auto together = run_together(*e, others);
-  EXPECT_EQ(together[2], alone_result.ids);
+  EXPECT_EQ(together[7], alone_result.ids);
   herd::ModelOptions mo;
   mo.device = "cpu";
   std::unique_ptr<herd::Model> model;
@@ -295,11 +295,12 @@ TEST(Engine, PromptLogprobsScoreEachPromptTokenThroughChunks) {
 TEST(Engine, PrefixCacheServesASharedPromptOnce) {
   const auto ids = reference_ids();
   herd::GenerateRequest a, b;
-  a.prompt.assign(ids.begin(), ids.begin() + 40);
-  b.prompt.assign(ids.begin(), ids.begin() + 36);  // shares a's first 36 tokens, then its own
-  b.prompt.insert(b.prompt.end(), {7, 8, 9, 10});
+  a.prompt.assign(ids.begin(), ids.begin() + 52);
+  b.prompt.assign(ids.begin(), ids.begin() + 50);  // shares a's first 3 blocks of 16, then its own
+  b.prompt.insert(b.prompt.end(), {7, 8, 9, 10, 11});
   a.max_tokens = b.max_tokens = 6;
   a.ignore_eos = b.ignore_eos = true;
+  a.sampling.logprobs = b.sampling.logprobs = 2;
 
   // Without a cache: each on a fresh engine.
   herd::GenerateResult a_fresh, b_fresh;
@@ -313,13 +314,17 @@ TEST(Engine, PrefixCacheServesASharedPromptOnce) {
   EXPECT_GT(e->stats().kv_blocks_cached, 0);
   ASSERT_TRUE(e->generate(b, &b1));
   ASSERT_TRUE(e->generate(a, &a2));
-  // b finds a's two full blocks of 16 among the 36 shared tokens; a again finds its own, except
-  // the block holding its last prompt token, which is always recomputed (40 - 1 -> 32).
-  EXPECT_EQ(b1.usage.cached_prompt_tokens, 32);
-  EXPECT_EQ(a2.usage.cached_prompt_tokens, 32);
+  // b finds the 3 shared blocks and computes only its other 55 - 48 = 7 prompt tokens; a again
+  // finds its own 3 full blocks (its 52nd token, in the 4th block, is always recomputed).
+  EXPECT_EQ(b1.usage.cached_prompt_tokens, 48);
+  EXPECT_EQ(b1.usage.prompt_tokens - b1.usage.cached_prompt_tokens, 7);
+  EXPECT_EQ(a2.usage.cached_prompt_tokens, 48);
   EXPECT_EQ(a1.ids, a_fresh.ids);
   EXPECT_EQ(b1.ids, b_fresh.ids);
   EXPECT_EQ(a2.ids, a_fresh.ids);
+  ASSERT_EQ(b1.logprobs.size(), b_fresh.logprobs.size());
+  for (size_t i = 0; i < b1.logprobs.size(); ++i) EXPECT_NEAR(b1.logprobs[i], b_fresh.logprobs[i], 1e-5) << i;
+  for (size_t i = 0; i < a2.logprobs.size(); ++i) EXPECT_NEAR(a2.logprobs[i], a_fresh.logprobs[i], 1e-5) << i;
   EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
 }
 
@@ -372,6 +377,90 @@ TEST(Engine, CancellingASampleBeforeItBranches) {
   }
   EXPECT_EQ(finished, 3);  // nobody waits forever
   EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
+}
+
+// K greedy samples equal the single greedy run; the same 12-block budget argument shows the
+// prompt's blocks are stored once.
+TEST(Engine, GreedySamplesEqualTheSingleRun) {
+  const auto ids = reference_ids();
+  herd::GenerateRequest r;
+  r.prompt.assign(ids.begin(), ids.begin() + 60);
+  r.max_tokens = 8;
+  r.ignore_eos = true;
+  herd::GenerateResult single;
+  ASSERT_TRUE(load(cpu())->generate(r, &single));
+  r.n_samples = 4;
+  auto e = load(cpu(12 * 16 * 512));
+  herd::RequestId first;
+  ASSERT_TRUE(e->submit(r, &first));
+  for (int i = 0; i < 4; ++i) {
+    std::vector<int32_t> got;
+    herd::Event ev;
+    while (e->next_event(first + uint64_t(i), &ev))
+      if (ev.type == herd::Event::Type::token) got.push_back(ev.token);
+    EXPECT_EQ(got, single.ids) << "sample " << i;
+  }
+  EXPECT_EQ(e->stats().n_preemptions, 0);
+  EXPECT_EQ(e->stats().kv_blocks_free, 12);
+}
+
+// A budget far too small for what runs at once: forks and prefix hits are preempted over and
+// over, and still every output equals its run alone, with no block leaked.
+TEST(Engine, ForksAndPrefixHitsUnderAFarTooSmallBudget) {
+  const auto ids = reference_ids();
+  herd::GenerateRequest forked, sharer;
+  forked.prompt.assign(ids.begin(), ids.begin() + 40);
+  forked.max_tokens = 20;
+  forked.ignore_eos = true;
+  forked.sampling.temperature = 1.0f;
+  forked.sampling.seed = 7;
+  forked.n_samples = 3;
+  sharer = forked;
+  sharer.n_samples = 1;
+  sharer.sampling.seed = 99;
+  sharer.prompt.push_back(3);  // shares the forked prompt's blocks through the prefix cache
+  auto e = load(cpu(5 * 16 * 512));  // 5 blocks; each request alone needs 4
+  herd::RequestId first, other;
+  ASSERT_TRUE(e->submit(forked, &first));
+  ASSERT_TRUE(e->submit(sharer, &other));
+  std::vector<std::vector<int32_t>> got(4);
+  for (int i = 0; i < 4; ++i) {
+    herd::Event ev;
+    while (e->next_event(i < 3 ? first + uint64_t(i) : other, &ev))
+      if (ev.type == herd::Event::Type::token) got[size_t(i)].push_back(ev.token);
+  }
+  EXPECT_GT(e->stats().n_preemptions, 0);
+  EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total) << "blocks leaked";
+  for (int i = 0; i < 4; ++i) {
+    herd::GenerateRequest one = i < 3 ? forked : sharer;
+    one.n_samples = 1;
+    if (i < 3) one.sampling.seed = 7 + uint64_t(i);
+    herd::GenerateResult res;
+    ASSERT_TRUE(load(cpu())->generate(one, &res));
+    EXPECT_EQ(got[size_t(i)], res.ids) << "request " << i;
+  }
+}
+
+// Unset sampling options take generation_config.json's defaults (greedy without the file).
+TEST(Engine, SamplingDefaultsComeFromGenerationConfig) {
+  namespace fs = std::filesystem;
+  const fs::path d = fs::temp_directory_path() / ("herd-genconf-" + std::to_string(::getpid()));
+  fs::copy(kModel, d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  std::ofstream(d / "generation_config.json") << R"({"do_sample": true, "temperature": 0.7, "top_p": 0.8})";
+  herd::GenerateRequest r = requests(1, 16)[0];
+  r.sampling.seed = 5;
+  std::unique_ptr<herd::Engine> with_config;
+  ASSERT_TRUE(herd::Engine::load(d.string(), cpu(), &with_config));
+  herd::GenerateResult by_default, explicit_options, greedy;
+  ASSERT_TRUE(with_config->generate(r, &by_default));
+  auto plain = load(cpu());  // the same weights without generation_config.json
+  ASSERT_TRUE(plain->generate(r, &greedy));
+  r.sampling.temperature = 0.7f;
+  r.sampling.top_p = 0.8f;
+  ASSERT_TRUE(plain->generate(r, &explicit_options));
+  EXPECT_EQ(by_default.ids, explicit_options.ids);
+  EXPECT_NE(by_default.ids, greedy.ids);
+  fs::remove_all(d);
 }
 
 }  // namespace
