@@ -72,6 +72,17 @@ struct RequestIdReader {
   }
 };
 
+// The token ids of requests first .. first + n - 1 (a request's samples).
+std::vector<std::vector<int32_t>> read_tokens(herd::Engine& e, herd::RequestId first, int n) {
+  std::vector<std::vector<int32_t>> out(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    herd::Event ev;
+    while (e.next_event(first + uint64_t(i), &ev))
+      if (ev.type == herd::Event::Type::token) out[size_t(i)].push_back(ev.token);
+  }
+  return out;
+}
+
 std::vector<std::vector<int32_t>> run_together(herd::Engine& e, const std::vector<herd::GenerateRequest>& rs) {
   std::vector<herd::RequestId> ids(rs.size());
   for (size_t i = 0; i < rs.size(); ++i) EXPECT_TRUE(e.submit(rs[i], &ids[i]));
@@ -344,12 +355,7 @@ TEST(Engine, SamplesShareThePromptsBlocks) {
   ASSERT_EQ(e->stats().kv_blocks_total, 12);
   herd::RequestId first;
   ASSERT_TRUE(e->submit(r, &first));
-  std::vector<std::vector<int32_t>> got(4);
-  for (int i = 0; i < 4; ++i) {
-    herd::Event ev;
-    while (e->next_event(first + uint64_t(i), &ev))
-      if (ev.type == herd::Event::Type::token) got[size_t(i)].push_back(ev.token);
-  }
+  const auto got = read_tokens(*e, first, 4);
   EXPECT_EQ(e->stats().n_preemptions, 0) << "the samples did not share the prompt's blocks";
   EXPECT_EQ(e->stats().kv_blocks_free, 12);
   for (int i = 0; i < 4; ++i) {
@@ -393,13 +399,8 @@ TEST(Engine, GreedySamplesEqualTheSingleRun) {
   auto e = load(cpu(12 * 16 * 512));
   herd::RequestId first;
   ASSERT_TRUE(e->submit(r, &first));
-  for (int i = 0; i < 4; ++i) {
-    std::vector<int32_t> got;
-    herd::Event ev;
-    while (e->next_event(first + uint64_t(i), &ev))
-      if (ev.type == herd::Event::Type::token) got.push_back(ev.token);
-    EXPECT_EQ(got, single.ids) << "sample " << i;
-  }
+  const auto got = read_tokens(*e, first, 4);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(got[size_t(i)], single.ids) << "sample " << i;
   EXPECT_EQ(e->stats().n_preemptions, 0);
   EXPECT_EQ(e->stats().kv_blocks_free, 12);
 }
@@ -423,12 +424,8 @@ TEST(Engine, ForksAndPrefixHitsUnderAFarTooSmallBudget) {
   herd::RequestId first, other;
   ASSERT_TRUE(e->submit(forked, &first));
   ASSERT_TRUE(e->submit(sharer, &other));
-  std::vector<std::vector<int32_t>> got(4);
-  for (int i = 0; i < 4; ++i) {
-    herd::Event ev;
-    while (e->next_event(i < 3 ? first + uint64_t(i) : other, &ev))
-      if (ev.type == herd::Event::Type::token) got[size_t(i)].push_back(ev.token);
-  }
+  auto got = read_tokens(*e, first, 3);
+  got.push_back(read_tokens(*e, other, 1)[0]);
   EXPECT_GT(e->stats().n_preemptions, 0);
   EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total) << "blocks leaked";
   for (int i = 0; i < 4; ++i) {
