@@ -1,0 +1,142 @@
+// Running a configured tool command: fork/exec of /bin/sh -c, the call's JSON written to its
+// stdin and its stdout read back, both through non-blocking pipes under one poll loop so that a
+// command that neither reads nor exits cannot stall the chat.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "cmd-chat.h"
+
+namespace herd_cli::chat {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+void close_fd(int& fd) {
+  if (fd >= 0) close(fd);
+  fd = -1;
+}
+
+std::string exit_description(int status) {
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  return "ended abnormally";
+}
+
+// The child: its own process group (a timeout kills whatever it started too), the pipes as
+// stdin/stdout, stderr shared with herd so that its complaints are seen.
+[[noreturn]] void exec_child(const std::string& command, int in_fd, int out_fd) {
+  setpgid(0, 0);
+  dup2(in_fd, STDIN_FILENO);
+  dup2(out_fd, STDOUT_FILENO);
+  // herd ignores SIGPIPE, and an ignored signal would stay ignored across exec.
+  signal(SIGPIPE, SIG_DFL);
+  execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+  _exit(127);
+}
+
+}  // namespace
+
+ToolOutcome run_tool_command(const std::string& command, const std::string& input, const ToolLimits& limits,
+                             const std::atomic<bool>& stop) {
+  ToolOutcome out;
+  int to_child[2], from_child[2];
+  if (pipe2(to_child, O_CLOEXEC) != 0) return {false, "", "cannot create a pipe"};
+  if (pipe2(from_child, O_CLOEXEC) != 0) {
+    close(to_child[0]);
+    close(to_child[1]);
+    return {false, "", "cannot create a pipe"};
+  }
+  const pid_t pid = fork();
+  if (pid == 0) exec_child(command, to_child[0], from_child[1]);
+  close(to_child[0]);
+  close(from_child[1]);
+  int in_fd = to_child[1], out_fd = from_child[0];
+  if (pid < 0) {
+    close_fd(in_fd);
+    close_fd(out_fd);
+    return {false, "", "cannot start the command (fork failed)"};
+  }
+  setpgid(pid, pid);  // also here: the kill below must not race the child's own setpgid
+  fcntl(in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(out_fd, F_SETFL, O_NONBLOCK);
+
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(limits.timeout_s));
+  size_t written = 0;
+  if (input.empty()) close_fd(in_fd);
+  std::string failure;
+  int status = 0;
+  bool exited = false;
+  while (failure.empty()) {
+    if (stop.load()) {
+      failure = "was stopped (Ctrl-C)";
+      break;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      char secs[32];
+      std::snprintf(secs, sizeof secs, "%g", limits.timeout_s);
+      failure = std::string("timed out after ") + secs + " s";
+      break;
+    }
+    if (out_fd < 0) {
+      // stdout is closed; wait for the exit itself (polled: there is no fd to wait on portably).
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        exited = true;
+        break;
+      }
+      usleep(5000);
+      continue;
+    }
+    pollfd fds[2] = {{out_fd, POLLIN, 0}, {in_fd, POLLOUT, 0}};
+    // Short slices so that a Ctrl-C is noticed promptly.
+    const int n = poll(fds, in_fd >= 0 ? 2 : 1, int(std::min<long long>(left, 100)));
+    if (n < 0 && errno != EINTR) {
+      failure = "cannot be watched (poll failed)";
+      break;
+    }
+    if (in_fd >= 0 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      const ssize_t w = write(in_fd, input.data() + written, input.size() - written);
+      if (w > 0) written += size_t(w);
+      // EPIPE: the command does not read its input, which is its business.
+      if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) close_fd(in_fd);
+    }
+    if (fds[0].revents & (POLLIN | POLLERR | POLLHUP)) {
+      char buf[16384];
+      const ssize_t r = read(out_fd, buf, sizeof buf);
+      if (r > 0) {
+        out.output.append(buf, size_t(r));
+        if (int64_t(out.output.size()) > limits.output_cap)
+          failure = "wrote more than " + std::to_string(limits.output_cap) + " bytes";
+      } else if (r == 0 || (errno != EAGAIN && errno != EINTR)) {
+        close_fd(out_fd);
+      }
+    }
+  }
+  close_fd(in_fd);
+  close_fd(out_fd);
+  if (!exited) {
+    if (!failure.empty()) kill(-pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (failure.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) failure = exit_description(status);
+  if (!failure.empty()) {
+    out.output.clear();
+    out.error = "the command " + failure;
+    return out;
+  }
+  out.ok = true;
+  return out;
+}
+
+}  // namespace herd_cli::chat

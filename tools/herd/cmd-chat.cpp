@@ -1,0 +1,160 @@
+// herd chat: flags, loading, and the choice between the REPL and the piped mode (docs/chat.md).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "cmd-chat.h"
+#include "commands.h"
+
+namespace herd_cli {
+namespace {
+
+struct ChatFlags {
+  herd::EngineOptions engine;
+  std::string model, tools_file, builtin_tools, kv_memory, output_cap = "64KiB";
+  std::vector<std::string> tool_exec;
+  chat::SessionOptions session;
+};
+
+// --tools FILE.json: a list of JSON-schema function definitions (or {"tools": [...]}).
+herd::Status read_tools(const std::string& path, std::vector<herd::ToolDefinition>* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return herd::Status::invalid_input(path + ": cannot be read");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return herd::Status::invalid_input(path + ": not valid JSON");
+  if (j.is_object() && j.contains("tools")) j = j["tools"];
+  if (!j.is_array()) return herd::Status::invalid_input(path + ": must be a list of tool definitions");
+  for (const nlohmann::json& t : j) {
+    if (!t.is_object()) return herd::Status::invalid_input(path + ": every tool definition must be a JSON object");
+    out->push_back({t.dump()});
+  }
+  return herd::Status();
+}
+
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> names;
+  std::istringstream in(list);
+  for (std::string name; std::getline(in, name, ',');) {
+    name.erase(0, name.find_first_not_of(' '));
+    name.erase(name.find_last_not_of(' ') + 1);
+    if (!name.empty()) names.push_back(name);
+  }
+  return names;
+}
+
+int run_chat(ChatFlags& f, bool builtin_given) {
+  for (const std::string& entry : f.tool_exec) {
+    const size_t eq = entry.find('=');
+    if (eq == 0 || eq == std::string::npos || eq + 1 == entry.size())
+      throw CLI::ValidationError("--tool-exec", "'" + entry + "' is not NAME=COMMAND");
+    f.session.tool_exec[entry.substr(0, eq)] = entry.substr(eq + 1);
+  }
+  f.session.tool_limits.output_cap = parse_size(f.output_cap, "--tool-output-cap");
+  if (!(f.session.tool_limits.timeout_s > 0)) throw CLI::ValidationError("--tool-timeout", "must be > 0 seconds");
+  if (!f.kv_memory.empty()) f.engine.kv_memory = parse_size(f.kv_memory, "--kv-memory");
+  if (!f.tools_file.empty()) {
+    f.session.tools.emplace();
+    if (int rc = report(read_tools(f.tools_file, &*f.session.tools))) return rc;
+  }
+  if (builtin_given) f.session.builtin_tools = split_list(f.builtin_tools);
+
+  std::unique_ptr<herd::Tokenizer> tokenizer;
+  if (int rc = report(herd::Tokenizer::load(f.model, &tokenizer))) return rc;
+  std::unique_ptr<herd::Engine> engine;
+  if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
+  const herd::EngineStats st = engine->stats();
+  std::cerr << "herd: " << engine->info().device << ", KV cache of " << st.kv_capacity_tokens << " tokens\n";
+
+  // A tool command that stops reading its input must not kill the chat.
+  signal(SIGPIPE, SIG_IGN);
+  const bool interactive = isatty(STDIN_FILENO);
+  chat::ChatOutput out;
+  if (interactive) {
+    auto at_line_start = std::make_shared<bool>(true);
+    out.reply = [at_line_start](const std::string& s) {
+      if (s.empty()) return;
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+      *at_line_start = s.back() == '\n';
+    };
+    out.info = [at_line_start](const std::string& s) {
+      if (!*at_line_start) std::fputc('\n', stdout);
+      *at_line_start = true;
+      std::fflush(stdout);
+      std::cerr << "[" << s << "]\n" << std::flush;
+    };
+  } else {
+    out.reply = [](const std::string& s) {
+      std::fwrite(s.data(), 1, s.size(), stdout);
+      std::fflush(stdout);
+    };
+    out.info = [](const std::string& s) { std::cerr << "herd: " << s << "\n" << std::flush; };
+  }
+  // Piped, Ctrl-C keeps its default (exit, 130): nobody is there to continue the chat.
+  std::unique_ptr<chat::Interrupts> interrupts;
+  if (interactive) interrupts = std::make_unique<chat::Interrupts>();
+  chat::ChatSession session(*engine, *tokenizer, f.session, out, interrupts.get());
+  std::unique_ptr<chat::LineReader> reader = chat::make_line_reader(interactive, interrupts.get());
+  return interactive ? chat::run_interactive(session, *reader, *interrupts) : chat::run_piped(session, *reader);
+}
+
+}  // namespace
+
+void add_chat_command(CLI::App& app, int& rc) {
+  auto f = std::make_shared<ChatFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "chat",
+      std::string("Chat with a Llama 3.1 model, with its tool loop (docs/chat.md). Interactive on a terminal: ") +
+          (chat::have_line_editing() ? "line editing and history (libedit)"
+                                     : "plain line reading (this build has no libedit, so no line editing)") +
+          ", /help for commands, Ctrl-C stops a reply. Piped: each stdin line is one user turn, and each reply is "
+          "followed by a line holding only 0x1E (ASCII record separator); everything else goes to stderr.");
+  cmd->add_option("-m,--model", f->model, "Model directory with its tokenizer")->required();
+  cmd->add_option("--system", f->session.system, "System message");
+  cmd->add_option("--tools", f->tools_file, "JSON file: a list of JSON-schema function definitions");
+  auto* builtin = cmd->add_option("--builtin-tools", f->builtin_tools,
+                                  "Comma-separated built-in tools the model is told about: brave_search, wolfram_alpha, "
+                                  "code_interpreter (none runs without --tool-exec)");
+  cmd->add_option("--tool-exec", f->tool_exec,
+                  "NAME=COMMAND (repeatable): answer tool NAME by running COMMAND with /bin/sh -c, the call's JSON "
+                  "(as `herd toolcall` prints it) on stdin, its stdout as the result. Without it, you are asked "
+                  "for the result (piped: the next stdin line)");
+  cmd->add_option("--tool-timeout", f->session.tool_limits.timeout_s, "Seconds a tool command may run")->capture_default_str();
+  cmd->add_option("--tool-output-cap", f->output_cap, "Most bytes a tool command may write, e.g. 64KiB")->capture_default_str();
+  cmd->add_option("--prefill", f->session.prefill,
+                  "Start each reply with TEXT (special-token text such as <|python_tag|> is honoured); a prefill "
+                  "ending in <|eom_id|> or <|eot_id|> is the whole reply");
+  cmd->add_option("-n,--n-predict,--max-tokens", f->session.max_tokens,
+                  "Most tokens per reply (0: until the context is full)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  herd::SamplingOptions& s = f->session.sampling;
+  cmd->add_option("--temp", s.temperature, "Temperature; 0 is greedy");
+  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: off)");
+  cmd->add_option("--top-p", s.top_p, "Nucleus: the smallest set with this much probability (1: off)");
+  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0: off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", s.repetition_penalty, "CTRL/HF repetition penalty (1: off)")->capture_default_str();
+  cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
+  cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")->capture_default_str();
+  cmd->add_option("--seed", s.seed, "Random seed (default: a fresh one per reply)");
+  cmd->add_option("--stop", s.stop, "A stop string (repeatable); matched across tokens and not printed");
+  cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--threads", f->engine.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--kv-memory", f->kv_memory,
+                  "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
+  cmd->add_option("--rope-factor", f->engine.meta_rope_factor,
+                  "RoPE scaling factor for Meta params.json checkpoints (Llama 3.1: 8, 3.2: 32)")
+      ->capture_default_str();
+  cmd->callback([f, &rc, builtin] { rc = run_chat(*f, builtin->count() > 0); });
+}
+
+}  // namespace herd_cli

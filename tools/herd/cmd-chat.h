@@ -1,0 +1,154 @@
+// `herd chat` (docs/chat.md): the pieces shared by its files. cmd-chat.cpp holds the flags,
+// cmd-chat-session.cpp one conversation and its tool loop, cmd-chat-tool-exec.cpp the tool
+// commands, cmd-chat-input.cpp line reading and Ctrl-C, cmd-chat-repl.cpp the two front ends.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "herd/herd.h"
+
+namespace herd_cli::chat {
+
+// --- tool commands (cmd-chat-tool-exec.cpp)
+
+struct ToolLimits {
+  double timeout_s = 30;
+  int64_t output_cap = 64 << 10;  // bytes of stdout
+};
+
+struct ToolOutcome {
+  bool ok = false;
+  std::string output;  // the command's stdout when ok
+  std::string error;   // one line saying what went wrong otherwise
+};
+
+// Runs `/bin/sh -c command` in its own process group with `input` on stdin. The whole group is
+// killed on a timeout, on output beyond the cap, or once *stop turns true (Ctrl-C).
+ToolOutcome run_tool_command(const std::string& command, const std::string& input, const ToolLimits& limits,
+                             const std::atomic<bool>& stop);
+
+// --- Ctrl-C and line input (cmd-chat-input.cpp)
+
+// Turns SIGINT into actions outside the signal handler: a watcher thread cancels the request in
+// flight (the engine's calls are not async-signal-safe) and raises the flags below.
+class Interrupts {
+ public:
+  Interrupts();  // installs the SIGINT handler
+  ~Interrupts();
+  Interrupts(const Interrupts&) = delete;
+  Interrupts& operator=(const Interrupts&) = delete;
+
+  // The request a Ctrl-C cancels from now on; clear() when it has finished.
+  void watch(herd::Engine* engine, herd::RequestId id);
+  void clear();
+  // Set by every Ctrl-C; whoever acts on one resets it.
+  std::atomic<bool>& flag() { return flag_; }
+  // Readable after a Ctrl-C, so that a plain blocking read can wake up (drained by the reader).
+  int wake_fd() const { return wake_[0]; }
+
+ private:
+  void watch_loop();
+  std::mutex mu_;
+  herd::Engine* engine_ = nullptr;
+  herd::RequestId id_ = 0;
+  std::atomic<bool> flag_{false};
+  int wake_[2] = {-1, -1};
+  std::thread watcher_;
+};
+
+enum class ReadStatus { line, interrupted, eof };
+
+class LineReader {
+ public:
+  virtual ~LineReader() = default;
+  // One line without its newline. `interrupted`: Ctrl-C at this prompt (the typed text is dropped).
+  virtual ReadStatus read(const std::string& prompt, std::string* line) = 0;
+  virtual void remember(const std::string& entry) = 0;  // history
+};
+// libedit on a terminal when herd was built with it; plain reads of fd 0 otherwise (the
+// interactive fallback, and always for piped input).
+std::unique_ptr<LineReader> make_line_reader(bool interactive, Interrupts* interrupts);
+bool have_line_editing();
+
+// --- one conversation (cmd-chat-session.cpp)
+
+struct SessionOptions {
+  std::string system;
+  std::optional<std::vector<herd::ToolDefinition>> tools;
+  std::optional<std::vector<std::string>> builtin_tools;
+  std::map<std::string, std::string> tool_exec;  // tool name -> shell command
+  ToolLimits tool_limits;
+  std::string prefill;
+  int max_tokens = 0;  // per reply; 0: until the context is full
+  herd::SamplingOptions sampling;
+  int max_tool_rounds = 8;  // tool calls answered within one user turn
+};
+
+// Where the chat writes: the reply text, and everything else (notices, tool calls, command
+// output). Non-interactive mode keeps stdout for replies only.
+struct ChatOutput {
+  std::function<void(const std::string&)> reply;
+  std::function<void(const std::string&)> info;
+};
+
+struct RequestStats {
+  int64_t prompt_tokens = 0, cached_prompt_tokens = 0, completion_tokens = 0;
+  double prefill_s = 0, decode_s = 0;  // submit -> first token; first -> last token
+};
+
+enum class TurnEnd { done, interrupted, overflow, failed };
+
+class ChatSession {
+ public:
+  // Asked for a tool's result when no command is configured for it; nullopt gives up the turn.
+  using AskResult = std::function<std::optional<std::string>(const herd::ToolCall&)>;
+
+  ChatSession(herd::Engine& engine, const herd::Tokenizer& tokenizer, SessionOptions options, ChatOutput out,
+              Interrupts* interrupts);
+
+  // One user message and the assistant's reply, tool rounds included.
+  TurnEnd user_turn(const std::string& text, const AskResult& ask_result);
+
+  void set_system(const std::string& text);
+  const std::string& system() const { return options_.system; }
+  void reset();  // every message but the system one
+  herd::Status save(const std::string& path) const;
+  herd::Status load(const std::string& path);
+  std::string describe_tools() const;
+  std::string describe_stats() const;
+
+ private:
+  struct Completion;
+  TurnEnd generate(bool first_round, Completion* c);
+  void show_tool_call(const herd::ToolCall& call) const;
+  std::optional<std::string> tool_result(const herd::ToolCall& call, const AskResult& ask_result);
+  bool is_end_token(int32_t id) const;
+
+  herd::Engine& engine_;
+  const herd::Tokenizer& tokenizer_;
+  SessionOptions options_;
+  ChatOutput out_;
+  Interrupts* interrupts_;
+  herd::Conversation conversation_;
+  herd::ToolParseOptions parse_options_;
+  int32_t eot_id_ = -1, eom_id_ = -1;
+  RequestStats last_, total_;
+  int64_t n_requests_ = 0;
+};
+
+// --- front ends (cmd-chat-repl.cpp)
+
+int run_interactive(ChatSession& session, LineReader& reader, Interrupts& interrupts);
+int run_piped(ChatSession& session, LineReader& reader);
+
+}  // namespace herd_cli::chat
