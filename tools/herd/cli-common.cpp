@@ -1,6 +1,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -59,6 +60,12 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag)
     start = end + 1;
   }
   return ids;
+}
+
+double json_float(float v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", double(v));
+  return std::strtod(buf, nullptr);
 }
 
 void print_float(std::string& out, float v) {

@@ -118,7 +118,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       while (engine->next_event(id + uint64_t(i), &ev)) {
         if (ev.type == herd::Event::Type::prompt) {
           prompt_logprobs.push_back(nullptr);  // the first prompt token has no context
-          for (const auto& t : ev.prompt_logprobs) prompt_logprobs.push_back({{"token", t.token}, {"logprob", t.logprob}});
+          for (const auto& t : ev.prompt_logprobs) prompt_logprobs.push_back({{"token", t.token}, {"logprob", json_float(t.logprob)}});
           continue;
         }
         text += ev.text;
@@ -126,8 +126,8 @@ void add_generate_command(CLI::App& app, int& rc) {
           out.push_back(ev.token);
           if (f->sampling.logprobs > 0) {
             nlohmann::json top = nlohmann::json::array();
-            for (const auto& t : ev.top_logprobs) top.push_back({{"token", t.token}, {"logprob", t.logprob}});
-            logprobs.push_back({{"token", ev.token}, {"logprob", ev.logprob}, {"top", top}});
+            for (const auto& t : ev.top_logprobs) top.push_back({{"token", t.token}, {"logprob", json_float(t.logprob)}});
+            logprobs.push_back({{"token", ev.token}, {"logprob", json_float(ev.logprob)}, {"top", top}});
           }
           // Text when the model has a tokenizer, else the ids, space-separated.
           if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;

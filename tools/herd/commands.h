@@ -26,6 +26,9 @@ int64_t parse_size(const std::string& text, const std::string& flag);
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
 // A float with enough digits to round-trip a float32 (CLI.md: 9 significant digits).
 void print_float(std::string& out, float v);
+// The same rounding for values that go through nlohmann::json, which prints the shortest text
+// that round-trips the double it holds.
+double json_float(float v);
 
 void add_logits_command(CLI::App& app, int& rc);
 void add_generate_command(CLI::App& app, int& rc);
