@@ -115,6 +115,7 @@ rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "5", "--json", "
 j = json.loads(out) if rc == 0 else {}
 check("generate --samples", rc == 0 and len(j["samples"]) == 3 and all(len(x["ids"]) <= 5 for x in j["samples"])
       and j["usage"]["prompt_tokens"] == 64, out + err.encode())
+expect_bad_input("bad --kv-memory size", ["generate", "-m", MODEL, "--ids", "1", "--kv-memory", "lots"], "not a size")
 expect_bad_input("bad sampling value", ["generate", "-m", MODEL, "--ids", "1", "--top-p", "1.5", "--device", "cpu"], "top_p")
 
 # tokenize / detokenize: ids of "Hello world" in the Llama 3 vocabulary (tiktoken agrees).

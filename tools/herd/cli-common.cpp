@@ -8,18 +8,49 @@
 
 namespace herd_cli {
 
+namespace {
+
+// --device, --threads and --rope-factor: where and how any model is loaded.
+void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float& rope_factor) {
+  cmd->add_option("--device", device, "cpu, cuda, or auto (cuda when a GPU is present)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--threads", n_threads, "CPU threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--rope-factor", rope_factor,
+                  "RoPE scaling factor for Meta params.json checkpoints, which do not record it (Llama 3.1: 8, 3.2: 32)")
+      ->capture_default_str();
+}
+
+}  // namespace
+
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("-m,--model", f.path, "Model directory (Hugging Face config.json or Meta params.json, with *.safetensors)")
       ->required();
-  cmd->add_option("--device", f.options.device, "cpu, cuda, or auto (cuda when a GPU is present)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", f.options.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
+  add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.meta_rope_factor);
   cmd->add_option("--ctx", f.options.max_context, "KV cache capacity in tokens (clamped to the model's context)")
       ->capture_default_str();
-  cmd->add_option("--rope-factor", f.options.meta_rope_factor,
-                  "RoPE scaling factor for Meta params.json checkpoints, which do not record it (Llama 3.1: 8, 3.2: 32)")
+}
+
+void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
+  add_device_flags(cmd, o.device, o.n_threads, o.meta_rope_factor);
+  cmd->add_option_function<std::string>(
+      "--kv-memory", [&o](const std::string& text) { o.kv_memory = parse_size(text, "--kv-memory"); },
+      "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
+  cmd->add_option("--block-size", o.block_size, "Tokens per KV block (a power of two)")->capture_default_str();
+  cmd->add_option("--batch-tokens", o.max_batch_tokens, "Token budget of one engine step")->capture_default_str();
+}
+
+void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& s) {
+  cmd->add_option("--temp", s.temperature, "Temperature; 0 is greedy");
+  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: off)");
+  cmd->add_option("--top-p", s.top_p, "Nucleus: the smallest set with this much probability (1: off)");
+  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0: off)")->capture_default_str();
+  cmd->add_option("--repeat-penalty", s.repetition_penalty, "CTRL/HF repetition penalty over prompt and output (1: off)")
       ->capture_default_str();
+  cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
+  cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")->capture_default_str();
+  cmd->add_option("--seed", s.seed, "Random seed (default: a fresh one per request)");
+  cmd->add_option("--stop", s.stop, "A stop string (repeatable); matched across tokens and not printed");
 }
 
 int report(const herd::Status& s) {

@@ -19,7 +19,7 @@ using Clock = std::chrono::steady_clock;
 
 struct BenchFlags {
   herd::EngineOptions engine;
-  std::string model, synthetic, kv_memory, batches = "1";
+  std::string model, synthetic, batches = "1";
   herd::SyntheticModelSpec spec;
   int prompt = 512, n_gen = 128, ctx = 0, reps = 3;
   double bandwidth_gbps = 0;
@@ -90,7 +90,6 @@ int run_bench(BenchFlags& f) {
     std::cerr << "herd: error: give exactly one of -m MODEL and --synthetic PRESET\n";
     return 2;
   }
-  if (!f.kv_memory.empty()) f.engine.kv_memory = parse_size(f.kv_memory, "--kv-memory");
   const std::vector<int32_t> batches = parse_ids(f.batches, "-b");
   const int max_batch = *std::max_element(batches.begin(), batches.end());
   if (max_batch < 1) throw CLI::ValidationError("-b", "batch sizes must be positive");
@@ -186,10 +185,7 @@ void add_bench_command(CLI::App& app, int& rc) {
   cmd->add_option("--bandwidth", f->bandwidth_gbps,
                   "Measured memory bandwidth in GB/s: adds the decode bound (weights read once per step)");
   cmd->add_flag("--json", f->json, "Print a JSON list of rows instead of a table");
-  cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", f->engine.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--kv-memory", f->kv_memory, "KV cache budget, e.g. 4GiB");
-  cmd->add_option("--batch-tokens", f->engine.max_batch_tokens, "Token budget of one engine step")->capture_default_str();
+  add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc] { rc = run_bench(*f); });
 }
 

@@ -17,7 +17,7 @@ namespace {
 
 struct ChatFlags {
   herd::EngineOptions engine;
-  std::string model, tools_file, builtin_tools, kv_memory, output_cap = "64KiB";
+  std::string model, tools_file, builtin_tools, output_cap = "64KiB";
   std::vector<std::string> tool_exec;
   chat::SessionOptions session;
 };
@@ -58,7 +58,6 @@ int run_chat(ChatFlags& f, bool builtin_given) {
   }
   f.session.tool_limits.output_cap = parse_size(f.output_cap, "--tool-output-cap");
   if (!(f.session.tool_limits.timeout_s > 0)) throw CLI::ValidationError("--tool-timeout", "must be > 0 seconds");
-  if (!f.kv_memory.empty()) f.engine.kv_memory = parse_size(f.kv_memory, "--kv-memory");
   if (!f.tools_file.empty()) {
     f.session.tools.emplace();
     if (int rc = report(read_tools(f.tools_file, &*f.session.tools))) return rc;
@@ -135,25 +134,8 @@ void add_chat_command(CLI::App& app, int& rc) {
                   "Most tokens per reply (0: until the context is full)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  herd::SamplingOptions& s = f->session.sampling;
-  cmd->add_option("--temp", s.temperature, "Temperature; 0 is greedy");
-  cmd->add_option("--top-k", s.top_k, "Keep the k most likely tokens (0: off)");
-  cmd->add_option("--top-p", s.top_p, "Nucleus: the smallest set with this much probability (1: off)");
-  cmd->add_option("--min-p", s.min_p, "Drop tokens below min-p x the top probability (0: off)")->capture_default_str();
-  cmd->add_option("--repeat-penalty", s.repetition_penalty, "CTRL/HF repetition penalty (1: off)")->capture_default_str();
-  cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
-  cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")->capture_default_str();
-  cmd->add_option("--seed", s.seed, "Random seed (default: a fresh one per reply)");
-  cmd->add_option("--stop", s.stop, "A stop string (repeatable); matched across tokens and not printed");
-  cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", f->engine.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--kv-memory", f->kv_memory,
-                  "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
-  cmd->add_option("--rope-factor", f->engine.meta_rope_factor,
-                  "RoPE scaling factor for Meta params.json checkpoints (Llama 3.1: 8, 3.2: 32)")
-      ->capture_default_str();
+  add_sampling_flags(cmd, f->session.sampling);
+  add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc, builtin] { rc = run_chat(*f, builtin->count() > 0); });
 }
 

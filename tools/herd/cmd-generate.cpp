@@ -10,7 +10,7 @@ void add_generate_command(CLI::App& app, int& rc) {
   struct Flags {
     herd::EngineOptions engine;
     herd::SamplingOptions sampling;
-    std::string model, ids, prompt, kv_memory;
+    std::string model, ids, prompt;
     int n = 16, samples = 1;
     bool json = false, chat = false, aliases = false, prompt_logprobs = false;
   };
@@ -40,17 +40,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", f->json,
                 "Print {\"samples\": [{\"ids\", \"text\"?, \"finish_reason\"}], \"usage\": {...}} instead of streaming");
-  // Sampling (docs/sampling.md). Unset: the model's generation_config.json, else greedy.
-  cmd->add_option("--temp", f->sampling.temperature, "Temperature; 0 is greedy");
-  cmd->add_option("--top-k", f->sampling.top_k, "Keep the k most likely tokens (0: off)");
-  cmd->add_option("--top-p", f->sampling.top_p, "Nucleus: the smallest set with this much probability (1: off)");
-  cmd->add_option("--min-p", f->sampling.min_p, "Drop tokens below min-p x the top probability (0: off)")->capture_default_str();
-  cmd->add_option("--repeat-penalty", f->sampling.repetition_penalty, "CTRL/HF repetition penalty over prompt and output (1: off)")
-      ->capture_default_str();
-  cmd->add_option("--frequency-penalty", f->sampling.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
-  cmd->add_option("--presence-penalty", f->sampling.presence_penalty, "OpenAI presence penalty")->capture_default_str();
-  cmd->add_option("--seed", f->sampling.seed, "Random seed (default: a fresh one)");
-  cmd->add_option("--stop", f->sampling.stop, "A stop string (repeatable); matched across tokens and not printed");
+  add_sampling_flags(cmd, f->sampling);
   cmd->add_option("--logprobs", f->sampling.logprobs, "With --json: each token's logprob and this many alternatives (<= 20)")
       ->capture_default_str();
   cmd->add_option("--samples", f->samples,
@@ -59,17 +49,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       ->check(CLI::Range(1, 256));
   cmd->add_flag("--prompt-logprobs", f->prompt_logprobs,
                 "With --json: the logprob of each prompt token given the ones before it (null for the first)");
-  cmd->add_option("--device", f->engine.device, "cpu, cuda, or auto (cuda when a GPU is present)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", f->engine.n_threads, "CPU threads (0 = all cores)")->capture_default_str();
-  cmd->add_option("--kv-memory", f->kv_memory,
-                  "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
-  cmd->add_option("--block-size", f->engine.block_size, "Tokens per KV block (a power of two)")->capture_default_str();
-  cmd->add_option("--batch-tokens", f->engine.max_batch_tokens, "Token budget of one engine step")->capture_default_str();
-  cmd->add_option("--rope-factor", f->engine.meta_rope_factor,
-                  "RoPE scaling factor for Meta params.json checkpoints (Llama 3.1: 8, 3.2: 32)")
-      ->capture_default_str();
+  add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc, ids_opt, p_opt] {
     if (ids_opt->count() + p_opt->count() == 0) throw CLI::RequiredError("--ids or -p");
     herd::GenerateRequest req;
@@ -95,7 +75,6 @@ void add_generate_command(CLI::App& app, int& rc) {
     req.sampling = f->sampling;
     req.prompt_logprobs = f->prompt_logprobs;
     req.n_samples = f->samples;
-    if (!f->kv_memory.empty()) f->engine.kv_memory = parse_size(f->kv_memory, "--kv-memory");
 
     std::unique_ptr<herd::Engine> engine;
     if ((rc = report(herd::Engine::load(f->model, f->engine, &engine)))) return;

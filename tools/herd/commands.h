@@ -17,6 +17,10 @@ struct ModelFlags {
   herd::ModelOptions options;
 };
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);
+// The engine's flags: --device, --threads, --rope-factor, --kv-memory, --block-size, --batch-tokens.
+void add_engine_flags(CLI::App* cmd, herd::EngineOptions& options);
+// The sampler chain's flags (docs/sampling.md); unset ones take generation_config.json's defaults.
+void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& sampling);
 
 // Prints "herd: error: MESSAGE" to stderr and returns the exit code for the status.
 int report(const herd::Status& s);
