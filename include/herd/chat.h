@@ -59,9 +59,17 @@ HERD_API Status parse_conversation(std::string_view json, Conversation* out);
 // <|begin_of_text|>). Invalid input names the message and the reason.
 HERD_API Status render_prompt(const Conversation& conversation, std::string* text);
 
-// The prompt's token ids, BOS included once. By default special-token text inside message
-// content (and tool definitions, names, dates) stays plain text, so user text can never forge a
-// turn; special_in_content = true tokenizes the whole text as Hugging Face does.
+// The prompt format of a model, read from its chat template (GGUF tokenizer.chat_template, or
+// tokenizer_config.json beside tokenizer.json): Llama 3.1's headers (also when there is no
+// template), ChatML (<|im_start|>role ... <|im_end|>, no tools), or one herd cannot render.
+enum class PromptFormat { llama3, chatml, unsupported };
+HERD_API PromptFormat prompt_format(const Tokenizer& tokenizer);
+
+// The prompt's token ids in the tokenizer's prompt format (render_prompt's text for Llama 3.1,
+// BOS included once; ChatML with the template's default system turn when it has one). By default
+// special-token text inside message content (and tool definitions, names, dates) stays plain
+// text, so user text can never forge a turn; special_in_content = true tokenizes the whole text
+// as Hugging Face does.
 HERD_API Status render_prompt_ids(const Conversation& conversation, const Tokenizer& tokenizer,
                                   bool special_in_content, std::vector<int32_t>* ids);
 

@@ -36,6 +36,11 @@ class HERD_API Tokenizer {
 
   int32_t n_vocab() const;  // 128256 for Llama 3
   int32_t bos_id() const;   // -1 when there is none
+  // Whether the model's text starts with BOS (true for Llama 3; a GGUF file can say otherwise
+  // in tokenizer.ggml.add_bos_token, as SmolLM2's does). The engine follows it for text requests.
+  bool adds_bos() const;
+  // The model's chat template as its files give it (Jinja text), "" when there is none.
+  const std::string& chat_template() const;
   // The id of a special token given its text ("<|eot_id|>"), or -1.
   int32_t id_of(std::string_view special_text) const;
 

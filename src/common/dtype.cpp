@@ -2,16 +2,38 @@
 
 #include <bit>
 
+#include "common/check.h"
+
 namespace herd {
 
-size_t dtype_size(DType t) {
+DTypeBlock dtype_block(DType t) {
   switch (t) {
     case DType::f32:
-    case DType::i32: return 4;
+    case DType::i32: return {1, 4};
     case DType::f16:
-    case DType::bf16: return 2;
+    case DType::bf16: return {1, 2};
+    // Block layouts: common/quant.cpp.
+    case DType::q8_0: return {32, 34};
+    case DType::q4_0: return {32, 18};
+    case DType::q4_1: return {32, 20};
+    case DType::q4_k: return {256, 144};
+    case DType::q5_k: return {256, 176};
+    case DType::q6_k: return {256, 210};
   }
-  return 0;
+  return {1, 0};
+}
+
+bool is_quantized(DType t) { return dtype_block(t).elems > 1; }
+
+size_t dtype_nbytes(DType t, int64_t numel) {
+  const DTypeBlock b = dtype_block(t);
+  HERD_CHECK(numel % b.elems == 0, numel, " elements are not whole blocks of ", dtype_name(t));
+  return size_t(numel / b.elems) * b.bytes;
+}
+
+size_t dtype_size(DType t) {
+  HERD_CHECK(!is_quantized(t), dtype_name(t), " has no per-element size");
+  return dtype_block(t).bytes;
 }
 
 std::string_view dtype_name(DType t) {
@@ -20,6 +42,12 @@ std::string_view dtype_name(DType t) {
     case DType::f16: return "F16";
     case DType::bf16: return "BF16";
     case DType::i32: return "I32";
+    case DType::q8_0: return "Q8_0";
+    case DType::q4_0: return "Q4_0";
+    case DType::q4_1: return "Q4_1";
+    case DType::q4_k: return "Q4_K";
+    case DType::q5_k: return "Q5_K";
+    case DType::q6_k: return "Q6_K";
   }
   return "?";
 }

@@ -9,9 +9,19 @@
 
 namespace herd {
 
-// i32 is for ids and positions, never for weights.
-enum class DType : uint8_t { f32, f16, bf16, i32 };
+// i32 is for ids and positions, never for weights. The q* types are GGML's block quantizations
+// (common/quant.h): each packs a run of `block elements` of a row into `block bytes`.
+enum class DType : uint8_t { f32, f16, bf16, i32, q8_0, q4_0, q4_1, q4_k, q5_k, q6_k };
 
+struct DTypeBlock {
+  int64_t elems;  // elements per block: 1 for plain types, 32 or 256 for quantized ones
+  size_t bytes;   // bytes per block
+};
+DTypeBlock dtype_block(DType t);
+bool is_quantized(DType t);
+// Bytes of `numel` elements; numel must be a whole number of blocks (rows are, by construction).
+size_t dtype_nbytes(DType t, int64_t numel);
+// Bytes of one element of a plain type; an internal error for a quantized one.
 size_t dtype_size(DType t);
 std::string_view dtype_name(DType t);
 // "F32"/"F16"/"BF16" as safetensors spells them; nullopt for anything else.

@@ -25,7 +25,7 @@ struct TensorView {
   const void* data = nullptr;
 
   int64_t numel() const { return shape_numel(shape); }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return dtype_nbytes(dtype, numel()); }
 };
 
 }  // namespace herd

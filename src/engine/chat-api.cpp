@@ -1,6 +1,7 @@
 // The public chat API (include/herd/chat.h) over src/chat: JSON text in the public structs is
 // parsed here, and herd::Error becomes a Status.
 #include "chat/aliases.h"
+#include "chat/chat-format.h"
 #include "chat/conversation.h"
 #include "chat/llama3-format.h"
 #include "chat/tool-parse.h"
@@ -99,6 +100,15 @@ Status parse_conversation(std::string_view json, Conversation* out) {
   });
 }
 
+PromptFormat prompt_format(const Tokenizer& tokenizer) {
+  switch (chat::detect_chat_format(tokenizer.chat_template()).kind) {
+    case chat::ChatFormat::Kind::llama3: return PromptFormat::llama3;
+    case chat::ChatFormat::Kind::chatml: return PromptFormat::chatml;
+    case chat::ChatFormat::Kind::unsupported: break;
+  }
+  return PromptFormat::unsupported;
+}
+
 Status render_prompt(const Conversation& conversation, std::string* text) {
   return guarded([&] { *text = chat::render_llama3(to_internal(conversation)).text(); });
 }
@@ -106,7 +116,8 @@ Status render_prompt(const Conversation& conversation, std::string* text) {
 Status render_prompt_ids(const Conversation& conversation, const Tokenizer& tokenizer, bool special_in_content,
                          std::vector<int32_t>* ids) {
   chat::PromptText prompt;
-  if (Status s = guarded([&] { prompt = chat::render_llama3(to_internal(conversation)); }); !s) return s;
+  if (Status s = guarded([&] { prompt = chat::render_chat(chat::detect_chat_format(tokenizer.chat_template()), to_internal(conversation)); }); !s)
+    return s;
   std::vector<int32_t> out;
   if (special_in_content) {
     if (Status s = tokenizer.encode(prompt.text(), true, false, &out); !s) return s;

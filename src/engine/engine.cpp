@@ -351,7 +351,12 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
   e.m->info.max_context = std::min(e.m->info.n_ctx_train, e.kv->capacity_tokens());
   // The tokenizer is optional: without one the engine speaks ids only.
   std::unique_ptr<Tokenizer> tok;
-  if (!tokenizer_dir.empty() && Tokenizer::load(tokenizer_dir, &tok).is_ok()) e.tokenizer = std::move(tok);
+  if (!tokenizer_dir.empty()) {
+    const Status loaded = Tokenizer::load(tokenizer_dir, &tok);
+    if (loaded) e.tokenizer = std::move(tok);
+    // A GGUF file's vocabulary is part of the model, so a broken one is an error, not "no tokenizer".
+    else if (e.m->files.weights.gguf) fail_input(loaded.message());
+  }
   e.publish_stats();
   e.worker = std::thread([&e] { e.loop(); });
   return impl;
@@ -386,7 +391,7 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     } else {
       HERD_REQUIRE(e.tokenizer, "the request has text but the model directory has no tokenizer; send token ids");
       HERD_REQUIRE(!r.text.empty(), "the request has neither token ids nor text");
-      const Status s = e.tokenizer->encode(r.text, /*allow_special=*/false, e.tokenizer->bos_id() >= 0, &l->seq.tokens);
+      const Status s = e.tokenizer->encode(r.text, /*allow_special=*/false, e.tokenizer->adds_bos(), &l->seq.tokens);
       HERD_REQUIRE(s.is_ok(), s.message());
     }
     check_token_ids(l->seq.tokens, e.m->info.n_vocab);

@@ -29,7 +29,9 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& dev
   i.tied_embeddings = c.tied_embeddings;
   i.bos_id = c.bos_id;
   i.eos_ids = c.eos_ids;
-  i.dtype = std::string(dtype_name(m->files.weights.tok_embd.dtype));
+  // The layers' type names the checkpoint: GGUF files often store the embedding differently.
+  const HostWeights& w = m->files.weights;
+  i.dtype = std::string(dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype));
   i.device = m->backend->name();
   return m;
 }

@@ -39,6 +39,8 @@ Status Tokenizer::decode(const std::vector<int32_t>& ids, std::string* out) cons
 
 int32_t Tokenizer::n_vocab() const { return impl_->model->tokens().size(); }
 int32_t Tokenizer::bos_id() const { return impl_->model->bos_id(); }
+bool Tokenizer::adds_bos() const { return impl_->model->adds_bos(); }
+const std::string& Tokenizer::chat_template() const { return impl_->model->chat_template(); }
 int32_t Tokenizer::id_of(std::string_view special_text) const {
   return impl_->model->specials().find(special_text);
 }

@@ -35,6 +35,9 @@ struct ModelConfig {
   float norm_eps = 1e-5f;
   float rope_theta = 500000.0f;
   std::optional<RopeScaling> rope_scaling;  // nullopt: plain RoPE (Llama 3.0)
+  // GGUF's rope_freqs tensor, [head_dim / 2]: each frequency divided by its factor. It is how
+  // llama.cpp's converter stores llama3 scaling; set instead of rope_scaling.
+  std::vector<float> rope_freq_factors;
   bool tied_embeddings = false;
   DType dtype = DType::bf16;  // the checkpoint's declared dtype (informational)
   int32_t bos_id = -1;

@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "common/check.h"
+#include "common/gguf-file.h"
+#include "model/load-gguf.h"
 
 namespace herd {
 
@@ -10,7 +12,9 @@ namespace fs = std::filesystem;
 
 ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
   HERD_REQUIRE(fs::exists(path), path, ": no such file or directory");
-  HERD_REQUIRE(fs::is_directory(path), path, ": not a model directory (expected config.json and *.safetensors)");
+  if (is_gguf_file(path)) return load_gguf_model(path);
+  HERD_REQUIRE(fs::is_directory(path), path,
+               ": not a model directory (expected config.json and *.safetensors) or a GGUF file");
   ModelFiles m;
   m.dir = path;
   const fs::path hf = fs::path(path) / "config.json", meta = fs::path(path) / "params.json";

@@ -15,8 +15,9 @@ struct ModelFiles {
   HostWeights weights;
 };
 
-// Format by content: config.json means Hugging Face names and half-split q/k rows;
-// params.json means Meta names and interleaved rows. meta_rope_factor: see parse_meta_params.
+// Format by content: a GGUF file (load-gguf.h); a directory with config.json means Hugging Face
+// names and half-split q/k rows; params.json means Meta names and interleaved rows.
+// meta_rope_factor: see parse_meta_params.
 ModelFiles load_model_files(const std::string& path, float meta_rope_factor = 8.0f);
 
 }  // namespace herd

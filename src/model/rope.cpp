@@ -24,6 +24,7 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
         f = (1.0 - smooth) * f / s.factor + smooth * f;
       }
     }
+    if (!c.rope_freq_factors.empty()) f /= double(c.rope_freq_factors[size_t(i)]);
     out[size_t(i)] = float(f);
   }
   return out;

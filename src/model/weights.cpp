@@ -15,15 +15,16 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The name of one canonical tensor in each scheme; {} is the layer index.
+// The name of one canonical tensor in each scheme (a layer tensor's name within its layer).
 struct NameRule {
   const char* hf;
   const char* meta;
+  const char* gguf;
 };
 
-constexpr NameRule kTokEmbd{"model.embed_tokens.weight", "tok_embeddings.weight"};
-constexpr NameRule kOutputNorm{"model.norm.weight", "norm.weight"};
-constexpr NameRule kOutput{"lm_head.weight", "output.weight"};
+constexpr NameRule kTokEmbd{"model.embed_tokens.weight", "tok_embeddings.weight", "token_embd.weight"};
+constexpr NameRule kOutputNorm{"model.norm.weight", "norm.weight", "output_norm.weight"};
+constexpr NameRule kOutput{"lm_head.weight", "output.weight", "output.weight"};
 
 struct LayerRule {
   NameRule name;
@@ -31,22 +32,25 @@ struct LayerRule {
 };
 
 const LayerRule kLayerRules[] = {
-    {{"input_layernorm.weight", "attention_norm.weight"}, &LayerWeights::attn_norm},
-    {{"self_attn.q_proj.weight", "attention.wq.weight"}, &LayerWeights::wq},
-    {{"self_attn.k_proj.weight", "attention.wk.weight"}, &LayerWeights::wk},
-    {{"self_attn.v_proj.weight", "attention.wv.weight"}, &LayerWeights::wv},
-    {{"self_attn.o_proj.weight", "attention.wo.weight"}, &LayerWeights::wo},
-    {{"post_attention_layernorm.weight", "ffn_norm.weight"}, &LayerWeights::ffn_norm},
-    {{"mlp.gate_proj.weight", "feed_forward.w1.weight"}, &LayerWeights::w_gate},
-    {{"mlp.up_proj.weight", "feed_forward.w3.weight"}, &LayerWeights::w_up},
-    {{"mlp.down_proj.weight", "feed_forward.w2.weight"}, &LayerWeights::w_down},
+    {{"input_layernorm.weight", "attention_norm.weight", "attn_norm.weight"}, &LayerWeights::attn_norm},
+    {{"self_attn.q_proj.weight", "attention.wq.weight", "attn_q.weight"}, &LayerWeights::wq},
+    {{"self_attn.k_proj.weight", "attention.wk.weight", "attn_k.weight"}, &LayerWeights::wk},
+    {{"self_attn.v_proj.weight", "attention.wv.weight", "attn_v.weight"}, &LayerWeights::wv},
+    {{"self_attn.o_proj.weight", "attention.wo.weight", "attn_output.weight"}, &LayerWeights::wo},
+    {{"post_attention_layernorm.weight", "ffn_norm.weight", "ffn_norm.weight"}, &LayerWeights::ffn_norm},
+    {{"mlp.gate_proj.weight", "feed_forward.w1.weight", "ffn_gate.weight"}, &LayerWeights::w_gate},
+    {{"mlp.up_proj.weight", "feed_forward.w3.weight", "ffn_up.weight"}, &LayerWeights::w_up},
+    {{"mlp.down_proj.weight", "feed_forward.w2.weight", "ffn_down.weight"}, &LayerWeights::w_down},
 };
 
-std::string layer_name(NameScheme s, int64_t layer, const NameRule& r) {
-  return s == NameScheme::hf ? str_cat("model.layers.", layer, ".", r.hf) : str_cat("layers.", layer, ".", r.meta);
+const char* top_name(NameScheme s, const NameRule& r) {
+  return s == NameScheme::hf ? r.hf : s == NameScheme::meta ? r.meta : r.gguf;
 }
 
-const char* top_name(NameScheme s, const NameRule& r) { return s == NameScheme::hf ? r.hf : r.meta; }
+std::string layer_name(NameScheme s, int64_t layer, const NameRule& r) {
+  static constexpr const char* prefix[] = {"model.layers.", "layers.", "blk."};
+  return str_cat(prefix[int(s)], layer, ".", top_name(s, r));
+}
 
 Shape expected_shape(const ModelConfig& c, TensorView LayerWeights::*f) {
   const int64_t q_dim = c.n_head * c.head_dim, kv_dim = c.n_head_kv * c.head_dim;
@@ -100,7 +104,7 @@ void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t
 
 HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme) {
   HostWeights w;
-  std::map<std::string, std::pair<TensorView, std::string>> by_name;  // name -> (view, file)
+  TensorsByName by_name;
   for (const auto& path : shard_paths(dir)) {
     HERD_REQUIRE(fs::exists(path), path, ": listed in model.safetensors.index.json but missing");
     w.files.push_back(std::make_unique<SafetensorsFile>(path));
@@ -110,7 +114,14 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
       HERD_REQUIRE(fresh, path, ": tensor \"", e.name, "\" also appears in ", it->second.second);
     }
   }
+  // Old HF exports carry the rotary table as a buffer; herd computes it from the config.
+  std::erase_if(by_name, [](const auto& kv) { return kv.first.ends_with("rotary_emb.inv_freq"); });
+  assemble_weights(by_name, c, scheme, dir, w);
+  return w;
+}
 
+void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameScheme scheme,
+                      const std::string& source, HostWeights& w) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   auto take = [&](const std::string& name, const Shape& shape) -> TensorView {
@@ -139,13 +150,10 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
   for (int64_t l = 0; l < c.n_layer; ++l)
     for (const auto& r : kLayerRules) w.layers[size_t(l)].*r.field = take(layer_name(scheme, l, r.name), expected_shape(c, r.field));
 
-  for (const auto& [name, entry] : by_name) {
-    // Old HF exports carry the rotary table as a buffer; herd computes it from the config.
-    if (!used.count(name) && !name.ends_with("rotary_emb.inv_freq"))
-      problems.push_back(str_cat("unexpected tensor \"", name, "\" in ", entry.second));
-  }
+  for (const auto& [name, entry] : by_name)
+    if (!used.count(name)) problems.push_back(str_cat("unexpected tensor \"", name, "\" in ", entry.second));
   if (!problems.empty()) {
-    std::string msg = dir + ": ";
+    std::string msg = source + ": ";
     for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += (i ? "; " : "") + problems[i];
     if (problems.size() > 8) msg += str_cat("; and ", problems.size() - 8, " more");
     fail_input(msg);
@@ -162,7 +170,6 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
       }
     }
   }
-  return w;
 }
 
 }  // namespace herd

@@ -1,10 +1,13 @@
 // The canonical Llama weight set, mapped from a checkpoint's names once, at load.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "common/gguf-file.h"
 #include "common/tensor.h"
 #include "model/config.h"
 #include "model/safetensors.h"
@@ -31,17 +34,27 @@ struct HostWeights {
   std::vector<LayerWeights> layers;
 
   std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::unique_ptr<GgufFile> gguf;
   std::vector<std::vector<uint8_t>> owned;
 };
 
-// Which names the checkpoint uses: Hugging Face's ("model.layers.0.self_attn.q_proj.weight")
-// or Meta's ("layers.0.attention.wq.weight").
-enum class NameScheme { hf, meta };
+// Which names the checkpoint uses: Hugging Face's ("model.layers.0.self_attn.q_proj.weight"),
+// Meta's ("layers.0.attention.wq.weight") or llama.cpp's ("blk.0.attn_q.weight").
+enum class NameScheme { hf, meta, gguf };
+
+// Every tensor of a checkpoint: name -> (view, the file that holds it).
+using TensorsByName = std::map<std::string, std::pair<TensorView, std::string>>;
 
 // Loads every *.safetensors of `dir` (through model.safetensors.index.json when present), checks
 // that each required tensor is there with the shape `c` implies, reports unexpected names, and
 // permutes q/k rows when c.qk_layout is interleaved.
 HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme);
+
+// Fills w's views from by_name: each required tensor must be there with the shape c implies,
+// and every name must be used; all problems are reported in one invalid-input Error naming
+// `source`. Permutes q/k rows (into w.owned) when c.qk_layout is interleaved.
+void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameScheme scheme,
+                      const std::string& source, HostWeights& w);
 
 // Rows of a [n_heads * head_dim, cols] matrix from Meta's interleaved order to half-split order.
 void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t n_heads, int64_t head_dim,

@@ -75,8 +75,7 @@ void bpe_encode_piece(const ByteMap& ranks, std::string_view piece, std::vector<
 
   for (uint32_t i = 0; i < n; i = s.next[i]) {
     const int32_t id = s.rank[i] >= 0 ? s.rank[i] : rank_of(i, i + 1);
-    HERD_CHECK(id >= 0, "a byte-level BPE part is not a token");
-    out.push_back(id);
+    if (id >= 0) out.push_back(id);  // else a byte the vocabulary lacks: dropped (bpe-model.h)
   }
 }
 

@@ -28,13 +28,15 @@ inline uint64_t hash_bytes(const char* p, size_t n) {
 
 class ByteMap {
  public:
-  // Maps the bytes of ids [0, n_ids) of `table`; later duplicates of a key are ignored.
-  ByteMap(const TokenTable& table, int32_t n_ids) : table_(&table) {
+  // Maps the bytes of every id of `table` except those marked in `skip` ([table.size()]);
+  // later duplicates of a key are ignored.
+  ByteMap(const TokenTable& table, const std::vector<bool>& skip) : table_(&table) {
     size_t cap = 16;
-    while (cap < size_t(n_ids) * 2) cap *= 2;
+    while (cap < size_t(table.size()) * 2) cap *= 2;
     mask_ = cap - 1;
     slots_.assign(cap, Slot{});
-    for (int32_t id = 0; id < n_ids; ++id) {
+    for (int32_t id = 0; id < table.size(); ++id) {
+      if (skip[size_t(id)]) continue;
       const std::string_view key = table.bytes(id);
       if (find(key) >= 0) continue;
       const uint64_t h = hash_bytes(key.data(), key.size());

@@ -1,6 +1,5 @@
 #include "tokenizer/hf-json.h"
 
-#include <array>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
@@ -8,42 +7,12 @@
 
 #include "common/check.h"
 #include "tokenizer/bpe-model.h"
-#include "tokenizer/unicode.h"
+#include "tokenizer/byte-level.h"
 
 namespace herd::tok {
 namespace {
 
 using nlohmann::json;
-
-// GPT-2's pattern, used by ByteLevel when use_regex is true.
-constexpr std::string_view kGpt2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-// Inverse of GPT-2's bytes_to_unicode: printable bytes stand for themselves, the other 68
-// map to U+0100 + k in increasing byte order. Code points up to U+0143 are involved.
-std::array<int16_t, 0x144> unicode_to_byte_table() {
-  std::array<int16_t, 0x144> t{};
-  t.fill(-1);
-  int k = 0;
-  for (int b = 0; b < 256; ++b) {
-    const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE);
-    t[printable ? b : 0x100 + k++] = static_cast<int16_t>(b);
-  }
-  return t;
-}
-
-std::optional<std::string> byte_level_to_bytes(std::string_view key) {
-  static const std::array<int16_t, 0x144> table = unicode_to_byte_table();
-  std::string out;
-  const auto* s = reinterpret_cast<const uint8_t*>(key.data());
-  for (size_t i = 0; i < key.size();) {
-    const DecodedChar c = decode_utf8(s + i, key.size() - i);
-    if (c.cp >= table.size() || table[c.cp] < 0) return std::nullopt;
-    out.push_back(static_cast<char>(table[c.cp]));
-    i += c.len;
-  }
-  return out;
-}
 
 const json* find_typed(const json& node, std::string_view type) {
   if (!node.is_object()) return nullptr;
@@ -55,43 +24,31 @@ const json* find_typed(const json& node, std::string_view type) {
   return nullptr;
 }
 
-std::string split_pattern(const json& pre, const std::string& source) {
+Pretokenizer split_pattern(const json& pre, const std::string& source) {
   const json* byte_level = find_typed(pre, "ByteLevel");
   HERD_REQUIRE(byte_level, source, ": pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
   HERD_REQUIRE(!byte_level->value("add_prefix_space", false), source,
                ": ByteLevel add_prefix_space is not supported");
-  if (byte_level->value("use_regex", true)) return std::string(kGpt2Pattern);
+  const json* digits = find_typed(pre, "Digits");
+  HERD_REQUIRE(!digits || digits->value("individual_digits", false), source,
+               ": a Digits pre-tokenizer without individual_digits is not supported");
+  const bool isolate_digits = digits != nullptr;
+  if (byte_level->value("use_regex", true)) return {std::string(kGpt2Pattern), isolate_digits};
   const json* split = find_typed(pre, "Split");
   HERD_REQUIRE(split && split->at("pattern").contains("Regex"), source,
                ": pre_tokenizer needs a Split step with a Regex pattern");
   HERD_REQUIRE(split->value("behavior", "") == "Isolated" && !split->value("invert", false), source,
                ": only Split with behavior Isolated (and invert false) is supported");
-  return split->at("pattern").at("Regex").get<std::string>();
+  return {split->at("pattern").at("Regex").get<std::string>(), isolate_digits};
 }
 
-std::pair<std::string, std::string> merge_halves(const json& merge, const std::string& source) {
-  if (merge.is_array()) return {merge.at(0).get<std::string>(), merge.at(1).get<std::string>()};
-  const std::string text = merge.get<std::string>();
-  const size_t space = text.find(' ');
-  HERD_REQUIRE(space != std::string::npos && text.find(' ', space + 1) == std::string::npos, source,
-               ": merge \"", text, "\" is not two tokens separated by one space");
-  return {text.substr(0, space), text.substr(space + 1)};
-}
-
-// Merging by rank reproduces the file only if each merge makes a token from two tokens and
-// the merges come in the order of the merged tokens' ids.
-void check_merges(const json& merges, const std::unordered_map<std::string, int32_t>& ids,
-                  const std::string& source) {
-  int32_t last = -1;
+std::vector<std::pair<std::string, std::string>> merge_pairs(const json& merges, const std::string& source) {
+  std::vector<std::pair<std::string, std::string>> out;
   for (const json& m : merges) {
-    const auto [left, right] = merge_halves(m, source);
-    const auto l = ids.find(left), r = ids.find(right), lr = ids.find(left + right);
-    HERD_REQUIRE(l != ids.end() && r != ids.end() && lr != ids.end(), source, ": merge \"", left, " ",
-                 right, "\" uses or makes a string that is not in the vocabulary");
-    HERD_REQUIRE(lr->second >= last, source, ": merge \"", left, " ", right,
-                 "\" comes after a merge making a higher id; merges not in token order are not supported");
-    last = lr->second;
+    if (m.is_array()) out.emplace_back(m.at(0).get<std::string>(), m.at(1).get<std::string>());
+    else out.push_back(split_merge(m.get<std::string>(), source));
   }
+  return out;
 }
 
 int32_t bos_from(const json& root, const SpecialTokens& specials) {
@@ -109,7 +66,7 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
   const json& model = root.at("model");
   HERD_REQUIRE(model.value("type", "") == "BPE", source, ": model type \"", model.value("type", ""),
                "\" is not supported (only BPE)");
-  const std::string pattern = split_pattern(root.at("pre_tokenizer"), source);
+  const Pretokenizer pre = split_pattern(root.at("pre_tokenizer"), source);
 
   const json& vocab = model.at("vocab");
   std::vector<std::optional<std::string>> by_id(vocab.size());
@@ -123,16 +80,21 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
                  "\" is not in the byte-level alphabet");
     ids.emplace(key, static_cast<int32_t>(id));
   }
-  check_merges(model.value("merges", json::array()), ids, source);
+  check_merge_order(merge_pairs(model.value("merges", json::array()), source), ids, source);
 
-  const int32_t n_mergeable = static_cast<int32_t>(by_id.size());
+  // Added tokens are matched in text as special tokens. Most files append them after the BPE
+  // vocabulary (Llama 3); some give vocabulary ids (SmolLM2's <|im_start|> is id 1), which
+  // then leave the BPE ranks.
+  std::vector<int32_t> special_ids;
   for (const json& added : root.value("added_tokens", json::array())) {
     const int64_t id = added.at("id").get<int64_t>();
-    HERD_REQUIRE(id >= n_mergeable, source, ": added token ", id,
-                 " has an id inside the BPE vocabulary; not supported");
-    if (size_t(id) >= by_id.size()) by_id.resize(id + 1);
-    HERD_REQUIRE(!by_id[id], source, ": added token id ", id, " is repeated");
-    by_id[id] = added.at("content").get<std::string>();
+    const std::string content = added.at("content").get<std::string>();
+    HERD_REQUIRE(id >= 0 && id < (int64_t(1) << 31), source, ": added token id ", id, " is out of range");
+    if (size_t(id) >= by_id.size()) by_id.resize(size_t(id) + 1);
+    HERD_REQUIRE(!by_id[id] || (size_t(id) < vocab.size() && *by_id[id] == content), source, ": added token id ", id,
+                 " is repeated or differs from the vocabulary's token with that id");
+    by_id[id] = content;
+    special_ids.push_back(int32_t(id));
   }
   TokenTable tokens;
   for (size_t id = 0; id < by_id.size(); ++id) {
@@ -140,9 +102,9 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
     tokens.push_back(*by_id[id]);
   }
   SpecialTokens specials;
-  for (int32_t id = n_mergeable; id < tokens.size(); ++id) specials.add(std::string(tokens.bytes(id)), id);
+  for (int32_t id : special_ids) specials.add(std::string(tokens.bytes(id)), id);
   const int32_t bos = bos_from(root, specials);
-  return std::make_unique<BpeModel>(std::move(tokens), n_mergeable, pattern, bos, source);
+  return std::make_unique<BpeModel>(std::move(tokens), special_ids, pre, bos, source);
 }
 
 }  // namespace

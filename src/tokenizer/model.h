@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,6 +31,13 @@ class Model {
   int32_t bos_id() const { return bos_id_; }  // -1 when the vocabulary has none
   // SentencePiece drops the space it added in front of the text when it decodes.
   bool strips_first_space() const { return strips_first_space_; }
+  // Whether text starts with BOS when the caller does not say (true whenever there is a BOS,
+  // unless the file says otherwise, as GGUF's tokenizer.ggml.add_bos_token can).
+  bool adds_bos() const { return adds_bos_.value_or(bos_id_ >= 0); }
+  // The model's chat template as the file gives it (Jinja text), "" when it has none.
+  const std::string& chat_template() const { return chat_template_; }
+  void set_adds_bos(bool adds_bos) { adds_bos_ = adds_bos; }
+  void set_chat_template(std::string chat_template) { chat_template_ = std::move(chat_template); }
 
  protected:
   explicit Model(TokenTable tokens) : tokens_(std::move(tokens)) {}
@@ -39,10 +47,13 @@ class Model {
   SpecialTokens specials_;
   int32_t bos_id_ = -1;
   bool strips_first_space_ = false;
+  std::optional<bool> adds_bos_;
+  std::string chat_template_;
 };
 
 // Loads a tokenizer file, recognised by its content: tiktoken ranks (Meta's tokenizer.model),
-// Hugging Face tokenizer.json, or a SentencePiece model. A directory is searched for
+// Hugging Face tokenizer.json (with the chat template of a tokenizer_config.json beside it),
+// the vocabulary inside a GGUF model, or a SentencePiece model. A directory is searched for
 // tokenizer.json, then tokenizer.model. Throws an invalid-input Error naming the file.
 std::unique_ptr<Model> load_model(const std::string& path);
 

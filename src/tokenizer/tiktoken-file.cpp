@@ -100,7 +100,8 @@ std::unique_ptr<Model> load_tiktoken(std::string_view content, const std::string
   }
   const int32_t n_mergeable = tokens.size();
   for (int k = 0; k < kNumSpecial; ++k) tokens.push_back(llama31_special_token(k));
-  return std::make_unique<BpeModel>(std::move(tokens), n_mergeable, kLlama3Pattern,
+  const int32_t n_tokens = tokens.size();
+  return std::make_unique<BpeModel>(std::move(tokens), id_range(n_mergeable, n_tokens), Pretokenizer{kLlama3Pattern},
                                     /*bos_id=*/n_mergeable, source);
 }
 

@@ -1,8 +1,10 @@
 // herd's logits and greedy tokens against Hugging Face transformers' LlamaForCausalLM on tiny
-// random models (tests/reference/make_fixtures.py), in BF16 as stored and in FP32.
+// random models (tests/reference/make_fixtures.py), in BF16 as stored and in FP32, and the same
+// models converted to GGUF by llama.cpp's converter (tests/reference/make_gguf_fixtures.py).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -69,16 +71,16 @@ std::string f32_copy(const std::string& src) {
 }
 
 struct Case {
-  std::string model;      // folder in tests/data/models
+  std::string model;      // under tests/data: a model folder or a GGUF file
   std::string reference;  // name in tests/data/reference
-  bool f32;
+  bool f32;               // against the FP32 reference (a folder is upcast to F32 first)
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.model << (c.f32 ? " f32" : " bf16"); }
 
 std::string case_name(const testing::TestParamInfo<Case>& info) {
-  std::string n = info.param.model + (info.param.f32 ? "_f32" : "_bf16");
-  std::replace(n.begin(), n.end(), '-', '_');
+  std::string n = fs::path(info.param.model).filename().string() + (info.param.f32 ? "_f32" : "_bf16");
+  std::replace_if(n.begin(), n.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
   return n;
 }
 
@@ -94,8 +96,9 @@ class ReferenceLogits : public testing::TestWithParam<Case> {
 TEST_P(ReferenceLogits, MatchesTransformers) {
   const Case& c = GetParam();
   const Reference ref = load_reference(c.reference, c.f32 ? "f32" : "bf16");
-  std::string dir = kData + "/models/" + c.model;
-  if (c.f32) dir = f32_copy(dir);
+  std::string dir = kData + "/" + c.model;
+  const bool copied = c.f32 && fs::is_directory(dir);
+  if (copied) dir = f32_copy(dir);
 
   herd::ModelOptions opt;
   opt.device = kDevice;
@@ -135,15 +138,21 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
       break;
     }
   }
-  if (c.f32) fs::remove_all(dir);
+  if (copied) fs::remove_all(dir);
 }
 
 std::vector<Case> cases() {
   std::vector<Case> v;
-  for (const char* m : {"gqa4-hd32-untied-llama3", "mha-hd128-tied", "gqa4-hd128-tied-llama3", "mha-hd64-untied"})
-    for (bool f32 : {false, true}) v.push_back({m, m, f32});
+  for (std::string m : {"gqa4-hd32-untied-llama3", "mha-hd128-tied", "gqa4-hd128-tied-llama3", "mha-hd64-untied"})
+    for (bool f32 : {false, true}) v.push_back({"models/" + m, m, f32});
   // Meta's layout: params.json, Meta names, interleaved q/k rows permuted at load.
-  for (bool f32 : {false, true}) v.push_back({"gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", f32});
+  for (bool f32 : {false, true})
+    v.push_back({"models/gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", f32});
+  // GGUF: llama.cpp's names, interleaved q/k rows and rope_freqs factors. The weights are the BF16
+  // fixtures' values, which F16 and BF16 hold exactly, so the FP32 reference applies to all three.
+  v.push_back({"gguf/gqa4-hd32-untied-llama3.F32.gguf", "gqa4-hd32-untied-llama3", true});
+  for (const char* t : {"F16", "BF16"})
+    v.push_back({std::string("gguf/gqa4-hd128-tied-llama3.") + t + ".gguf", "gqa4-hd128-tied-llama3", true});
   return v;
 }
 

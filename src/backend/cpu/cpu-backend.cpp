@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "common/check.h"
+#include "common/quant.h"
 #include "common/threadpool.h"
 
 namespace herd {
@@ -22,25 +23,9 @@ void check_f32(const Tensor& t, const char* what) {
   HERD_CHECK(t.dtype == DType::f32, what, " must be f32, is ", dtype_name(t.dtype));
 }
 
-// dst[0, n) = row of a stored tensor, converted to f32.
+// dst[0, n) = row of a stored tensor, converted to f32 (quantized rows block by block).
 void load_row(const void* base, DType dtype, int64_t row, int64_t n, float* dst) {
-  switch (dtype) {
-    case DType::f32:
-      std::memcpy(dst, static_cast<const float*>(base) + row * n, size_t(n) * 4);
-      return;
-    case DType::bf16: {
-      const uint16_t* src = static_cast<const uint16_t*>(base) + row * n;
-      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(src[i]);
-      return;
-    }
-    case DType::f16: {
-      const uint16_t* src = static_cast<const uint16_t*>(base) + row * n;
-      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
-      return;
-    }
-    case DType::i32: break;
-  }
-  HERD_CHECK(false, "unsupported weight dtype ", dtype_name(dtype));
+  dequantize_row(dtype, static_cast<const uint8_t*>(base) + dtype_nbytes(dtype, row * n), dst, n);
 }
 
 float dot(const float* a, const float* b, int64_t n) {

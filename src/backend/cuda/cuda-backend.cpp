@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/quant.h"
 #include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
@@ -140,6 +141,7 @@ class CudaBackend final : public Backend {
   // --- memory ----------------------------------------------------------------
 
   Tensor upload_weight(const TensorView& host) override {
+    if (is_quantized(host.dtype)) return upload_dequantized(host);
     Tensor t = alloc_uninit(host.dtype, host.shape);
     // Pageable source: the copy is staged by the driver; weights are uploaded once.
     HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data, host.nbytes(), cudaMemcpyHostToDevice, stream_));
@@ -331,6 +333,28 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // No quantized kernels yet: a quantized weight becomes bf16 on the device, converted on the
+  // host a slab of rows at a time so that the whole tensor is never expanded in host memory.
+  Tensor upload_dequantized(const TensorView& host) {
+    const int64_t cols = host.shape.back(), rows = host.numel() / cols;
+    const size_t row_bytes = dtype_nbytes(host.dtype, cols);
+    Tensor t = alloc_uninit(DType::bf16, host.shape);
+    const int64_t slab = std::max<int64_t>(1, (int64_t(8) << 20) / (cols * 2));  // ~8 MiB of bf16
+    std::vector<float> row(size_t(cols));
+    std::vector<uint16_t> staged(size_t(std::min(slab, rows) * cols));
+    for (int64_t r0 = 0; r0 < rows; r0 += slab) {
+      const int64_t n = std::min(slab, rows - r0);
+      for (int64_t r = 0; r < n; ++r) {
+        dequantize_row(host.dtype, static_cast<const uint8_t*>(host.data) + size_t(r0 + r) * row_bytes, row.data(), cols);
+        for (int64_t i = 0; i < cols; ++i) staged[size_t(r * cols + i)] = f32_to_bf16(row[size_t(i)]);
+      }
+      HERD_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint16_t*>(t.data()) + r0 * cols, staged.data(), size_t(n * cols) * 2,
+                                      cudaMemcpyHostToDevice, stream_));
+      HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));  // staged is reused for the next slab
+    }
+    return t;
+  }
+
   Tensor alloc_uninit(DType dtype, Shape shape) {
     const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
     void* p = nullptr;
