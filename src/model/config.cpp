@@ -231,17 +231,20 @@ GenerationDefaults parse_generation_config(const std::string& json_text, const s
 
 void validate_config(const ModelConfig& c, const std::string& source) {
   Problems p(source);
-  auto positive = [&](const char* name, int64_t v) {
+  // The upper bounds are far above any Llama (405B: 16384 wide, 126 layers, 53248 FFN) and stop a
+  // corrupt file from sizing allocations before its tensors are checked.
+  auto in_range = [&](const char* name, int64_t v, int64_t max) {
     if (v <= 0) p.add(str_cat(name, " must be positive, got ", v));
+    else if (v > max) p.add(str_cat(name, " of ", v, " is implausibly large (at most ", max, ")"));
   };
-  positive("vocab_size", c.n_vocab);
-  positive("hidden_size", c.n_embd);
-  positive("intermediate_size", c.n_ff);
-  positive("num_hidden_layers", c.n_layer);
-  positive("num_attention_heads", c.n_head);
-  positive("num_key_value_heads", c.n_head_kv);
-  positive("head_dim", c.head_dim);
-  positive("max_position_embeddings", c.n_ctx_train);
+  in_range("vocab_size", c.n_vocab, int64_t(1) << 24);
+  in_range("hidden_size", c.n_embd, int64_t(1) << 17);
+  in_range("intermediate_size", c.n_ff, int64_t(1) << 20);
+  in_range("num_hidden_layers", c.n_layer, 4096);
+  in_range("num_attention_heads", c.n_head, 4096);
+  in_range("num_key_value_heads", c.n_head_kv, 4096);
+  in_range("head_dim", c.head_dim, 4096);
+  in_range("max_position_embeddings", c.n_ctx_train, int64_t(1) << 26);
   if (c.n_head > 0 && c.n_head_kv > 0 && c.n_head % c.n_head_kv != 0)
     p.add(str_cat("num_attention_heads (", c.n_head, ") must be a multiple of num_key_value_heads (",
                   c.n_head_kv, ")"));

@@ -17,7 +17,7 @@ It writes to tests/data/gguf/:
       one random 256-wide model, converted to F32 and quantized by llama.cpp's quantizer
       (llama_model_quantize); Q4_K_M holds Q4_K and Q6_K tensors, Q5_K_M Q5_K and Q6_K.
   quant-*.ref.safetensors
-      ids I32 [64]; logits F32 [64, 256] from transformers run on the weights that the PyPI-style
+      ids F32 [64] (token ids, exact in F32, which herd's safetensors reader takes); logits F32 [64, 256] from transformers run on the weights that the PyPI-style
       gguf-py numpy dequantizers recover from the file (q/k rows un-permuted); logits_llamacpp
       F32 [64, 256] from llama.cpp itself on the same file.
   dequant-expected.gguf
@@ -199,7 +199,7 @@ def main():
             ref = transformers_logits(cfg, dequantized_state_dict(path, cfg), ids)
             cpp = llamacpp_logits(path, ids)
             from safetensors.numpy import save_file
-            save_file({"ids": np.array(ids, dtype=np.int32), "logits": ref, "logits_llamacpp": cpp},
+            save_file({"ids": np.array(ids, dtype=np.float32), "logits": ref, "logits_llamacpp": cpp},
                       str(OUT / f"quant-{q}.ref.safetensors"))
             seen = set()
             for t in gguf.GGUFReader(str(path)).tensors:

@@ -1,0 +1,101 @@
+// Quantized GGUF models (tests/reference/make_gguf_fixtures.py: one random model quantized by
+// llama.cpp's own quantizer) against two references on the same 64 ids:
+//  - transformers run on the weights gguf-py's numpy dequantizers recover from the file: herd
+//    dequantizes exactly as well, so the two agree to FP32 rounding;
+//  - llama.cpp itself, which also rounds activations to 8 bits inside its quantized dot
+//    products, so it sits a little further from both.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "herd/herd.h"
+#include "model/safetensors.h"
+
+namespace {
+
+const std::string kDir = std::string(HERD_TEST_DATA) + "/gguf/";
+const std::string kDevice = HERD_TEST_DEVICE;
+
+struct Ref {
+  std::vector<int32_t> ids;
+  std::vector<float> logits, llamacpp;
+};
+
+Ref load_ref(const std::string& quant) {
+  Ref r;
+  herd::SafetensorsFile st(kDir + "quant-" + quant + ".ref.safetensors");
+  for (const auto& e : st.header().tensors) {
+    const auto v = st.view(e);
+    const auto* p = static_cast<const float*>(v.data);
+    if (e.name == "ids") {
+      for (int64_t i = 0; i < v.numel(); ++i) r.ids.push_back(int32_t(p[i]));  // exact: ids < 2^24
+    } else {
+      (e.name == "logits" ? r.logits : r.llamacpp).assign(p, p + v.numel());
+    }
+  }
+  return r;
+}
+
+float max_abs(const std::vector<float>& v) {
+  float m = 0.f;
+  for (float x : v) m = std::max(m, std::fabs(x));
+  return m;
+}
+
+float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  float m = 0.f;
+  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+// Positions where both rows put the same token first.
+double top1_agreement(const std::vector<float>& a, const std::vector<float>& b, size_t n_vocab) {
+  size_t same = 0, rows = a.size() / n_vocab;
+  for (size_t r = 0; r < rows; ++r) {
+    const auto ra = a.begin() + long(r * n_vocab), rb = b.begin() + long(r * n_vocab);
+    same += std::max_element(ra, ra + long(n_vocab)) - ra == std::max_element(rb, rb + long(n_vocab)) - rb;
+  }
+  return double(same) / double(rows);
+}
+
+class GgufQuant : public testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const auto devices = herd::available_devices();
+    if (std::find(devices.begin(), devices.end(), kDevice) == devices.end()) GTEST_SKIP() << "no " << kDevice << " device";
+  }
+};
+
+TEST_P(GgufQuant, MatchesDequantizedTransformersAndLlamaCpp) {
+  const Ref ref = load_ref(GetParam());
+  ASSERT_EQ(ref.ids.size(), 64u);
+  herd::ModelOptions opt;
+  opt.device = kDevice;
+  opt.n_threads = 2;
+  opt.max_context = 128;
+  std::unique_ptr<herd::Model> model;
+  const herd::Status loaded = herd::Model::load(kDir + "quant-" + GetParam() + ".gguf", opt, &model);
+  ASSERT_TRUE(loaded) << loaded.message();
+  std::vector<float> logits;
+  ASSERT_TRUE(model->logits(ref.ids, /*all_positions=*/true, &logits));
+  ASSERT_EQ(logits.size(), ref.logits.size());
+
+  // On CUDA the weights are dequantized to BF16 at upload, which rounds them once more.
+  const float scale = max_abs(ref.logits);
+  const float d_ref = max_diff(logits, ref.logits);
+  EXPECT_LE(d_ref / scale, kDevice == "cpu" ? 1e-4f : 2e-2f) << "vs transformers on dequantized weights";
+
+  // llama.cpp's 8-bit activations put it 0.016-0.021 (max abs) from the exact reference on these
+  // files (make_gguf_fixtures.py prints it); herd must be no further from it than twice that.
+  const float d_cpp_ref = max_diff(ref.logits, ref.llamacpp), d_cpp = max_diff(logits, ref.llamacpp);
+  EXPECT_LE(d_cpp, 2.f * d_cpp_ref + 1e-3f) << "vs llama.cpp; the exact reference is " << d_cpp_ref << " away";
+  EXPECT_GE(top1_agreement(logits, ref.llamacpp, size_t(model->info().n_vocab)), 0.95);
+  std::printf("%s: dtype %s, max|herd - transformers| %.3g, max|herd - llama.cpp| %.3g (reference %.3g), scale %.3g\n",
+              GetParam().c_str(), model->info().dtype.c_str(), d_ref, d_cpp, d_cpp_ref, scale);
+}
+
+INSTANTIATE_TEST_SUITE_P(Files, GgufQuant, testing::Values("Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q5_K_M"));
+
+}  // namespace
