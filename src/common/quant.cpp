@@ -3,15 +3,17 @@
 #include <cstring>
 
 #include "common/check.h"
+#include "common/quant-blocks.h"
 
 namespace herd {
-namespace {
 
 float f16_at(const uint8_t* p) {
   uint16_t h;
   std::memcpy(&h, p, 2);
   return f16_to_f32(h);
 }
+
+namespace {
 
 // Q8_0: f16 scale d, then 32 int8 q; x = d * q.
 void block_q8_0(const uint8_t* b, float* y) {
@@ -54,51 +56,64 @@ void scale_min_k4(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   }
 }
 
+}  // namespace
+
 // Q4_K: f16 d, f16 dmin, 12 bytes of scales, 128 bytes of nibbles. Eight sub-blocks of 32;
 // each 64 elements share 32 bytes (low nibbles first, then high); x = d*scale*q - dmin*min.
 // Q5_K adds 32 bytes qh after the scales: bit 2k (low nibbles) and 2k+1 (high nibbles) of
 // qh[l] is the fifth bit of element l of the k-th 64-element group.
-void block_q45_k(const uint8_t* b, float* y, bool five_bits) {
-  const float d = f16_at(b), dmin = f16_at(b + 2);
+// Q6_K: 128 bytes ql (low 4 bits), 64 bytes qh (top 2 bits), 16 int8 scales (one per 16
+// elements), f16 d; x = d * scale * (q - 32). Each half of 128 elements uses 64 ql and 32 qh.
+KBlock unpack_k(DType t, const uint8_t* b) {
+  KBlock k;
+  if (t == DType::q6_k) {
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
+    k.d = f16_at(b + 208);
+    k.group = 16;
+    for (int g = 0; g < 16; ++g) k.scale[g] = sc[g];
+    for (int half = 0; half < 2; ++half, ql += 64, qh += 32) {
+      int8_t* q = k.q + 128 * half;
+      for (int l = 0; l < 32; ++l) {
+        q[l] = int8_t(int((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+        q[l + 32] = int8_t(int((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        q[l + 64] = int8_t(int((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        q[l + 96] = int8_t(int((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      }
+    }
+    return k;
+  }
+  const bool five_bits = t == DType::q5_k;
+  k.d = f16_at(b);
+  k.dmin = f16_at(b + 2);
+  k.group = 32;
   const uint8_t* scales = b + 4;
   const uint8_t* qh = b + 16;
   const uint8_t* q = five_bits ? b + 48 : b + 16;
-  for (int g = 0; g < 4; ++g, q += 32) {
+  for (int g = 0; g < 8; ++g) {
     uint8_t sc, mn;
-    scale_min_k4(2 * g, scales, &sc, &mn);
-    const float d1 = d * float(sc), m1 = dmin * float(mn);
-    scale_min_k4(2 * g + 1, scales, &sc, &mn);
-    const float d2 = d * float(sc), m2 = dmin * float(mn);
+    scale_min_k4(g, scales, &sc, &mn);
+    k.scale[g] = sc;
+    k.min[g] = mn;
+  }
+  for (int g = 0; g < 4; ++g, q += 32) {
     const uint8_t lo_bit = uint8_t(1u << (2 * g)), hi_bit = uint8_t(2u << (2 * g));
     for (int l = 0; l < 32; ++l) {
-      const int high_lo = five_bits && (qh[l] & lo_bit) ? 16 : 0;
-      const int high_hi = five_bits && (qh[l] & hi_bit) ? 16 : 0;
-      y[l] = d1 * float((q[l] & 0xF) + high_lo) - m1;
-      y[l + 32] = d2 * float((q[l] >> 4) + high_hi) - m2;
+      k.q[64 * g + l] = int8_t((q[l] & 0xF) + (five_bits && (qh[l] & lo_bit) ? 16 : 0));
+      k.q[64 * g + 32 + l] = int8_t((q[l] >> 4) + (five_bits && (qh[l] & hi_bit) ? 16 : 0));
     }
-    y += 64;
   }
+  return k;
 }
 
-// Q6_K: 128 bytes ql (low 4 bits), 64 bytes qh (top 2 bits), 16 int8 scales (one per 16
-// elements), f16 d; x = d * scale * (q - 32). Each half of 128 elements uses 64 ql and 32 qh.
-void block_q6_k(const uint8_t* b, float* y) {
-  const uint8_t* ql = b;
-  const uint8_t* qh = b + 128;
-  const auto* sc = reinterpret_cast<const int8_t*>(b + 192);
-  const float d = f16_at(b + 208);
-  for (int half = 0; half < 2; ++half, ql += 64, qh += 32, sc += 8, y += 128) {
-    for (int l = 0; l < 32; ++l) {
-      const int is = l / 16;
-      const int q1 = int((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-      const int q2 = int((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-      const int q3 = int((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-      const int q4 = int((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-      y[l] = d * float(sc[is]) * float(q1);
-      y[l + 32] = d * float(sc[is + 2]) * float(q2);
-      y[l + 64] = d * float(sc[is + 4]) * float(q3);
-      y[l + 96] = d * float(sc[is + 6]) * float(q4);
-    }
+namespace {
+
+void block_k(DType t, const uint8_t* b, float* y) {
+  const KBlock k = unpack_k(t, b);
+  for (int g = 0; g < 256 / k.group; ++g) {
+    const float d = k.d * float(k.scale[g]), m = k.dmin * float(k.min[g]);
+    for (int l = g * k.group; l < (g + 1) * k.group; ++l) y[l] = d * float(k.q[l]) - m;
   }
 }
 
@@ -129,9 +144,9 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
           case DType::q8_0: block_q8_0(b, dst); break;
           case DType::q4_0: block_q4_0(b, dst); break;
           case DType::q4_1: block_q4_1(b, dst); break;
-          case DType::q4_k: block_q45_k(b, dst, false); break;
-          case DType::q5_k: block_q45_k(b, dst, true); break;
-          case DType::q6_k: block_q6_k(b, dst); break;
+          case DType::q4_k:
+          case DType::q5_k:
+          case DType::q6_k: block_k(t, b, dst); break;
           default: break;
         }
       }

@@ -131,7 +131,8 @@ def transformers_logits(cfg, sd, ids):
     from transformers import LlamaForCausalLM
     model = LlamaForCausalLM(cfg).float().eval()
     missing, unexpected = model.load_state_dict(sd, strict=False)
-    assert not unexpected and all("rotary" in m for m in missing), (missing, unexpected)
+    tied = ["lm_head.weight"] if cfg.tie_word_embeddings else []
+    assert not unexpected and all("rotary" in m or m in tied for m in missing), (missing, unexpected)
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0].float().numpy()
 
