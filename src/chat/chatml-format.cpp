@@ -15,7 +15,8 @@ PromptText render_chatml(const Conversation& c, const std::optional<std::string>
     p.add_content(content);
     p.add_template("<|im_end|>\n");
   };
-  if (default_system && (c.messages.empty() || c.messages.front().role != "system")) turn("system", *default_system);
+  // The templates write it inside their message loop, so an empty conversation has none.
+  if (default_system && !c.messages.empty() && c.messages.front().role != "system") turn("system", *default_system);
   for (size_t i = 0; i < c.messages.size(); ++i) {
     const Message& m = c.messages[i];
     HERD_REQUIRE(m.tool_calls.empty(), "conversation: message ", i,
