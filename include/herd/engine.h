@@ -120,7 +120,8 @@ class HERD_API Engine {
 
   const ModelInfo& info() const;
   EngineStats stats() const;
-  // Whether the model directory had a tokenizer: then events carry text.
+  // Whether the model had a tokenizer (in its directory, or inside its GGUF file): then events
+  // carry text.
   bool has_tokenizer() const;
 
   // Queues a request (with n_samples > 1, its samples have ids *id .. *id + n_samples - 1).

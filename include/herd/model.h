@@ -32,8 +32,9 @@ struct ModelInfo {
 
 class HERD_API Model {
  public:
-  // path: a Hugging Face model directory (config.json + *.safetensors) or a Meta one
-  // (params.json + *.safetensors). On failure *out is untouched and the Status says why.
+  // path: a Hugging Face model directory (config.json + *.safetensors), a Meta one
+  // (params.json + *.safetensors) or a llama.cpp GGUF file (docs/gguf.md). On failure *out is
+  // untouched and the Status says why.
   static Status load(const std::string& path, const ModelOptions& options, std::unique_ptr<Model>* out);
   ~Model();
   Model(const Model&) = delete;

@@ -16,8 +16,9 @@ namespace herd {
 
 class HERD_API Tokenizer {
  public:
-  // path: Meta's tiktoken tokenizer.model, a tokenizer.json, a SentencePiece .model, or a
-  // directory holding tokenizer.json or tokenizer.model. The format is read from the content,
+  // path: Meta's tiktoken tokenizer.model, a tokenizer.json, a SentencePiece .model, a GGUF
+  // model (its embedded vocabulary), or a directory holding tokenizer.json or tokenizer.model.
+  // The format is read from the content,
   // never the name. On failure *out is untouched and the Status names the file and the reason.
   static Status load(const std::string& path, std::unique_ptr<Tokenizer>* out);
   ~Tokenizer();

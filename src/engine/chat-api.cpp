@@ -116,8 +116,8 @@ Status render_prompt(const Conversation& conversation, std::string* text) {
 Status render_prompt_ids(const Conversation& conversation, const Tokenizer& tokenizer, bool special_in_content,
                          std::vector<int32_t>* ids) {
   chat::PromptText prompt;
-  if (Status s = guarded([&] { prompt = chat::render_chat(chat::detect_chat_format(tokenizer.chat_template()), to_internal(conversation)); }); !s)
-    return s;
+  const chat::ChatFormat format = chat::detect_chat_format(tokenizer.chat_template());
+  if (Status s = guarded([&] { prompt = chat::render_chat(format, to_internal(conversation)); }); !s) return s;
   std::vector<int32_t> out;
   if (special_in_content) {
     if (Status s = tokenizer.encode(prompt.text(), true, false, &out); !s) return s;

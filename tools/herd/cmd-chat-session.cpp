@@ -1,7 +1,7 @@
 // One `herd chat` conversation: each request renders the whole conversation and lets the
-// engine's prefix cache skip what it has already computed; replies stream through
-// ToolCallStream so that raw call text never reaches the screen; tool calls are answered by
-// the configured commands (or the user) and generation goes on.
+// engine's prefix cache skip what it has already computed; in the Llama 3.1 format replies stream
+// through ToolCallStream so that raw call text never reaches the screen, and tool calls are
+// answered by the configured commands (or the user) and generation goes on.
 #include <algorithm>
 #include <ctime>
 #include <fstream>
@@ -49,6 +49,32 @@ std::string rate(int64_t tokens, double s) {
   return o.str();
 }
 
+// The reply on its way to the screen: through the tool-call parser in the Llama 3.1 format, so
+// that raw call text is never shown; as it comes in formats without tool calling (ChatML), where
+// text that looks like a call is only text.
+class ReplyText {
+ public:
+  ReplyText(bool tool_calls, const herd::ToolParseOptions& options) : tool_calls_(tool_calls), stream_(options) {}
+  bool tool_calls() const { return tool_calls_; }
+  void push(std::string_view text, std::string* visible) {
+    if (tool_calls_) return stream_.push(text, visible);
+    visible->append(text);
+    raw_.append(text);
+  }
+  herd::ParsedCompletion finish(std::string* visible, bool stopped) {
+    if (tool_calls_) return stream_.finish(visible);
+    herd::ParsedCompletion p;
+    p.content = raw_;
+    p.end = stopped ? herd::CompletionEnd::eot : herd::CompletionEnd::length;
+    return p;
+  }
+
+ private:
+  bool tool_calls_;
+  herd::ToolCallStream stream_;
+  std::string raw_;
+};
+
 }  // namespace
 
 struct ChatSession::Completion {
@@ -86,7 +112,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
     out_.info("cannot render the conversation: " + s.message());
     return TurnEnd::failed;
   }
-  herd::ToolCallStream stream(parse_options_);
+  ReplyText stream(herd::prompt_format(tokenizer_) == herd::PromptFormat::llama3, parse_options_);
   std::string visible;
   bool ended = false;  // by the prefill
   if (first_round && !options_.prefill.empty()) {
@@ -148,7 +174,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
     }
     if (interrupts_) interrupts_->clear();
     // The engine leaves the end token's text out of the reply; the parser needs it for `end`.
-    if (finish == herd::FinishReason::stop && last_token >= 0 && is_end_token(last_token))
+    if (stream.tool_calls() && finish == herd::FinishReason::stop && last_token >= 0 && is_end_token(last_token))
       stream.push(last_token == eom_id_ ? "<|eom_id|>" : "<|eot_id|>", &visible);
     last_ = {usage.prompt_tokens, usage.cached_prompt_tokens, usage.completion_tokens, seconds(first - start),
              seconds(last - first)};
@@ -162,12 +188,12 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
   if (finish == herd::FinishReason::cancelled) {
     // Keep what was shown: the held-back rest may be raw call text, which is never printed.
     std::string held;
-    c->parsed = stream.finish(&held);
+    c->parsed = stream.finish(&held, false);
     c->parsed.content = std::move(visible);
     c->parsed.tool_calls.clear();
     return TurnEnd::interrupted;
   }
-  c->parsed = stream.finish(&visible);
+  c->parsed = stream.finish(&visible, finish == herd::FinishReason::stop);
   out_.reply(visible);
   if (finish == herd::FinishReason::error) return TurnEnd::failed;
   const bool capped_by_context = options_.max_tokens == 0 || room < options_.max_tokens;

@@ -53,7 +53,7 @@ k::ElemType elem_type(DType t, const char* what) {
     case DType::f32: return k::ElemType::f32;
     case DType::f16: return k::ElemType::f16;
     case DType::bf16: return k::ElemType::bf16;
-    case DType::i32: break;
+    default: break;  // i32, and quantized types, which upload_weight turns into bf16
   }
   HERD_CHECK(false, what, ": dtype ", dtype_name(t), " is not a stored element type");
   return k::ElemType::f32;
@@ -65,7 +65,9 @@ cudaDataType_t cuda_type(DType t) {
     case DType::f16: return CUDA_R_16F;
     case DType::bf16: return CUDA_R_16BF;
     case DType::i32: return CUDA_R_32I;
+    default: break;  // quantized weights are bf16 on the device
   }
+  HERD_CHECK(false, "dtype ", dtype_name(t), " has no cuBLAS type");
   return CUDA_R_32F;
 }
 
@@ -340,8 +342,8 @@ class CudaBackend final : public Backend {
     const size_t row_bytes = dtype_nbytes(host.dtype, cols);
     Tensor t = alloc_uninit(DType::bf16, host.shape);
     const int64_t slab = std::max<int64_t>(1, (int64_t(8) << 20) / (cols * 2));  // ~8 MiB of bf16
-    std::vector<float> row(size_t(cols));
-    std::vector<uint16_t> staged(size_t(std::min(slab, rows) * cols));
+    std::vector<float> row(static_cast<size_t>(cols));
+    std::vector<uint16_t> staged(static_cast<size_t>(std::min(slab, rows) * cols));
     for (int64_t r0 = 0; r0 < rows; r0 += slab) {
       const int64_t n = std::min(slab, rows - r0);
       for (int64_t r = 0; r < n; ++r) {
