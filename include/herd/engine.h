@@ -51,6 +51,10 @@ struct GenerateRequest {
   // The logprob of each prompt token given those before it (evaluation scores choices this
   // way), delivered in one Event::Type::prompt before the first token.
   bool prompt_logprobs = false;
+  // The first prompt token to score (>= 1). The tokens before position from - 1 may then come
+  // from the prefix cache, so a shared context (multiple-choice evaluation: one request per
+  // choice) is computed once; only tokens from .. n-1 are scored and returned.
+  int prompt_logprobs_from = 1;
   // Several samples of one prompt: the prompt is computed once and its KV blocks shared (copied
   // on first write). Sample i has RequestId first + i and seed + i; only sample 0 carries
   // prompt logprobs. generate() takes 1 only.
@@ -78,7 +82,8 @@ struct Event {
   int32_t token = -1;  // Type::token: the new id
   float logprob = 0.0f;                 // with SamplingOptions::logprobs > 0
   std::vector<Logprob> top_logprobs;    // the most likely alternatives, best first
-  std::vector<Logprob> prompt_logprobs;  // Type::prompt: prompt tokens 1..n-1 (token 0 has no context)
+  // Type::prompt: prompt tokens prompt_logprobs_from .. n-1 (token 0 has no context)
+  std::vector<Logprob> prompt_logprobs;
   std::string text;    // UTF-8 that became complete with this event ("" without a tokenizer)
   FinishReason finish_reason = FinishReason::stop;  // Type::finished
   Usage usage;                                      // Type::finished

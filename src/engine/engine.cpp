@@ -266,14 +266,15 @@ struct Engine::Impl {
     take_token(c, logits);
   }
 
-  // Row j of a prompt chunk starting at position p scores prompt token p + j + 1. A chunk
-  // recomputed after preemption scores nothing twice: tokens are appended in order, once.
+  // Row j of a prompt chunk starting at position p scores prompt token p + j + 1, kept from
+  // logprobs_from on. A chunk recomputed after preemption scores nothing twice: tokens are
+  // appended in order, once.
   template <typename RowFn>
   static void collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, const RowFn& logits_row) {
     const int64_t start = item.seq->n_computed - item.n_new;  // n_computed was advanced already
     for (int64_t j = 0; j < item.n_new; ++j) {
       const int64_t scored = start + j + 1;
-      if (scored >= l.seq.n_prompt || scored != int64_t(l.prompt_lp.size()) + 1) continue;
+      if (scored >= l.seq.n_prompt || scored != l.seq.logprobs_from + int64_t(l.prompt_lp.size())) continue;
       const int32_t token = l.seq.tokens[size_t(scored)];
       l.prompt_lp.push_back({token, position_logprobs(logits_row(first_row + size_t(j)), token, 0).token.logprob});
     }
@@ -412,6 +413,11 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     HERD_REQUIRE(so.logprobs >= 0 && so.logprobs <= 20, "logprobs must lie in [0, 20], got ", so.logprobs);
     l->n_logprobs = so.logprobs;
     l->seq.prompt_logprobs = r.prompt_logprobs;
+    if (r.prompt_logprobs)
+      HERD_REQUIRE(r.prompt_logprobs_from >= 1 && r.prompt_logprobs_from <= int64_t(l->seq.tokens.size()),
+                   "prompt_logprobs_from must lie in [1, ", l->seq.tokens.size(), "] for a prompt of ",
+                   l->seq.tokens.size(), " tokens, got ", r.prompt_logprobs_from);
+    l->seq.logprobs_from = r.prompt_logprobs_from;
     if (!so.stop.empty()) {
       HERD_REQUIRE(e.tokenizer, "stop strings need a tokenizer in the model directory");
       l->stops = std::make_unique<StopStringMatcher>(so.stop);

@@ -72,10 +72,13 @@ std::vector<ScheduledSeq> Scheduler::schedule() {
   // Then waiting sequences, in order, while blocks and budget last.
   while (!waiting_.empty() && budget > 0 && int32_t(running_.size()) < max_seqs_) {
     Sequence* s = waiting_.front();
-    // Prompt logprobs need every prompt position's logits, so such sequences compute them all.
-    // Matching all tokens (not only the prompt) lets a preempted sequence find its own blocks.
-    if (s->n_computed == 0 && !s->prompt_logprobs)
-      s->n_computed = s->n_cached = kv_.match_prefix(s->id, s->tokens, int64_t(s->tokens.size()));
+    // Prompt logprobs need the logits of every position from logprobs_from - 1 on, so only the
+    // tokens before it may come from the cache. Otherwise matching all tokens (not only the
+    // prompt) lets a preempted sequence find its own blocks.
+    if (s->n_computed == 0) {
+      const int64_t limit = s->prompt_logprobs ? s->logprobs_from : int64_t(s->tokens.size());
+      s->n_computed = s->n_cached = kv_.match_prefix(s->id, s->tokens, limit);
+    }
     const ScheduledSeq item = take(s);
     if (!fits(item)) {
       kv_.release(s->id);  // the matched blocks stay cached for the next try

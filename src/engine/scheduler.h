@@ -21,7 +21,8 @@ struct Sequence {
   int64_t n_prompt = 0;
   int64_t n_computed = 0;         // tokens whose K/V are in the cache
   int64_t max_tokens = 0;
-  bool prompt_logprobs = false;   // every prompt position needs its logits row
+  bool prompt_logprobs = false;   // prompt positions from logprobs_from - 1 on need logits rows
+  int64_t logprobs_from = 1;      // the first prompt token scored; those before may be cached
   int64_t n_cached = 0;           // tokens its last admission found in the prefix cache
 
   int64_t n_generated() const { return int64_t(tokens.size()) - n_prompt; }

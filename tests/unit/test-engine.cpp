@@ -339,6 +339,36 @@ TEST(Engine, PrefixCacheServesASharedPromptOnce) {
   EXPECT_EQ(e->stats().kv_blocks_free, e->stats().kv_blocks_total);
 }
 
+// Scoring only the tail of a prompt (multiple-choice evaluation): with prompt_logprobs_from = 40
+// the first 39 tokens may come from the prefix cache; the logprobs equal the full run's.
+TEST(Engine, PromptLogprobsFromAPositionUseThePrefixCache) {
+  const auto ids = reference_ids();
+  herd::GenerateRequest full;
+  full.prompt.assign(ids.begin(), ids.begin() + 50);
+  full.max_tokens = 1;
+  full.prompt_logprobs = true;
+  herd::GenerateResult all;
+  auto e = load(cpu());
+  ASSERT_TRUE(e->generate(full, &all));  // also leaves the prompt's three full blocks cached
+  EXPECT_EQ(all.usage.cached_prompt_tokens, 0) << "scoring from token 1 computes every position";
+  ASSERT_EQ(all.prompt_logprobs.size(), 49u);
+
+  herd::GenerateRequest tail = full;
+  tail.prompt_logprobs_from = 40;
+  herd::GenerateResult part;
+  ASSERT_TRUE(e->generate(tail, &part));
+  // Position 39 must be computed for token 40's logprob: the cache gives the 2 blocks before it.
+  EXPECT_EQ(part.usage.cached_prompt_tokens, 32);
+  ASSERT_EQ(part.prompt_logprobs.size(), 10u);
+  for (size_t i = 0; i < part.prompt_logprobs.size(); ++i) {
+    EXPECT_EQ(part.prompt_logprobs[i].token, all.prompt_logprobs[i + 39].token);
+    EXPECT_NEAR(part.prompt_logprobs[i].logprob, all.prompt_logprobs[i + 39].logprob, 1e-5) << "token " << 40 + i;
+  }
+  tail.prompt_logprobs_from = 51;
+  herd::RequestId id;
+  EXPECT_EQ(e->submit(tail, &id).code(), herd::Status::Code::invalid_input);
+}
+
 // Four samples of one 60-token prompt under a 12-block budget: alone each needs 5 blocks (20 in
 // all); sharing the prompt's three full blocks, with the partial fourth copied on first write,
 // they need 11. Sample i equals a request of its own with seed + i.
