@@ -61,8 +61,9 @@ def main(root):
                             if CUDA_HEADERS.match(inc) and not rel.startswith(CUDA_OK):
                                 bad.append(f"{rel}:{n}: includes CUDA header <{inc}>")
                             continue
-                        if os.path.exists(os.path.join(dirpath, inc)) and "/" not in inc:
-                            continue  # a sibling file of the same module
+                        local = os.path.normpath(os.path.join(dirpath, inc))
+                        if os.path.exists(local) and module_of(os.path.relpath(local, root)) == mod:
+                            continue  # a file of the same module, by its path from the including file
                         if not any(inc.startswith(p) for p in ALLOWED[mod]):
                             bad.append(f"{rel}:{n}: {mod} may not include \"{inc}\"")
     for b in bad:

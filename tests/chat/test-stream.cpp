@@ -33,7 +33,7 @@ Fed feed_by_tokens(const std::string& completion) {
 }
 
 TEST(ToolCallStream, CallsNeverReachTheScreen) {
-  for (const std::string completion : {
+  for (const std::string& completion : {
            std::string("<|python_tag|>brave_search.call(query=\"latest price of 1oz gold\")<|eom_id|>"),
            std::string("<|python_tag|>def is_prime(n):\n    return n > 1<|eom_id|>"),
            std::string(R"({"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>)"),
@@ -59,7 +59,7 @@ TEST(ToolCallStream, CallsNeverReachTheScreen) {
 
 // Plain prose, and text that only looks like the start of a call, is shown in full.
 TEST(ToolCallStream, ProseFlowsThrough) {
-  for (const std::string completion : {
+  for (const std::string& completion : {
            std::string("The answer is 4.<|eot_id|>"),
            std::string("Use a dict like {x: 1} or a set {1, 2}. [1] is a citation.<|eot_id|>"),
            std::string(R"(JSON {"city": "Paris"} is data, not a call.)"),

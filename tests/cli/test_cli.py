@@ -61,7 +61,7 @@ ref_logits = read_safetensors(REF + ".safetensors")["logits_bf16"]
 ids = ",".join(map(str, ref["input_ids"]))
 
 rc, out, err = run("--help")
-check("--help lists the commands", rc == 0 and all(c in out.decode() for c in ("logits", "generate", "tokenize", "make-model")),
+check("--help lists the commands", rc == 0 and all(c in out.decode() for c in ("logits", "generate", "tokenize", "make-model", "perplexity")),
       out[:300])
 for sub in ("logits", "generate", "tokenize", "detokenize", "make-model"):
     rc, out, _ = run(sub, "--help")
@@ -175,6 +175,26 @@ try:
     rc, out, err = run("generate", "-m", full, "-p", "hi", "--chat", "-n", "2", "--json", "--device", "cpu")
     check("generate --chat", rc == 0 and len(want_chat) > 20
           and json.loads(out)["usage"]["prompt_tokens"] == len(want_chat), out + err.encode())
+
+    # perplexity: exp of the mean -logprob of each text token after BOS, as generate --prompt-logprobs
+    # gives them for BOS + the text's ids; windows of --ctx score every text token once.
+    text = os.path.join(tmp, "text.txt")
+    with open(text, "w") as f:
+        f.write("The keeper climbed the tower every evening and polished the lens until it shone.")
+    rc, out, _ = run("tokenize", "-m", TOKENIZER, "--bos", stdin=open(text, "rb").read())
+    text_ids = json.loads(out)
+    rc, out, err = run("generate", "-m", full, "--ids", ",".join(map(str, text_ids)), "-n", "1", "--json",
+                       "--device", "cpu", "--prompt-logprobs")
+    lps = [p["logprob"] for p in json.loads(out)["samples"][0]["prompt_logprobs"][1:]] if rc == 0 else [0]
+    rc, out, err = run("perplexity", "-m", full, "-f", text, "--json", "--device", "cpu")
+    ppl = json.loads(out) if rc == 0 else {}
+    check("perplexity = exp(mean -prompt logprob)", rc == 0 and ppl["n_tokens"] == len(text_ids) - 1
+          and abs(ppl["perplexity"] - math.exp(-sum(lps) / len(lps))) < 1e-3 * ppl["perplexity"], out + err.encode())
+    rc, out, err = run("perplexity", "-m", full, "-f", text, "--json", "--device", "cpu", "--ctx", "5")
+    check("perplexity --ctx windows score every token once",
+          rc == 0 and json.loads(out)["n_tokens"] == len(text_ids) - 1, out + err.encode())
+    expect_bad_input("perplexity of a missing file", ["perplexity", "-m", full, "-f", os.path.join(tmp, "nope.txt")],
+                     "nope.txt: cannot open")
 
     # Bad input: exit 2, one line on stderr naming what and why, nothing on stdout.
     expect_bad_input("missing model dir", ["logits", "-m", os.path.join(tmp, "nope"), "--ids", "1"], "no such file")

@@ -114,7 +114,7 @@ TEST_F(SmolLM2, AnswersSimpleQuestions) {
   };
   for (const auto& [question, answer] : qa) {
     herd::Conversation c;
-    c.messages.push_back({"user", question});
+    c.messages.push_back({"user", question, false, {}});
     herd::GenerateRequest r;
     ASSERT_TRUE(herd::render_prompt_ids(c, *tok, false, &r.prompt));
     r.max_tokens = 160;

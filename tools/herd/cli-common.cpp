@@ -24,7 +24,7 @@ void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float&
 }  // namespace
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
-  cmd->add_option("-m,--model", f.path, "Model directory (Hugging Face config.json or Meta params.json, with *.safetensors)")
+  cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors) or a GGUF file")
       ->required();
   add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.meta_rope_factor);
   cmd->add_option("--ctx", f.options.max_context, "KV cache capacity in tokens (clamped to the model's context)")

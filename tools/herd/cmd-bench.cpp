@@ -172,7 +172,7 @@ void add_bench_command(CLI::App& app, int& rc) {
   auto f = std::make_shared<BenchFlags>();
   CLI::App* cmd = app.add_subcommand(
       "bench", "Prefill (pp) and decode (tg) throughput through the batching engine; medians over --reps runs");
-  cmd->add_option("-m,--model", f->model, "Model directory");
+  cmd->add_option("-m,--model", f->model, "Model directory or GGUF file");
   cmd->add_option("--synthetic", f->synthetic,
                   "A preset from models/ (llama-3.1-8b, llama-3.2-1b, ...) or a config.json: random weights in memory");
   cmd->add_option("--layers", f->spec.n_layer, "Synthetic: override the number of layers");

@@ -66,6 +66,14 @@ int run_chat(ChatFlags& f, bool builtin_given) {
 
   std::unique_ptr<herd::Tokenizer> tokenizer;
   if (int rc = report(herd::Tokenizer::load(f.model, &tokenizer))) return rc;
+  // The prompt format comes from the model's chat template; only Llama 3.1's has tool calling.
+  const herd::PromptFormat format = herd::prompt_format(*tokenizer);
+  if (format == herd::PromptFormat::unsupported)
+    return report(herd::Status::invalid_input(f.model + ": its chat template is neither Llama 3.1's nor ChatML; "
+                                              "use `herd generate -p` with a prompt you render yourself"));
+  if (format != herd::PromptFormat::llama3 && (f.session.tools || f.session.builtin_tools))
+    return report(herd::Status::invalid_input(f.model + ": this model's prompt format (ChatML) has no tool calling; "
+                                              "drop --tools and --builtin-tools"));
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
   const herd::EngineStats st = engine->stats();
@@ -115,7 +123,7 @@ void add_chat_command(CLI::App& app, int& rc) {
                                      : "plain line reading (this build has no libedit, so no line editing)") +
           ", /help for commands, Ctrl-C stops a reply. Piped: each stdin line is one user turn, and each reply is "
           "followed by a line holding only 0x1E (ASCII record separator); everything else goes to stderr.");
-  cmd->add_option("-m,--model", f->model, "Model directory with its tokenizer")->required();
+  cmd->add_option("-m,--model", f->model, "Model directory with its tokenizer, or a GGUF file; the prompt format (Llama 3.1 or ChatML) follows its chat template")->required();
   cmd->add_option("--system", f->session.system, "System message");
   cmd->add_option("--tools", f->tools_file, "JSON file: a list of JSON-schema function definitions");
   auto* builtin = cmd->add_option("--builtin-tools", f->builtin_tools,

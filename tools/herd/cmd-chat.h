@@ -1,6 +1,6 @@
 // `herd chat` (docs/chat.md): the pieces shared by its files. cmd-chat.cpp holds the flags,
-// cmd-chat-session.cpp one conversation and its tool loop, cmd-chat-tool-exec.cpp the tool
-// commands, cmd-chat-input.cpp line reading and Ctrl-C, cmd-chat-repl.cpp the two front ends.
+// cmd-chat-session.cpp one conversation and its tool loop (tool commands run through
+// subprocess.h), cmd-chat-input.cpp line reading and Ctrl-C, cmd-chat-repl.cpp the two front ends.
 #pragma once
 
 #include <atomic>
@@ -16,26 +16,19 @@
 #include <vector>
 
 #include "herd/herd.h"
+#include "subprocess.h"
 
 namespace herd_cli::chat {
 
-// --- tool commands (cmd-chat-tool-exec.cpp)
+// --- tool commands: `/bin/sh -c command` with the call on stdin, under a timeout and an output
+// cap (subprocess.h)
 
-struct ToolLimits {
-  double timeout_s = 30;
-  int64_t output_cap = 64 << 10;  // bytes of stdout
-};
-
-struct ToolOutcome {
-  bool ok = false;
-  std::string output;  // the command's stdout when ok
-  std::string error;   // one line saying what went wrong otherwise
-};
-
-// Runs `/bin/sh -c command` in its own process group with `input` on stdin. The whole group is
-// killed on a timeout, on output beyond the cap, or once *stop turns true (Ctrl-C).
-ToolOutcome run_tool_command(const std::string& command, const std::string& input, const ToolLimits& limits,
-                             const std::atomic<bool>& stop);
+using ToolLimits = SubprocessLimits;
+using ToolOutcome = SubprocessResult;
+inline ToolOutcome run_tool_command(const std::string& command, const std::string& input, const ToolLimits& limits,
+                                    const std::atomic<bool>& stop) {
+  return run_subprocess(command, input, limits, stop);
+}
 
 // --- Ctrl-C and line input (cmd-chat-input.cpp)
 

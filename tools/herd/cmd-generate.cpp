@@ -20,15 +20,15 @@ void add_generate_command(CLI::App& app, int& rc) {
       "Continue a prompt through the batching engine; stops at the model's end-of-sequence ids, a --stop string, or "
       "after -n tokens. Prints text when the model directory has a tokenizer, else ids; the KV capacity goes to "
       "stderr. Sampling defaults come from generation_config.json, greedy without it.");
-  cmd->add_option("-m,--model", f->model, "Model directory (config.json or params.json, *.safetensors, tokenizer)")
+  cmd->add_option("-m,--model", f->model, "Model: a directory (config.json or params.json, *.safetensors, tokenizer) or a GGUF file")
       ->required();
   auto* ids_opt = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids (no BOS is added)");
   auto* p_opt = cmd->add_option("-p,--prompt", f->prompt,
-                                "Prompt text, encoded by the model directory's tokenizer with BOS first; "
+                                "Prompt text, encoded by the model's tokenizer (BOS first when the model adds one); "
                                 "special-token text stays plain text");
   ids_opt->excludes(p_opt);
   auto* chat_opt = cmd->add_flag("--chat", f->chat,
-                                 "-p TEXT is one user turn, rendered in the Llama 3.1 chat format (docs/prompt-format.md)");
+                                 "-p TEXT is one user turn, rendered in the model's chat format: Llama 3.1, or ChatML when its template is ChatML (docs/prompt-format.md)");
   auto* aliases_opt = cmd->add_flag("--aliases", f->aliases,
                                     "In -p TEXT, the brief's notation <<start>> <<system>> <<user>> <<assistant>> "
                                     "<<ipython>> <<end>> <<stop>> <<continue>> stands for the special tokens, and "

@@ -84,7 +84,7 @@ void add_prompt_commands(CLI::App& app, int& rc) {
   CLI::App* prompt = app.add_subcommand(
       "prompt", "Render a conversation as the exact Llama 3.1 prompt (the official Hugging Face chat template)");
   prompt->add_option("-m,--model", flags->model,
-                     "Tokenizer file or model directory (read only with --ids)")->required();
+                     "Tokenizer file, model directory or GGUF file (read only with --ids, whose prompt follows its chat format)")->required();
   prompt->add_option("--conversation", flags->conversation,
                      "JSON file: {\"messages\": [...], \"tools\"?, \"custom_tools\"?, \"builtin_tools\"?, "
                      "\"date_string\"?, \"tools_in_user_message\"?, \"add_generation_prompt\"?} or "

@@ -41,5 +41,7 @@ void add_bench_command(CLI::App& app, int& rc);
 void add_tokenize_commands(CLI::App& app, int& rc);  // tokenize and detokenize
 void add_prompt_commands(CLI::App& app, int& rc);    // prompt and toolcall
 void add_chat_command(CLI::App& app, int& rc);
+void add_perplexity_command(CLI::App& app, int& rc);
+void add_eval_command(CLI::App& app, int& rc);
 
 }  // namespace herd_cli

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   herd_cli::add_tokenize_commands(app, rc);
   herd_cli::add_prompt_commands(app, rc);
   herd_cli::add_chat_command(app, rc);
+  herd_cli::add_perplexity_command(app, rc);
+  herd_cli::add_eval_command(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

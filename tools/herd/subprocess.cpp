@@ -1,9 +1,8 @@
-// Running a configured tool command: fork/exec of /bin/sh -c, the call's JSON written to its
-// stdin and its stdout read back, both through non-blocking pipes under one poll loop so that a
-// command that neither reads nor exits cannot stall the chat.
+// Running a shell command under limits (subprocess.h).
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,9 +12,9 @@
 #include <cstdio>
 #include <string>
 
-#include "cmd-chat.h"
+#include "subprocess.h"
 
-namespace herd_cli::chat {
+namespace herd_cli {
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -31,23 +30,36 @@ std::string exit_description(int status) {
   return "ended abnormally";
 }
 
+void set_limit(int resource, const std::optional<int64_t>& value) {
+  if (!value) return;
+  const rlimit r{rlim_t(*value), rlim_t(*value)};
+  setrlimit(resource, &r);
+}
+
 // The child: its own process group (a timeout kills whatever it started too), the pipes as
-// stdin/stdout, stderr shared with herd so that its complaints are seen.
-[[noreturn]] void exec_child(const std::string& command, int in_fd, int out_fd) {
+// stdin/stdout, stderr shared with herd unless merged into stdout. Only async-signal-safe calls
+// between fork and exec: herd has other threads.
+[[noreturn]] void exec_child(const char* command, const char* cwd, const SubprocessLimits& limits, int in_fd, int out_fd) {
   setpgid(0, 0);
   dup2(in_fd, STDIN_FILENO);
   dup2(out_fd, STDOUT_FILENO);
+  if (limits.merge_stderr) dup2(out_fd, STDERR_FILENO);
+  set_limit(RLIMIT_AS, limits.memory_bytes);
+  set_limit(RLIMIT_CPU, limits.cpu_seconds);
+  set_limit(RLIMIT_FSIZE, limits.file_bytes);
+  set_limit(RLIMIT_CORE, limits.core_bytes);
+  if (*cwd && chdir(cwd) != 0) _exit(126);
   // herd ignores SIGPIPE, and an ignored signal would stay ignored across exec.
   signal(SIGPIPE, SIG_DFL);
-  execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+  execl("/bin/sh", "sh", "-c", command, static_cast<char*>(nullptr));
   _exit(127);
 }
 
 }  // namespace
 
-ToolOutcome run_tool_command(const std::string& command, const std::string& input, const ToolLimits& limits,
-                             const std::atomic<bool>& stop) {
-  ToolOutcome out;
+SubprocessResult run_subprocess(const std::string& command, const std::string& input, const SubprocessLimits& limits,
+                                const std::atomic<bool>& stop) {
+  SubprocessResult out;
   int to_child[2], from_child[2];
   if (pipe2(to_child, O_CLOEXEC) != 0) return {false, "", "cannot create a pipe"};
   if (pipe2(from_child, O_CLOEXEC) != 0) {
@@ -56,7 +68,7 @@ ToolOutcome run_tool_command(const std::string& command, const std::string& inpu
     return {false, "", "cannot create a pipe"};
   }
   const pid_t pid = fork();
-  if (pid == 0) exec_child(command, to_child[0], from_child[1]);
+  if (pid == 0) exec_child(command.c_str(), limits.cwd.c_str(), limits, to_child[0], from_child[1]);
   close(to_child[0]);
   close(from_child[1]);
   int in_fd = to_child[1], out_fd = from_child[0];
@@ -131,7 +143,6 @@ ToolOutcome run_tool_command(const std::string& command, const std::string& inpu
   }
   if (failure.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) failure = exit_description(status);
   if (!failure.empty()) {
-    out.output.clear();
     out.error = "the command " + failure;
     return out;
   }
@@ -139,4 +150,4 @@ ToolOutcome run_tool_command(const std::string& command, const std::string& inpu
   return out;
 }
 
-}  // namespace herd_cli::chat
+}  // namespace herd_cli
