@@ -41,5 +41,16 @@ TEST(Progress, PlainLinesWhenNotATerminal) {
   std::fclose(f);
 }
 
+TEST(Progress, NoRepeatedLastLine) {
+  std::FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  Progress p("perplexity", 1, "windows", f);
+  p.update(1, 100);  // shown at once: it is the first state and the last
+  p.finish();
+  const std::string s = contents(f);
+  EXPECT_EQ(std::count(s.begin(), s.end(), '\n'), 1) << s;
+  std::fclose(f);
+}
+
 }  // namespace
 }  // namespace herd_cli

@@ -45,6 +45,8 @@ void Progress::draw(bool final) {
   const Clock::time_point now = Clock::now();
   const double since_draw = std::chrono::duration<double>(now - last_draw_).count();
   if (!final && drawn_ && since_draw < (terminal_ ? 0.1 : line_interval_s)) return;
+  // A log already holds the last state when nothing moved since: no second, identical line.
+  if (final && !terminal_ && drawn_ && done_ == drawn_done_) return;
   const std::string text = line(std::chrono::duration<double>(now - start_).count());
   // On a terminal the line is redrawn in place (\r, then clear to the end of the line).
   if (terminal_) std::fprintf(out_, "\r%s\x1b[K%s", text.c_str(), final ? "\n" : "");
@@ -52,6 +54,7 @@ void Progress::draw(bool final) {
   std::fflush(out_);
   last_draw_ = now;
   drawn_ = true;
+  drawn_done_ = done_;
 }
 
 }  // namespace herd_cli

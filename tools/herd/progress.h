@@ -33,6 +33,7 @@ class Progress {
   bool terminal_;
   Clock::time_point start_ = Clock::now(), last_draw_{};
   bool drawn_ = false;
+  int64_t drawn_done_ = 0;  // done_ when the last line was drawn
 };
 
 // "1:05", "1:02:03"; "?" for an unknown (infinite or negative) time.
