@@ -14,11 +14,13 @@ namespace {
 enum TokenType : int64_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
 
 Pretokenizer pretokenizer_named(std::string_view pre, const std::string& source) {
-  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") return {kLlama3Pattern, false};
+  // "smaug-bpe" is what llama.cpp's converter calls a Llama 3 vocabulary whose tokenizer.json adds no
+  // BOS: the same pattern.
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3" || pre == "smaug-bpe") return {kLlama3Pattern, false};
   if (pre == "smollm") return {std::string(kGpt2Pattern), true};
   if (pre == "default" || pre == "gpt-2" || pre == "gpt2") return {std::string(kGpt2Pattern), false};
   fail_input(source, ": key \"tokenizer.ggml.pre\" names the pre-tokenizer \"", pre,
-             "\", which herd does not know (it knows llama-bpe, smollm and default)");
+             "\", which herd does not know (it knows llama-bpe, smaug-bpe, smollm and default)");
 }
 
 }  // namespace

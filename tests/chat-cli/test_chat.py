@@ -172,10 +172,10 @@ try:
     stats = read_until(lambda b: b"prefix cache" in b[mark:], 5)
     check("pty: the chat goes on after Ctrl-C", second and stats, buf[-300:])
     os.write(fd, b"\x03")
-    armed = read_until(lambda b: b"Ctrl-C again to quit" in b[mark:], 5)
+    armed = read_until(lambda b: b"Ctrl-C again to quit" in b[mark:], 10)
     os.write(fd, b"\x03")
     status = None
-    for _ in range(100):
+    for _ in range(400):  # up to 20 s: under a loaded ctest -j the engine's shutdown can be slow
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
