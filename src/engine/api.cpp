@@ -54,7 +54,7 @@ Status Model::logits(const std::vector<int32_t>& ids, bool all_positions, std::v
     impl_->check_ids(ids, 0);
     Batch b;
     b.add_sequence(ids, 0, int64_t(ids.size()), impl_->blocks, kBlockSize,
-                   all_positions ? Batch::Rows::all : Batch::Rows::last);
+                   all_positions ? int64_t(ids.size()) : 1);
     *out = impl_->m->llama->forward(b);
   });
 }
@@ -69,8 +69,7 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
     int64_t n_computed = 0;
     for (int i = 0; i < max_new; ++i) {
       Batch b;
-      b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize,
-                     Batch::Rows::last);
+      b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize, 1);
       n_computed = int64_t(tokens.size());
       const int32_t tok = impl_->m->llama->forward_greedy(b)[0];
       tokens.push_back(tok);

@@ -168,11 +168,13 @@ struct Engine::Impl {
     if (work.empty()) return;
     // Plain greedy steps pick tokens on the device; anything else needs the logits rows. Which
     // rows each sequence has is read before advance() moves its n_computed.
-    std::vector<Batch::Rows> rows(work.size());
+    std::vector<int64_t> rows(work.size());
+    std::vector<bool> scores(work.size());
     bool want_logits = false;
     for (size_t i = 0; i < work.size(); ++i) {
-      rows[i] = work[i].rows();
-      want_logits |= rows[i] == Batch::Rows::all || (work[i].emits && live.at(work[i].seq->id)->needs_logits());
+      rows[i] = work[i].n_rows();
+      scores[i] = work[i].scores_prompt();
+      want_logits |= (scores[i] && rows[i] > 0) || (work[i].emits && live.at(work[i].seq->id)->needs_logits());
     }
     std::vector<float> logits;  // [n_rows, n_vocab] when want_logits
     std::vector<int32_t> next;  // [n_rows] otherwise
@@ -196,8 +198,8 @@ struct Engine::Impl {
     for (size_t i = 0; i < work.size(); ++i) {
       const ScheduledSeq& item = work[i];
       Live& l = *live.at(item.seq->id);
-      const size_t n_rows = rows[i] == Batch::Rows::all ? size_t(item.n_new) : rows[i] == Batch::Rows::last ? 1 : 0;
-      if (rows[i] == Batch::Rows::all) collect_prompt_logprobs(l, item, row, logits_row);
+      const size_t n_rows = size_t(rows[i]);
+      if (scores[i]) collect_prompt_logprobs(l, item, row, n_rows, logits_row);
       row += n_rows;
       if (!item.emits) continue;
       if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
@@ -266,14 +268,15 @@ struct Engine::Impl {
     take_token(c, logits);
   }
 
-  // Row j of a prompt chunk starting at position p scores prompt token p + j + 1, kept from
-  // logprobs_from on. A chunk recomputed after preemption scores nothing twice: tokens are
-  // appended in order, once.
+  // The chunk's rows cover its last n_rows positions; the row of position p scores prompt token
+  // p + 1, kept from logprobs_from on. A chunk recomputed after preemption scores nothing twice:
+  // tokens are appended in order, once.
   template <typename RowFn>
-  static void collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, const RowFn& logits_row) {
-    const int64_t start = item.seq->n_computed - item.n_new;  // n_computed was advanced already
-    for (int64_t j = 0; j < item.n_new; ++j) {
-      const int64_t scored = start + j + 1;
+  static void collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, size_t n_rows,
+                                      const RowFn& logits_row) {
+    const int64_t first_pos = item.seq->n_computed - int64_t(n_rows);  // n_computed was advanced already
+    for (int64_t j = 0; j < int64_t(n_rows); ++j) {
+      const int64_t scored = first_pos + j + 1;
       if (scored >= l.seq.n_prompt || scored != l.seq.logprobs_from + int64_t(l.prompt_lp.size())) continue;
       const int32_t token = l.seq.tokens[size_t(scored)];
       l.prompt_lp.push_back({token, position_logprobs(logits_row(first_row + size_t(j)), token, 0).token.logprob});

@@ -107,7 +107,7 @@ Batch Scheduler::make_batch(const std::vector<ScheduledSeq>& step) const {
   Batch b;
   for (const ScheduledSeq& item : step)
     b.add_sequence(item.seq->tokens, item.seq->n_computed, item.n_new, kv_.blocks(item.seq->id), kv_.block_size(),
-                   item.rows());
+                   item.n_rows());
   return b;
 }
 

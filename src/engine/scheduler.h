@@ -5,6 +5,7 @@
 // sequence is preempted (its blocks freed, recomputed later); nothing is lost.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -33,13 +34,16 @@ struct ScheduledSeq {
   int64_t n_new;  // tokens computed this step
   bool emits;     // the step reaches its last token, so it makes the next one
 
-  // Which of its tokens get logits rows: every one while a prompt that wants logprobs is being
-  // computed, else the last when it emits.
-  Batch::Rows rows() const {
-    if (seq->prompt_logprobs && seq->n_computed < seq->n_prompt) return Batch::Rows::all;
-    return emits ? Batch::Rows::last : Batch::Rows::none;
+  // The chunk computes prompt positions whose logits score prompt tokens.
+  bool scores_prompt() const { return seq->prompt_logprobs && seq->n_computed < seq->n_prompt; }
+  // How many of its new tokens, always the last ones, get logits rows: those from position
+  // logprobs_from - 1 on while a prompt is scored (its last one also makes the next token), else
+  // the last when it emits.
+  int64_t n_rows() const {
+    if (scores_prompt())
+      return std::clamp<int64_t>(seq->n_computed + n_new - std::max(seq->n_computed, seq->logprobs_from - 1), 0, n_new);
+    return emits ? 1 : 0;
   }
-  int64_t n_rows() const { return rows() == Batch::Rows::all ? n_new : rows() == Batch::Rows::last ? 1 : 0; }
 };
 
 class Scheduler {

@@ -17,13 +17,11 @@ struct Batch {
   int32_t max_blocks = 0;
   std::vector<int32_t> logits_rows;      // [n_rows]: tokens whose logits are wanted
 
-  // Which of a sequence's new tokens get a logits row: none (a prefill chunk), the last (the
-  // next token), or all (prompt logprobs, and the reference tests).
-  enum class Rows { none, last, all };
-
-  // Appends tokens[n_computed, n_computed + n_new) of a sequence whose KV lives in `blocks`.
+  // Appends tokens[n_computed, n_computed + n_new) of a sequence whose KV lives in `blocks`. The
+  // last n_rows of them get logits rows: 0 (a prefill chunk), 1 (the next token), n_new (every
+  // position: the reference tests), or the positions a prompt is scored from (prompt logprobs).
   void add_sequence(const std::vector<int32_t>& tokens, int64_t n_computed, int64_t n_new,
-                    const std::vector<int32_t>& blocks, int32_t block_size, Rows rows);
+                    const std::vector<int32_t>& blocks, int32_t block_size, int64_t n_rows);
   int64_t n_tokens() const { return int64_t(ids.size()); }
   int64_t n_seqs() const { return int64_t(seq_lens.size()); }
 };

@@ -169,7 +169,8 @@ try:
     os.write(fd, b"\x03")
     read_until(lambda b: b"[stopped]" in b[mark:], 5)
     os.write(fd, b"/stats\r")
-    stats = read_until(lambda b: b"prefix cache" in b[mark:], 5)
+    # The Ctrl-C below must reach an empty prompt: wait for the prompt after the stats.
+    stats = read_until(lambda b: b"prefix cache" in b[mark:] and b">>> " in b[b.rfind(b"prefix cache"):], 10)
     check("pty: the chat goes on after Ctrl-C", second and stats, buf[-300:])
     os.write(fd, b"\x03")
     armed = read_until(lambda b: b"Ctrl-C again to quit" in b[mark:], 10)
@@ -184,7 +185,7 @@ try:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
     check("pty: a second Ctrl-C at an empty prompt quits", armed and status is not None
-          and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status)
+          and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"armed={armed} status={status} {buf[-400:]}")
     os.close(fd)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -37,7 +37,7 @@ class Batching : public testing::Test {
   // Logits at every position of `tokens`, in one pass.
   std::vector<float> one_pass(const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks) {
     Batch b;
-    b.add_sequence(tokens, 0, int64_t(tokens.size()), blocks, kBlock, Batch::Rows::all);
+    b.add_sequence(tokens, 0, int64_t(tokens.size()), blocks, kBlock, int64_t(tokens.size()));
     return model_->forward(b);
   }
 
@@ -65,7 +65,7 @@ TEST_F(Batching, ChunkedPrefillEqualsOnePass) {
     for (int64_t start = 0; start < int64_t(ids_.size()); start += chunk) {
       const int64_t n = std::min<int64_t>(chunk, int64_t(ids_.size()) - start);
       Batch b;
-      b.add_sequence(ids_, start, n, blocks_from(2), kBlock, Batch::Rows::all);
+      b.add_sequence(ids_, start, n, blocks_from(2), kBlock, n);
       const auto part = model_->forward(b);
       got.insert(got.end(), part.begin(), part.end());
     }
@@ -87,13 +87,13 @@ TEST_F(Batching, MixedPrefillAndDecodeEqualsSeparatePasses) {
   // Fresh caches for the mixed run: recompute A's first 40 and B's first 10 in their own blocks.
   for (auto [seq, n, first] : {std::tuple{&a, 40, 20}, std::tuple{&bseq, 10, 21}}) {
     Batch warm;
-    warm.add_sequence(*seq, 0, n, blocks_from(first), kBlock, Batch::Rows::last);
+    warm.add_sequence(*seq, 0, n, blocks_from(first), kBlock, 1);
     model_->forward(warm);
   }
   Batch mixed;
-  mixed.add_sequence(a, 40, 1, blocks_from(20), kBlock, Batch::Rows::last);
-  mixed.add_sequence(bseq, 10, 13, blocks_from(21), kBlock, Batch::Rows::all);
-  mixed.add_sequence(c, 0, 5, blocks_from(50), kBlock, Batch::Rows::all);
+  mixed.add_sequence(a, 40, 1, blocks_from(20), kBlock, 1);
+  mixed.add_sequence(bseq, 10, 13, blocks_from(21), kBlock, 13);
+  mixed.add_sequence(c, 0, 5, blocks_from(50), kBlock, 5);
   EXPECT_EQ(mixed.logits_rows.size(), 1u + 13u + 5u);
   mixed.logits_rows = {0, 5, 13, 14, 18};  // A's token; B at positions 14 and 22; C at 0 and 4
   const auto got = model_->forward(mixed);
