@@ -1,6 +1,7 @@
 #include "model/load-gguf.h"
 
 #include <algorithm>
+#include <cstdint>
 
 #include "common/check.h"
 
@@ -32,7 +33,10 @@ void read_rope_scaling(const GgufFile& f, ModelConfig& c) {
 std::vector<int32_t> stop_ids(const GgufFile& f) {
   std::vector<int32_t> ids;
   for (const char* key : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
-    if (auto id = f.get_int(key); id && std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(int32_t(*id));
+    if (auto id = f.get_int(key); id && std::find(ids.begin(), ids.end(), *id) == ids.end()) {
+      HERD_REQUIRE(*id >= 0 && *id <= INT32_MAX, f.source(), ": key \"", key, "\" is ", *id, ", not a token id");
+      ids.push_back(int32_t(*id));
+    }
   return ids;
 }
 
@@ -68,11 +72,14 @@ ModelConfig read_config(const GgufFile& f) {
                  " rows");
   c.tied_embeddings = f.tensor("output.weight") == nullptr;
   c.dtype = embd->dtype;
-  c.bos_id = int32_t(f.get_int("tokenizer.ggml.bos_token_id").value_or(-1));
+  const int64_t bos = f.get_int("tokenizer.ggml.bos_token_id").value_or(-1);
+  HERD_REQUIRE(bos >= -1 && bos < c.n_vocab, src, ": key \"tokenizer.ggml.bos_token_id\" is ", bos,
+               ", outside the vocabulary of ", c.n_vocab);
+  c.bos_id = int32_t(bos);
   c.eos_ids = stop_ids(f);
   c.qk_layout = QkLayout::interleaved;  // llama.cpp's converter permutes HF rows into Meta's order
-  read_rope_scaling(f, c);
   validate_config(c, src);
+  read_rope_scaling(f, c);  // after validation: head_dim sizes what it reads
   return c;
 }
 
