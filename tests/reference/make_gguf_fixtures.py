@@ -15,7 +15,8 @@ It writes to tests/data/gguf/:
       byte vocabulary (byte 0xFF replaced by " t", so that there is one merge). Their reference logits are tests/data/reference/NAME.safetensors.
   quant-{Q8_0,Q4_0,Q4_1,Q4_K_M,Q5_K_M}.gguf
       one random 256-wide model, converted to F32 and quantized by llama.cpp's quantizer
-      (llama_model_quantize); Q4_K_M holds Q4_K and Q6_K tensors, Q5_K_M Q5_K and Q6_K.
+      (llama_model_quantize); Q4_K_M holds Q4_K and Q6_K tensors, Q5_K_M Q5_K and Q6_K. Its
+      generation_config.json (temperature 0.7, top_p 0.8, top_k 40) becomes general.sampling.* keys.
   quant-*.ref.safetensors
       ids F32 [64] (token ids, exact in F32, which herd's safetensors reader takes); logits F32 [64, 256] from transformers run on the weights that the PyPI-style
       gguf-py numpy dequantizers recover from the file (q/k rows un-permuted); logits_llamacpp
@@ -169,6 +170,9 @@ def make_quant_model(tmp):
                 p.uniform_(0.5, 1.5)
     d = Path(tmp) / "quant-src"
     model.save_pretrained(d)
+    # Sampling defaults, which the converter writes as general.sampling.* keys.
+    (d / "generation_config.json").write_text(json.dumps({"do_sample": True, "temperature": 0.7, "top_p": 0.8,
+                                                           "top_k": 40, "bos_token_id": 1, "eos_token_id": 2}))
     return d, cfg
 
 

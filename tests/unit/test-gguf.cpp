@@ -69,6 +69,33 @@ TEST(GgufFile, ReadsMetadataOfEveryKind) {
   EXPECT_EQ(f.tensor("rope_freqs.weight")->shape, (herd::Shape{32}));
 }
 
+// llama.cpp's converter writes generation_config.json's sampling defaults as general.sampling.*
+// (temperature 0.7, top_p 0.8, top_k 40 in the fixture); unset options take them, as for a
+// Hugging Face directory.
+TEST(GgufFile, SamplingDefaultsComeFromTheFile) {
+  herd::EngineOptions o;
+  o.device = "cpu";
+  o.n_threads = 2;
+  o.kv_memory = 8 << 20;
+  std::unique_ptr<herd::Engine> e;
+  ASSERT_TRUE(herd::Engine::load(kDir + "quant-Q8_0.gguf", o, &e));
+  herd::GenerateRequest r;
+  for (int32_t i = 0; i < 12; ++i) r.prompt.push_back((i * 37 + 5) % 256);
+  r.max_tokens = 24;
+  r.ignore_eos = true;
+  r.sampling.seed = 5;
+  herd::GenerateResult by_default, explicit_options, greedy;
+  ASSERT_TRUE(e->generate(r, &by_default));
+  r.sampling.temperature = 0.7f;
+  r.sampling.top_p = 0.8f;
+  r.sampling.top_k = 40;
+  ASSERT_TRUE(e->generate(r, &explicit_options));
+  r.sampling.temperature = 0.0f;
+  ASSERT_TRUE(e->generate(r, &greedy));
+  EXPECT_EQ(by_default.ids, explicit_options.ids);
+  EXPECT_NE(by_default.ids, greedy.ids);
+}
+
 // A copy of a fixture with some bytes changed, and what loading it must say.
 class CorruptGguf : public testing::Test {
  protected:
