@@ -3,17 +3,15 @@
 #include <cstring>
 
 #include "common/check.h"
-#include "common/quant-blocks.h"
 
 namespace herd {
+namespace {
 
-float f16_at(const uint8_t* p) {
+float f16_at(const uint8_t* p) {  // a little-endian f16 at p, as f32
   uint16_t h;
   std::memcpy(&h, p, 2);
   return f16_to_f32(h);
 }
-
-namespace {
 
 // Q8_0: f16 scale d, then 32 int8 q; x = d * q.
 void block_q8_0(const uint8_t* b, float* y) {
@@ -56,7 +54,16 @@ void scale_min_k4(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   }
 }
 
-}  // namespace
+// One K-quant block (256 elements) as integers: element i is d*scale[g]*q[i] - dmin*min[g] with
+// g = i / group. Q4_K and Q5_K have 8 groups of 32 with a min; Q6_K has 16 groups of 16 with
+// signed scales, no min, and q already centred (q - 32).
+struct KBlock {
+  float d = 0.f, dmin = 0.f;
+  int group = 32;
+  int8_t q[256];
+  int16_t scale[16] = {};
+  int16_t min[16] = {};
+};
 
 // Q4_K: f16 d, f16 dmin, 12 bytes of scales, 128 bytes of nibbles. Eight sub-blocks of 32;
 // each 64 elements share 32 bytes (low nibbles first, then high); x = d*scale*q - dmin*min.
@@ -106,8 +113,6 @@ KBlock unpack_k(DType t, const uint8_t* b) {
   }
   return k;
 }
-
-namespace {
 
 void block_k(DType t, const uint8_t* b, float* y) {
   const KBlock k = unpack_k(t, b);

@@ -2,20 +2,14 @@
 // loglikelihoods and outputs, against values worked out by hand.
 #include <gtest/gtest.h>
 
+#include "parse-item.h"
 #include "score.h"
 
 namespace herd_cli::eval {
 namespace {
 
-TaskItem item_of(const std::string& line) {
-  TaskItem item;
-  const herd::Status s = parse_task_line(line, "t.jsonl:1", "t", &item);
-  EXPECT_TRUE(s) << s.message();
-  return item;
-}
-
 TEST(Score, MultipleChoiceAccVersusAccNorm) {
-  const TaskItem item = item_of(R"({"id": "q", "subject": "geo", "context": "The capital of France is",
+  const TaskItem item = parse_ok(R"({"id": "q", "subject": "geo", "context": "The capital of France is",
                                     "choices": ["Paris", "a city in Europe"], "answer": 1})");
   // " Paris" at -5 wins on the sum; per character "a city in Europe" (16 chars) at -8 gives -0.5
   // against Paris's -1: acc_norm picks it.
@@ -37,7 +31,7 @@ TestOutcome no_tests(const TestCommand&, const std::string&) {
 }
 
 TEST(Score, ExactMatchAndMajorityWithATie) {
-  const TaskItem item = item_of(R"j({"id": "g", "prompt": "p", "answer": "#### 5", "extract": "last_number", "n": 4})j");
+  const TaskItem item = parse_ok(R"j({"id": "g", "prompt": "p", "answer": "#### 5", "extract": "last_number", "n": 4})j");
   const Generation& g = std::get<Generation>(item.kind);
   // 5 and 7 get two votes each: the tie goes to 5, seen first. Sample 0 says 5: em = 1.
   ItemResult r = score_generation(item, g, "p", {"so 5", "it is 7", "7.0", "5.00"}, no_tests);
@@ -56,13 +50,13 @@ TEST(Score, ExactMatchAndMajorityWithATie) {
 }
 
 TEST(Score, OneSampleHasEmOnly) {
-  const TaskItem item = item_of(R"j({"id": "g", "prompt": "p", "answer": "(B)", "extract": "choice_letter"})j");
+  const TaskItem item = parse_ok(R"j({"id": "g", "prompt": "p", "answer": "(B)", "extract": "choice_letter"})j");
   const ItemResult r = score_generation(item, std::get<Generation>(item.kind), "p", {"The answer is B."}, no_tests);
   EXPECT_EQ(r.metrics.values, (std::map<std::string, double>{{"em", 1.0}}));
 }
 
 TEST(Score, PassAtKFromATestCommand) {
-  const TaskItem item = item_of(R"({"id": "h", "prompt": "p", "n": 5, "pass_at": [1, 3],
+  const TaskItem item = parse_ok(R"({"id": "h", "prompt": "p", "n": 5, "pass_at": [1, 3],
                                     "test": {"command": "unused", "prefix": "def f():\n"}})");
   std::vector<std::string> tested;
   // A stand-in for the subprocess: an answer passes when it says "ok".
@@ -83,7 +77,7 @@ TEST(Score, PassAtKFromATestCommand) {
 }
 
 TEST(Score, AnExtractRuleChoosesWhatIsTested) {
-  const TaskItem item = item_of(R"({"id": "h", "prompt": "p", "n": 2, "extract": "regex",
+  const TaskItem item = parse_ok(R"({"id": "h", "prompt": "p", "n": 2, "extract": "regex",
                                     "pattern": "```python\\n([\\s\\S]*?)```", "test": {"command": "unused"}})");
   std::vector<std::string> tested;
   const TestRunner fake = [&](const TestCommand&, const std::string& answer) {

@@ -4,17 +4,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "parse-item.h"
 #include "task-file.h"
 
 namespace herd_cli::eval {
 namespace {
-
-TaskItem parse_ok(const std::string& line) {
-  TaskItem item;
-  const herd::Status s = parse_task_line(line, "t.jsonl:1", "t", &item);
-  EXPECT_TRUE(s) << s.message();
-  return item;
-}
 
 // The error for one line, which must name the origin.
 std::string error_of(const std::string& line) {
