@@ -22,7 +22,12 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
   const float* row = logits + blockIdx.x * stride;
   float v = -INFINITY;
   int idx = INT_MAX;
-  for (int i = threadIdx.x; i < n_vocab; i += kThreads) better(v, idx, row[i], i);  // NaN never wins
+  bool bad = false;  // a NaN or an infinity: the row has no meaningful maximum
+  for (int i = threadIdx.x; i < n_vocab; i += kThreads) {
+    bad |= !isfinite(row[i]);
+    better(v, idx, row[i], i);
+  }
+  const bool row_bad = __syncthreads_or(bad);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float v2 = __shfl_xor_sync(0xffffffffu, v, o);
@@ -41,7 +46,7 @@ __global__ void __launch_bounds__(kThreads) argmax_kernel(const float* __restric
       const int i2 = __shfl_xor_sync(0xffffffffu, idx, o);
       better(v, idx, v2, i2);
     }
-    if (lane == 0) out[blockIdx.x] = idx == INT_MAX ? 0 : idx;
+    if (lane == 0) out[blockIdx.x] = row_bad ? -1 : idx;
   }
 }
 

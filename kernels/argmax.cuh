@@ -5,8 +5,8 @@
 
 namespace herd::kernels {
 
-// out[r] = the index of the largest logits[r, :]; ties go to the lowest index (as std::max_element),
-// NaNs are skipped; a row of NaNs gives 0.
+// out[r] = the index of the largest logits[r, :]; ties go to the lowest index (as std::max_element);
+// -1 when the row holds a NaN or an infinity, which the caller reports instead of picking a token.
 cudaError_t argmax(const float* logits,  // [n_rows, n_vocab], row stride logits_stride
                    int32_t* out,         // [n_rows]
                    int n_rows, int n_vocab, int64_t logits_stride, cudaStream_t stream);

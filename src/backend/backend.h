@@ -90,8 +90,10 @@ class Backend {
                          Tensor& out) = 0;
   // out[n, f] = silu(gate) * up
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
-  // out[r] = the first index of the largest value of row r; x: [n_rows, n] f32; out: i32[n_rows].
-  // Greedy decoding copies one id per sequence back instead of a vocabulary row.
+  // out[r] = the first index of the largest value of row r, or -1 when the row holds a NaN or an
+  // infinity (broken weights or an overflow: reported, never turned into a token).
+  // x: [n_rows, n] f32; out: i32[n_rows]. Greedy decoding copies one id per sequence back instead of
+  // a vocabulary row.
   virtual void argmax(const Tensor& x, Tensor& out) = 0;
 };
 

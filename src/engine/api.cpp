@@ -72,6 +72,7 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
       b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize, 1);
       n_computed = int64_t(tokens.size());
       const int32_t tok = impl_->m->llama->forward_greedy(b)[0];
+      if (tok < 0) throw Error(ErrorKind::internal, non_finite_logits(n_computed - 1));
       tokens.push_back(tok);
       out->push_back(tok);
       if (on_token && !on_token(tok)) break;

@@ -3,6 +3,7 @@
 // worker alone; the mutex guards only the inbox, the cancel list and the event channels.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -64,6 +65,10 @@ struct Live {
     return {seq.tokens.data() + seq.n_prompt, size_t(seq.n_generated())};
   }
 };
+
+bool all_finite(std::span<const float> row) {
+  return std::all_of(row.begin(), row.end(), [](float v) { return std::isfinite(v); });
+}
 
 // The request's options over the model's generation_config.json defaults (greedy without them).
 SamplingParams resolve(const SamplingOptions& o, const GenerationDefaults& g) {
@@ -199,29 +204,44 @@ struct Engine::Impl {
       const ScheduledSeq& item = work[i];
       Live& l = *live.at(item.seq->id);
       const size_t n_rows = size_t(rows[i]);
-      if (scores[i]) collect_prompt_logprobs(l, item, row, n_rows, logits_row);
       row += n_rows;
-      if (!item.emits) continue;
-      if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
-        Event p;
-        p.type = Event::Type::prompt;
-        p.prompt_logprobs = std::move(l.prompt_lp);
-        emit(l.seq.id, std::move(p));
+      // A request that fails here (non-finite logits, a sampler error) ends alone; the step goes on.
+      // A sequence that emits has a row (its last), so row >= 1 there.
+      const RequestId id = item.seq->id;
+      try {
+        if (scores[i]) collect_prompt_logprobs(l, item, row - n_rows, n_rows, logits_row);
+        if (item.emits)
+          emit_step(l, want_logits ? logits_row(row - 1) : std::span<const float>{}, want_logits ? -1 : next[row - 1]);
+      } catch (const std::exception& e) {
+        if (auto it = live.find(id); it != live.end()) finish(*it->second, FinishReason::error, e.what());
       }
-      // The other samples of the request branch off here, before the first one takes its token:
-      // they share its blocks and draw their first tokens from the same logits row.
-      if (!l.forks.empty()) {
-        for (const Fork& f : l.forks) fork(l, f, logits_row(row - 1));
-        l.forks.clear();
-      }
-      if (want_logits) take_token(l, logits_row(row - 1));
-      else take_token(l, {}, next[row - 1]);
     }
+  }
+
+  // What a sequence emits once its next logits row is in: its prompt's logprobs, its forks, and its
+  // next token (sampled from `logits`, or `picked` on the device).
+  void emit_step(Live& l, std::span<const float> logits, int32_t picked) {
+    if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
+      Event p;
+      p.type = Event::Type::prompt;
+      p.prompt_logprobs = std::move(l.prompt_lp);
+      emit(l.seq.id, std::move(p));
+    }
+    // The other samples of the request branch off here, before the first one takes its token:
+    // they share its blocks and draw their first tokens from the same logits row.
+    if (!l.forks.empty()) {
+      for (const Fork& f : l.forks) fork(l, f, logits);
+      l.forks.clear();
+    }
+    take_token(l, logits, picked);
   }
 
   // Appends a token to l (sampled from `logits`, or `picked` on the device), emits it, and ends
   // the request at a stop or its length.
   void take_token(Live& l, std::span<const float> logits, int32_t picked = -1) {
+    // The device marks a row with a NaN or an infinity by -1; a host row is checked here.
+    if (logits.empty() ? picked < 0 : !all_finite(logits))
+      return finish(l, FinishReason::error, non_finite_logits(int64_t(l.seq.tokens.size()) - 1));
     Event e;
     e.token = picked;
     if (!logits.empty()) {
@@ -279,6 +299,7 @@ struct Engine::Impl {
       const int64_t scored = first_pos + j + 1;
       if (scored >= l.seq.n_prompt || scored != l.seq.logprobs_from + int64_t(l.prompt_lp.size())) continue;
       const int32_t token = l.seq.tokens[size_t(scored)];
+      if (!all_finite(logits_row(first_row + size_t(j)))) throw Error(ErrorKind::internal, non_finite_logits(scored - 1));
       l.prompt_lp.push_back({token, position_logprobs(logits_row(first_row + size_t(j)), token, 0).token.logprob});
     }
   }

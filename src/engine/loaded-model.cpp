@@ -58,4 +58,10 @@ void check_token_ids(const std::vector<int32_t>& ids, int64_t n_vocab) {
     HERD_REQUIRE(id >= 0 && id < n_vocab, "token id ", id, " is outside the vocabulary [0, ", n_vocab, ")");
 }
 
+std::string non_finite_logits(int64_t position) {
+  return str_cat("the logits at position ", position,
+                 " are not finite (NaN or infinity): the model's weights hold non-finite values or its activations "
+                 "overflow");
+}
+
 }  // namespace herd

@@ -30,4 +30,7 @@ ModelFiles synthetic_files(const SyntheticModelSpec& spec);
 // Invalid input unless every id lies in [0, n_vocab).
 void check_token_ids(const std::vector<int32_t>& ids, int64_t n_vocab);
 
+// Why a logits row with a NaN or an infinity, the one computed at `position`, yields no token.
+std::string non_finite_logits(int64_t position);
+
 }  // namespace herd

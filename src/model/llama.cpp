@@ -78,7 +78,8 @@ void LlamaModel::ensure_scratch(int64_t n) {
 
 Tensor LlamaModel::run(const Batch& b) {
   const int64_t n = b.n_tokens(), n_seqs = b.n_seqs(), n_rows = int64_t(b.logits_rows.size());
-  HERD_CHECK(n > 0 && n_rows > 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
+  // n_rows may be 0: a prefill chunk that ends before its prompt does needs no logits.
+  HERD_CHECK(n > 0 && n_rows >= 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
   HERD_CHECK(block_size_ > 0, "forward before allocate_kv");
   ensure_scratch(n);
   const int64_t hd = c_.head_dim, q_dim = c_.n_head * hd, kv_dim = c_.n_head_kv * hd;
@@ -139,6 +140,8 @@ Tensor LlamaModel::run(const Batch& b) {
       be_.add_rms_norm(x, xn, layers_[il + 1].attn_norm, c_.norm_eps, xn);  // x += FFN; xn = next attn_norm(x)
   }
 
+  if (n_rows == 0) return Tensor{DType::f32, {0, c_.n_vocab}, nullptr};  // only the KV writes were wanted
+
   // The last residual add, the final norm and the LM head, on the requested rows only: the add is
   // per row, so picking the rows of x and of the last FFN output first and adding them there gives
   // the same values as adding over all n_tokens rows, without the pass over all of them.
@@ -155,12 +158,13 @@ Tensor LlamaModel::run(const Batch& b) {
 std::vector<float> LlamaModel::forward(const Batch& batch) {
   const Tensor logits = run(batch);
   std::vector<float> out(size_t(logits.numel()));
-  be_.read(logits, out.data(), out.size() * sizeof(float));
+  if (!out.empty()) be_.read(logits, out.data(), out.size() * sizeof(float));
   return out;
 }
 
 std::vector<int32_t> LlamaModel::forward_greedy(const Batch& batch) {
   const Tensor logits = run(batch);
+  if (logits.dim(0) == 0) return {};
   Tensor ids = reuse(argmax_, DType::i32, {logits.dim(0)});
   be_.argmax(logits, ids);
   std::vector<int32_t> out(size_t(ids.numel()));

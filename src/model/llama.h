@@ -23,7 +23,8 @@ class LlamaModel {
   // Copies K and V of whole blocks in every layer (copy on write of forked sequences).
   void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to);
 
-  // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab].
+  // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab],
+  // empty when the batch asks for no rows (prefill chunks that end before their prompts do).
   std::vector<float> forward(const Batch& batch);
   // The same, but returns only the argmax of each logits row (greedy decoding).
   std::vector<int32_t> forward_greedy(const Batch& batch);

@@ -1,5 +1,5 @@
 // Kernels called through their launchers, for what the Backend interface cannot reach: argmax's
-// NaN and -inf rules (the CPU backend's std::max_element has none) and the f32 -> 16-bit cast in
+// tie rule and its -1 for rows with a NaN or an infinity, and the f32 -> 16-bit cast in
 // front of cuBLAS. References are plain host loops and the host's own rounding functions
 // (common/dtype.h). Skips cleanly without a GPU.
 #include <gtest/gtest.h>
@@ -46,12 +46,13 @@ TEST(KernelArgmax, MatchesMaxElementWithTiesAndNans) {
     std::normal_distribution<float> dist(0.f, 4.f);
     std::vector<float> logits(size_t(n_rows) * n_vocab);
     for (float& x : logits) x = dist(rng);
-    // Row 1: a tie between two maxima (the lower index must win). Row 2: NaNs scattered.
-    // Row 3: all -inf (index 0). Row 4: the maximum in the very last column.
+    // Row 1: a tie between two maxima (the lower index must win). Row 2: NaNs scattered (-1).
+    // Row 3: all -inf (-1). Row 4: the maximum in the very last column. Row 5: one +inf (-1).
     if (n_vocab > 3) {
       logits[size_t(n_vocab) + 2] = logits[size_t(n_vocab) + n_vocab - 1] = 100.f;
       for (int i = 0; i < n_vocab; i += 3) logits[size_t(2) * n_vocab + i] = NAN;
       logits[size_t(4) * n_vocab + n_vocab - 1] = 1e30f;
+      logits[size_t(5) * n_vocab + 1] = INFINITY;
     }
     std::fill_n(logits.begin() + 3 * n_vocab, n_vocab, -INFINITY);
     std::vector<int32_t> want(n_rows);
@@ -60,6 +61,10 @@ TEST(KernelArgmax, MatchesMaxElementWithTiesAndNans) {
       float bv = -INFINITY;
       for (int i = 0; i < n_vocab; ++i) {
         const float v = logits[size_t(r) * n_vocab + i];
+        if (!std::isfinite(v)) {
+          best = -1;
+          break;
+        }
         if (v > bv) bv = v, best = i;
       }
       want[size_t(r)] = best;

@@ -109,6 +109,29 @@ TEST(Engine, ManyPromptsTogetherEqualEachAlone) {
   EXPECT_EQ(e->stats().n_preemptions, 0);
 }
 
+// Prompts longer than one step are prefilled in chunks, most of which need no logits row: any
+// chunking gives the tokens of the single-pass Model API, alone or beside a short request.
+TEST(Engine, PromptsLongerThanAStepInChunksOfAnySize) {
+  herd::ModelOptions mo;
+  mo.device = "cpu";
+  std::unique_ptr<herd::Model> model;
+  ASSERT_TRUE(herd::Model::load(kModel, mo, &model));
+  const auto ids = reference_ids();
+  herd::GenerateRequest long_r, short_r = requests(1, 4)[0];
+  for (int i = 0; i < 1500; ++i) long_r.prompt.push_back(ids[size_t(i * 7 % 64)] ^ (i % 3));
+  long_r.max_tokens = 4;
+  long_r.ignore_eos = short_r.ignore_eos = true;
+  const std::vector<int32_t> want = alone(*model, long_r), want_short = alone(*model, short_r);
+  for (int64_t chunk : {1, 7, 512}) {
+    herd::EngineOptions o = cpu();
+    o.max_batch_tokens = chunk;
+    auto e = load(o);
+    const auto got = run_together(*e, {long_r, short_r});
+    EXPECT_EQ(got[0], want) << "chunks of " << chunk;
+    EXPECT_EQ(got[1], want_short) << "chunks of " << chunk;
+  }
+}
+
 TEST(Engine, PreemptionUnderAnEightBlockBudgetLosesNothing) {
   const auto rs = requests(20, 40);  // each needs at most 61 tokens = 4 blocks: fits alone
   herd::ModelOptions mo;
@@ -488,6 +511,69 @@ TEST(Engine, SamplingDefaultsComeFromGenerationConfig) {
   EXPECT_EQ(by_default.ids, explicit_options.ids);
   EXPECT_NE(by_default.ids, greedy.ids);
   fs::remove_all(d);
+}
+
+
+// A copy of the test model whose embedding row `token` is NaN (bf16 0x7fc0): any sequence that
+// contains the token gets non-finite logits from there on; the others are untouched.
+std::string model_with_nan_token(int32_t token) {
+  namespace fs = std::filesystem;
+  const fs::path d = fs::temp_directory_path() / ("herd-nan-" + std::to_string(::getpid()));
+  fs::copy(kModel, d, fs::copy_options::recursive | fs::copy_options::overwrite_existing);
+  std::fstream f(d / "model.safetensors", std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t n = 0;
+  f.read(reinterpret_cast<char*>(&n), 8);
+  std::string header(n, '\0');
+  f.read(header.data(), std::streamsize(n));
+  const auto e = nlohmann::json::parse(header)["model.embed_tokens.weight"];
+  EXPECT_EQ(e["dtype"], "BF16");
+  const int64_t cols = e["shape"][1], at = 8 + int64_t(n) + e["data_offsets"][0].get<int64_t>() + token * cols * 2;
+  f.seekp(at);
+  for (int64_t i = 0; i < cols; ++i) f.write("\xc0\x7f", 2);
+  return d.string();
+}
+
+// Non-finite logits end their request with an error naming the position, on every path that
+// reads them (the device argmax, sampling, prompt logprobs); other requests run on untouched.
+TEST(Engine, NonFiniteLogitsEndOnlyTheirRequest) {
+  const int32_t bad = 77;
+  const std::string path = model_with_nan_token(bad);
+  std::unique_ptr<herd::Engine> e;
+  ASSERT_TRUE(herd::Engine::load(path, cpu(), &e));
+  herd::GenerateRequest good = requests(1, 6)[0];
+  for (int32_t& t : good.prompt) t = t == bad ? bad + 1 : t;
+  herd::GenerateResult want;
+  ASSERT_TRUE(load(cpu())->generate(good, &want));
+  for (int variant = 0; variant < 3; ++variant) {
+    herd::GenerateRequest r = good;
+    r.prompt.insert(r.prompt.begin() + 2, bad);  // position 2
+    if (variant == 1) r.sampling.temperature = 0.8f, r.sampling.seed = 1;
+    if (variant == 2) r.prompt_logprobs = true;
+    herd::RequestId bad_id, good_id;
+    ASSERT_TRUE(e->submit(r, &bad_id));
+    ASSERT_TRUE(e->submit(good, &good_id));
+    herd::Event ev;
+    int n_tokens = 0;
+    while (e->next_event(bad_id, &ev)) n_tokens += ev.type == herd::Event::Type::token;
+    EXPECT_EQ(n_tokens, 0) << "variant " << variant;
+    EXPECT_EQ(ev.finish_reason, herd::FinishReason::error) << "variant " << variant;
+    const std::string where = variant == 2 ? "position 2 " : "position " + std::to_string(r.prompt.size() - 1) + " ";
+    EXPECT_NE(ev.error.find(where), std::string::npos) << ev.error;
+    std::vector<int32_t> got;
+    while (e->next_event(good_id, &ev))
+      if (ev.type == herd::Event::Type::token) got.push_back(ev.token);
+    EXPECT_EQ(got, want.ids) << "variant " << variant;
+  }
+  // The single-sequence API reports it as an error Status too.
+  herd::ModelOptions mo;
+  mo.device = "cpu";
+  std::unique_ptr<herd::Model> m;
+  ASSERT_TRUE(herd::Model::load(path, mo, &m));
+  std::vector<int32_t> out;
+  const herd::Status s = m->generate_greedy({1, bad, 3}, 2, &out);
+  EXPECT_FALSE(s);
+  EXPECT_NE(s.message().find("position 2 "), std::string::npos) << s.message();
+  std::filesystem::remove_all(path);
 }
 
 }  // namespace

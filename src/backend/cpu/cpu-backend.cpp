@@ -228,7 +228,8 @@ class CpuBackend final : public Backend {
     const int64_t n = x.dim(-1), n_rows = x.numel() / n;
     for (int64_t r = 0; r < n_rows; ++r) {
       const float* row = f32p(x) + r * n;
-      static_cast<int32_t*>(out.data())[r] = int32_t(std::max_element(row, row + n) - row);
+      const bool finite = std::all_of(row, row + n, [](float v) { return std::isfinite(v); });
+      static_cast<int32_t*>(out.data())[r] = finite ? int32_t(std::max_element(row, row + n) - row) : -1;
     }
   }
 
