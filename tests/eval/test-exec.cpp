@@ -1,9 +1,13 @@
 // Test commands in a subprocess: pass and fail by exit status, a timeout that kills, resource
-// limits, a scratch directory that is removed.
+// limits, a scratch directory that is removed, nothing left running afterwards.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "exec.h"
 
@@ -61,6 +65,35 @@ TEST(Exec, RunsInAScratchDirectoryThatIsRemoved) {
   const std::string dir = r.output.substr(0, r.output.find('\n'));
   EXPECT_NE(dir.find("herd-eval-"), std::string::npos) << dir;
   EXPECT_FALSE(std::filesystem::exists(dir));
+}
+
+// Processes whose command line is exactly `sleep SECONDS`.
+int count_sleeps(const std::string& seconds) {
+  const std::string want = std::string("sleep") + '\0' + seconds + '\0';
+  int n = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream in(entry.path() / "cmdline");
+    const std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    n += cmdline == want ? 1 : 0;
+  }
+  return n;
+}
+
+TEST(Exec, NothingOutlivesTheCommand) {
+  // Markers unique to this process, so that tests running side by side do not see each other's.
+  const std::string in_session = "3001." + std::to_string(getpid()), in_group = "3002." + std::to_string(getpid());
+  // One child in a new session (out of the process group), one in the background of the group;
+  // neither holds the output pipe, so the command ends at once and passes.
+  const TestOutcome r = run_test_command(
+      command("setsid sleep " + in_session + " >/dev/null 2>&1 & sleep " + in_group + " >/dev/null 2>&1 & exit 0"), "", {});
+  EXPECT_TRUE(r.passed) << r.error;
+  EXPECT_EQ(count_sleeps(in_session), 0);
+  EXPECT_EQ(count_sleeps(in_group), 0);
+  // The same on a timeout, with a grandchild that escaped from a child that is still running.
+  ExecLimits limits;
+  limits.timeout_s = 0.3;
+  EXPECT_FALSE(run_test_command(command("sh -c 'setsid sleep " + in_session + " >/dev/null 2>&1 & sleep 30'"), "", limits).passed);
+  EXPECT_EQ(count_sleeps(in_session), 0);
 }
 
 }  // namespace

@@ -1,6 +1,8 @@
 // Answer extraction, each rule against answers worked out by hand (docs/eval.md).
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "extract.h"
 
 namespace herd_cli::eval {
@@ -9,7 +11,9 @@ namespace {
 Extraction rule(ExtractRule r, const char* pattern = nullptr) {
   Extraction e;
   e.rule = r;
-  if (pattern) e.pattern = std::make_shared<const std::regex>(pattern);
+  std::string error;
+  if (pattern) e.pattern = Regex::compile(pattern, &error);
+  EXPECT_EQ(error, "");
   return e;
 }
 
@@ -79,6 +83,32 @@ TEST(Extract, RegexTakesTheFirstMatchsFirstGroup) {
   EXPECT_EQ(scored(rule(ExtractRule::regex, "[0-9]+"), "a 12 b 34"), "12");  // no group: the whole match
   EXPECT_EQ(scored(rule(ExtractRule::regex, "(x)?([0-9]+)"), "7"), "7");      // group 1 unmatched: the whole match
   EXPECT_EQ(scored(rule(ExtractRule::regex, "#### ([0-9]+)"), "nothing"), std::nullopt);
+}
+
+TEST(Extract, ARegexThatBacktracksWildlyFailsFast) {
+  // Exponential backtracking at the first position, and then at every line of a text of short
+  // lines: each search is bounded, and the item is an extraction failure that says why.
+  const Extraction e = rule(ExtractRule::regex, "(.*)*x$");
+  std::string one_line(10000, 'a'), short_lines;
+  one_line[5000] = 'x';
+  while (short_lines.size() < 10000) short_lines += "aaaaaaaaaaaaaaaaaa\n";
+  short_lines += 'x';
+  for (const std::string& text : {one_line, short_lines}) {
+    const auto start = std::chrono::steady_clock::now();
+    std::string error;
+    EXPECT_EQ(extract_answer(e, text, &error), std::nullopt);
+    EXPECT_NE(error.find("backtracked past its limits"), std::string::npos) << error;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 2.0);
+  }
+  std::string error;
+  EXPECT_EQ(extract_answer(e, "aax", &error), "");  // small texts still match: the last empty (.*)
+  EXPECT_EQ(error, "");
+}
+
+TEST(Extract, ABadPatternSaysWhereItBreaks) {
+  std::string error;
+  EXPECT_EQ(Regex::compile("(a", &error), nullptr);
+  EXPECT_NE(error.find("missing closing parenthesis at offset 2"), std::string::npos) << error;
 }
 
 TEST(Extract, RuleNames) {

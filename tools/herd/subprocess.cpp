@@ -2,15 +2,21 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "subprocess.h"
 
@@ -55,10 +61,53 @@ void set_limit(int resource, const std::optional<int64_t>& value) {
   _exit(127);
 }
 
+// The pids whose parent is herd, from /proc/PID/stat ("pid (comm) state ppid ..."; comm may hold
+// spaces and parentheses, so the fields are read after its last ')').
+std::vector<pid_t> herd_children() {
+  std::vector<pid_t> out;
+  const pid_t self = getpid();
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream in(entry.path() / "stat");
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 4 >= stat.size()) continue;
+    if (std::atol(stat.c_str() + paren + 4) == long(self)) out.push_back(pid_t(std::atol(name.c_str())));
+  }
+  return out;
+}
+
+// What a command left behind once it has ended: its process group (background jobs that kept
+// the group), then every remaining descendant. herd is a subreaper, so descendants that left the
+// group or the session (setsid, daemons) are reparented to herd when their parents exit; killing
+// and reaping herd's children until none is left therefore ends them all, grandchildren included.
+// The command's own process must not be reaped yet: its pid, the group's id, stays reserved.
+void kill_leftovers(pid_t pid) {
+  kill(-pid, SIGKILL);
+  while (waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  for (int round = 0; round < 1000; ++round) {
+    const std::vector<pid_t> children = herd_children();
+    if (children.empty()) return;
+    for (pid_t child : children) kill(child, SIGKILL);
+    for (pid_t child : children)
+      while (waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+      }
+  }
+}
+
 }  // namespace
 
 SubprocessResult run_subprocess(const std::string& command, const std::string& input, const SubprocessLimits& limits,
                                 const std::atomic<bool>& stop) {
+  // Orphans reparented to herd cannot be told apart by the command that made them, so commands
+  // run one at a time and each one's leftovers are all of herd's children once it has ended.
+  static std::mutex one_at_a_time;
+  const std::lock_guard lock(one_at_a_time);
+  static std::once_flag subreaper;
+  std::call_once(subreaper, [] { prctl(PR_SET_CHILD_SUBREAPER, 1); });
   SubprocessResult out;
   int to_child[2], from_child[2];
   if (pipe2(to_child, O_CLOEXEC) != 0) return {false, "", "cannot create a pipe"};
@@ -87,7 +136,6 @@ SubprocessResult run_subprocess(const std::string& command, const std::string& i
   if (input.empty()) close_fd(in_fd);
   std::string failure;
   int status = 0;
-  bool exited = false;
   while (failure.empty()) {
     if (stop.load()) {
       failure = "was stopped (Ctrl-C)";
@@ -102,8 +150,11 @@ SubprocessResult run_subprocess(const std::string& command, const std::string& i
     }
     if (out_fd < 0) {
       // stdout is closed; wait for the exit itself (polled: there is no fd to wait on portably).
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        exited = true;
+      // WNOWAIT: the exited process stays a zombie, so that its group id is not reused before
+      // kill_leftovers.
+      siginfo_t info{};
+      if (waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+        status = info.si_code == CLD_EXITED ? W_EXITCODE(info.si_status, 0) : info.si_status;
         break;
       }
       usleep(5000);
@@ -136,11 +187,7 @@ SubprocessResult run_subprocess(const std::string& command, const std::string& i
   }
   close_fd(in_fd);
   close_fd(out_fd);
-  if (!exited) {
-    if (!failure.empty()) kill(-pid, SIGKILL);
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-  }
+  kill_leftovers(pid);  // on a failure too: the kill ends the command itself
   if (failure.empty() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) failure = exit_description(status);
   if (!failure.empty()) {
     out.error = "the command " + failure;

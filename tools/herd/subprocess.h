@@ -30,7 +30,10 @@ struct SubprocessResult {
 };
 
 // The whole process group is killed on a timeout, on output beyond the cap, or once `stop` turns
-// true (Ctrl-C).
+// true (Ctrl-C); and whenever the command ends, whatever it left running is killed too: its
+// process group, then every other descendant (herd makes itself a subreaper on the first call, so
+// that a child that escaped with setsid comes back to it when its parent exits). Calls run one
+// at a time.
 SubprocessResult run_subprocess(const std::string& command, const std::string& input, const SubprocessLimits& limits,
                                 const std::atomic<bool>& stop);
 

@@ -145,17 +145,22 @@ constexpr std::array<std::pair<ExtractRule, const char*>, 5> kNames = {{{Extract
 
 }  // namespace
 
-std::optional<std::string> extract_answer(const Extraction& rule, std::string_view text) {
+std::optional<std::string> extract_answer(const Extraction& rule, std::string_view text, std::string* error) {
   switch (rule.rule) {
     case ExtractRule::exact: return std::string(text);
     case ExtractRule::last_number: return last_number(text);
     case ExtractRule::boxed: return last_boxed(text);
     case ExtractRule::choice_letter: return choice_letter(text);
     case ExtractRule::regex: {
-      std::match_results<std::string_view::const_iterator> m;
-      if (!std::regex_search(text.begin(), text.end(), m, *rule.pattern)) return std::nullopt;
-      const size_t group = rule.pattern->mark_count() >= 1 && m[1].matched ? 1 : 0;
-      return m[group].str();
+      std::string found;
+      switch (rule.pattern->search(text, &found)) {
+        case Regex::Result::match: return found;
+        case Regex::Result::no_match: return std::nullopt;
+        case Regex::Result::too_complex:
+          if (error) *error = "the pattern backtracked past its limits on this output; simplify it";
+          return std::nullopt;
+      }
+      return std::nullopt;
     }
   }
   return std::nullopt;

@@ -18,7 +18,9 @@ namespace herd_cli::eval {
 //   optional "(" or "**" before the letter); failing that, a capital letter that starts the text
 //   ("B", "(B)", "B. Paris");
 // - regex: the first match's first capture group (the whole match when the pattern has no group).
-std::optional<std::string> extract_answer(const Extraction& rule, std::string_view text);
+// When the rule cannot decide (a regex past its backtracking limits) it finds none and, given
+// `error`, says why there.
+std::optional<std::string> extract_answer(const Extraction& rule, std::string_view text, std::string* error = nullptr);
 
 // The compared form of an extracted answer:
 // - exact, regex: without surrounding whitespace;

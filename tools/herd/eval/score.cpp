@@ -57,9 +57,10 @@ ItemResult score_generation(const TaskItem& item, const Generation& gen, const s
     for (size_t i = 0; i < outputs.size(); ++i) {
       ordered_json s = {{"output", outputs[i]}};
       // An explicit rule picks what is tested (a code block out of a chat reply); else the raw output.
-      const std::optional<std::string> answer = gen.has_extract ? extract_answer(gen.extract, outputs[i]) : outputs[i];
+      std::string why = "no answer was extracted";
+      const std::optional<std::string> answer = gen.has_extract ? extract_answer(gen.extract, outputs[i], &why) : outputs[i];
       if (gen.has_extract) s["extracted"] = answer ? ordered_json(*answer) : ordered_json(nullptr);
-      const TestOutcome t = answer ? run_test(*gen.test, *answer) : TestOutcome{false, "no answer was extracted", ""};
+      const TestOutcome t = answer ? run_test(*gen.test, *answer) : TestOutcome{false, why, ""};
       s["passed"] = t.passed;
       if (!t.passed) {
         s["test_error"] = t.error;
@@ -79,9 +80,11 @@ ItemResult score_generation(const TaskItem& item, const Generation& gen, const s
   const std::string reference = *reference_answer(gen.extract.rule, *gen.answer);  // checked at parse time
   std::vector<std::optional<std::string>> answers;
   for (const std::string& out : outputs) {
-    std::optional<std::string> a = extract_answer(gen.extract, out);
+    std::string why;
+    std::optional<std::string> a = extract_answer(gen.extract, out, &why);
     if (a) a = normalize_answer(gen.extract.rule, *a);
     samples.push_back({{"output", out}, {"extracted", a ? ordered_json(*a) : ordered_json(nullptr)}});
+    if (!why.empty()) samples.back()["extract_error"] = why;
     answers.push_back(std::move(a));
   }
   const std::optional<std::string> voted = majority_vote(answers);

@@ -159,11 +159,9 @@ Extraction parse_extraction(Fields& f, bool* explicit_rule) {
     return e;
   }
   if (!pattern) fail("pattern", "missing (\"extract\": \"regex\" needs one)");
-  try {
-    e.pattern = std::make_shared<const std::regex>(*pattern, std::regex::ECMAScript);
-  } catch (const std::regex_error& err) {
-    fail("pattern", std::string("not a valid ECMAScript regular expression (") + err.what() + ")");
-  }
+  std::string error;
+  e.pattern = Regex::compile(*pattern, &error);
+  if (!e.pattern) fail("pattern", "not a valid regular expression (PCRE2: " + error + ")");
   return e;
 }
 

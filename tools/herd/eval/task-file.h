@@ -5,12 +5,12 @@
 
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "herd/herd.h"
+#include "extract-regex.h"
 
 namespace herd_cli::eval {
 
@@ -19,7 +19,7 @@ enum class ExtractRule { exact, last_number, boxed, choice_letter, regex };
 
 struct Extraction {
   ExtractRule rule = ExtractRule::exact;
-  std::shared_ptr<const std::regex> pattern;  // ExtractRule::regex, compiled at parse time
+  std::shared_ptr<const Regex> pattern;  // ExtractRule::regex, compiled at parse time
 };
 
 // Loglikelihood scoring of each choice as a continuation of the context (lm-evaluation-harness's
