@@ -62,16 +62,14 @@ class Backend {
   virtual void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, float eps, Tensor& out) = 0;
   // out[n, m] = x[n, k] * w[m, k]^T
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& out) = 0;
-  // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout, with
-  // angle = float(pos) * inv_freq[i] rounded to f32. pos: i32[n_tokens]; inv_freq: f32[head_dim / 2],
-  // already llama3-scaled.
-  virtual void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) = 0;
   // The paged KV cache of one layer: K and V each [n_blocks, n_head_kv, block_size, head_dim].
   // The backend picks the element type (f32 on the CPU, the reference; bf16 on CUDA).
   virtual DType kv_dtype() const = 0;
-  // What comes between the qkv projections and attention, in one op: rope(q) and rope(k) in place,
-  // then token i's rotated k and its v are written at slot slot_mapping[i] = block * block_size +
-  // offset of the caches; a slot of -1 is skipped (k is still rotated).
+  // What comes between the qkv projections and attention, in one op: RoPE on q and k in place
+  // (the half-split (rotate_half) layout, angle = float(pos) * inv_freq[i] rounded to f32, inv_freq
+  // already llama3-scaled), then token i's rotated k and its v are written at slot
+  // slot_mapping[i] = block * block_size + offset of the caches; a slot of -1 is skipped (k is
+  // still rotated).
   //   q: [n_tokens, n_head, head_dim] f32; k, v: [n_tokens, n_head_kv, head_dim] f32
   //   pos, slot_mapping: i32[n_tokens]; inv_freq: f32[head_dim / 2]
   virtual void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,

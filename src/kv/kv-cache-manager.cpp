@@ -93,10 +93,4 @@ const std::vector<int32_t>& KvCacheManager::blocks(uint64_t id) const {
   return it == requests_.end() ? none : it->second.blocks;
 }
 
-int32_t KvCacheManager::slot(uint64_t id, int64_t pos) const {
-  const auto& list = blocks(id);
-  HERD_CHECK(pos / block_size_ < int64_t(list.size()), "position ", pos, " beyond the blocks of request ", id);
-  return list[size_t(pos / block_size_)] * block_size_ + int32_t(pos % block_size_);
-}
-
 }  // namespace herd

@@ -47,8 +47,6 @@ class KvCacheManager {
   bool make_writable(uint64_t id, int64_t first_pos, int64_t end_pos, std::vector<BlockCopy>* copies);
 
   const std::vector<int32_t>& blocks(uint64_t id) const;
-  // slot = block * block_size + offset of position `pos` of request `id`.
-  int32_t slot(uint64_t id, int64_t pos) const;
 
   int32_t block_size() const { return block_size_; }
   int32_t n_free_blocks() const { return pool_.n_free(); }

@@ -32,9 +32,6 @@ class LlamaModel {
   // KV bytes per token: 2 (K and V) x layers x kv heads x head_dim x element size.
   static int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);
 
-  const ModelConfig& config() const { return c_; }
-  int32_t block_size() const { return block_size_; }
-
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;

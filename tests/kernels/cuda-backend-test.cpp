@@ -267,8 +267,19 @@ TEST_F(CudaVsCpu, RopeMatchesAtLongPositions) {
       auto xt = input(DType::f32, {n_tokens, n_head, head_dim}, x.data());
       auto p = input(DType::i32, {n_tokens}, pos.data());
       auto f = input(DType::f32, {half}, inv_freq.data());
-      cpu_->rope(xt.cpu, p.cpu, f.cpu);
-      gpu_->rope(xt.gpu, p.gpu, f.gpu);
+      // RoPE through the fused op with no slot written: k is one throwaway head.
+      const std::vector<int32_t> no_slots(static_cast<size_t>(n_tokens), -1);
+      const auto kv = random_normal(size_t(n_tokens * head_dim), 11);
+      auto kt = input(DType::f32, {n_tokens, 1, head_dim}, kv.data());
+      auto vt = input(DType::f32, {n_tokens, 1, head_dim}, kv.data());
+      auto slots = input(DType::i32, {n_tokens}, no_slots.data());
+      auto caches = [&](Backend& be) {
+        return std::pair{be.alloc(be.kv_dtype(), {1, 1, 16, head_dim}), be.alloc(be.kv_dtype(), {1, 1, 16, head_dim})};
+      };
+      auto [kc_cpu, vc_cpu] = caches(*cpu_);
+      auto [kc_gpu, vc_gpu] = caches(*gpu_);
+      cpu_->rope_kv_write(xt.cpu, kt.cpu, vt.cpu, p.cpu, f.cpu, slots.cpu, kc_cpu, vc_cpu);
+      gpu_->rope_kv_write(xt.gpu, kt.gpu, vt.gpu, p.gpu, f.gpu, slots.gpu, kc_gpu, vc_gpu);
       expect_close(gpu_f32(xt), cpu_f32(xt), 2e-6f, 1e-5f, str_cat("rope head_dim ", head_dim, " n_head ", n_head));
     }
   }

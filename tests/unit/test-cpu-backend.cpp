@@ -106,15 +106,6 @@ TEST_F(CpuOps, EmbedAlsoPicksActivationRows) {
   EXPECT_EQ(get(picked), (std::vector<float>{1, 2}));
 }
 
-TEST_F(CpuOps, RopeQuarterTurn) {
-  // head_dim 2: one pair (x0, x1) rotated by pos * f; f = pi/2 and pos 1 -> (-x1, x0).
-  Tensor x = f32({1, 1, 2}, {1, 2});
-  be->rope(x, i32({1}), f32({1}, {float(M_PI / 2)}));
-  const auto y = get(x);
-  EXPECT_NEAR(y[0], -2, 1e-6);
-  EXPECT_NEAR(y[1], 1, 1e-6);
-}
-
 TEST_F(CpuOps, RopeKvWriteRotatesQAndKAndWritesThePagedCache) {
   // head_dim 2 (one pair), 2 query and 2 KV heads, f = pi/2: position 1 is a quarter turn
   // (a, b) -> (-b, a), position 2 a half turn (a, b) -> (-a, -b), position 0 the identity.

@@ -1,5 +1,5 @@
 // RoPE frequencies and rotation against rope_llama3.json (derived in float64 from llama-models'
-// apply_scaling and transformers' _compute_llama3_parameters; shared/testdata/llama31).
+// apply_scaling and transformers' _compute_llama3_parameters; tests/data/README.md).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -74,7 +74,13 @@ TEST(Rope, PermutationAndRotationMatchTheWorkedExample) {
   const auto f = rope_inv_freq(c);
   Tensor freq = be->alloc(DType::f32, {4});
   be->write(freq, f.data(), 16);
-  be->rope(x, p, freq);
+  // RoPE through the fused op, with no slot to write: one throwaway KV head, one cache block.
+  Tensor k = be->alloc(DType::f32, {1, 1, 8}), v = be->alloc(DType::f32, {1, 1, 8});
+  Tensor kc = be->alloc(DType::f32, {1, 1, 1, 8}), vc = be->alloc(DType::f32, {1, 1, 1, 8});
+  const int32_t no_slot = -1;
+  Tensor slots = be->alloc(DType::i32, {1});
+  be->write(slots, &no_slot, 4);
+  be->rope_kv_write(x, k, v, p, freq, slots, kc, vc);
   std::vector<float> got(8);
   be->read(x, got.data(), 32);
   const auto want = ex["rotated_hf_layout"].get<std::vector<double>>();
@@ -89,7 +95,7 @@ TEST(Rope, AnglesAtLongPositions) {
   for (const auto& a : j["angle_examples_llama3.1"]) {
     const int i = a["i"], pos = a["pos"];
     const float angle = float(pos) * f[size_t(i)];
-    // One f32 ulp of the angle (llama31-spec §2.6) bounds the error.
+    // One f32 ulp of the angle (docs/llama31.md, "RoPE numerics") bounds the error.
     const double tol = 4.0 * std::ldexp(1.0, std::ilogb(double(a["angle"])) - 23) + 1e-6;
     EXPECT_NEAR(std::cos(angle), double(a["cos"]), tol) << "pos " << pos << " pair " << i;
     EXPECT_NEAR(std::sin(angle), double(a["sin"]), tol) << "pos " << pos << " pair " << i;

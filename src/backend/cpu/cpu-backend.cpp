@@ -139,26 +139,6 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) override {
-    const int64_t head_dim = x.dim(-1), n_head = x.dim(-2), n_tokens = x.numel() / (head_dim * n_head);
-    const int64_t half = head_dim / 2;
-    HERD_CHECK(inv_freq.numel() == half && pos.numel() == n_tokens);
-    for (int64_t t = 0; t < n_tokens; ++t) {
-      const float p = float(i32p(pos)[t]);
-      for (int64_t i = 0; i < half; ++i) {
-        // The angle is rounded to f32 before cos/sin, as the reference implementations do.
-        const float angle = p * f32p(inv_freq)[i];
-        const float c = std::cos(angle), s = std::sin(angle);
-        for (int64_t h = 0; h < n_head; ++h) {
-          float* v = f32p(x) + (t * n_head + h) * head_dim;
-          const float a = v[i], b = v[i + half];
-          v[i] = a * c - b * s;
-          v[i + half] = b * c + a * s;
-        }
-      }
-    }
-  }
-
   DType kv_dtype() const override { return DType::f32; }
 
   // The reference is the composition itself: the CUDA kernel fuses the three passes.
@@ -235,6 +215,29 @@ class CpuBackend final : public Backend {
 
  private:
   // The parts the fused ops (add_rms_norm, rope_kv_write) are composed of.
+
+  // In place on x: [n_tokens, n_head, head_dim] in the half-split (rotate_half) layout, with
+  // angle = float(pos) * inv_freq[i] rounded to f32. pos: i32[n_tokens]; inv_freq: f32[head_dim / 2].
+  void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) {
+    const int64_t head_dim = x.dim(-1), n_head = x.dim(-2), n_tokens = x.numel() / (head_dim * n_head);
+    const int64_t half = head_dim / 2;
+    HERD_CHECK(inv_freq.numel() == half && pos.numel() == n_tokens);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float p = float(i32p(pos)[t]);
+      for (int64_t i = 0; i < half; ++i) {
+        // The angle is rounded to f32 before cos/sin, as the reference implementations do.
+        const float angle = p * f32p(inv_freq)[i];
+        const float c = std::cos(angle), s = std::sin(angle);
+        for (int64_t h = 0; h < n_head; ++h) {
+          float* v = f32p(x) + (t * n_head + h) * head_dim;
+          const float a = v[i], b = v[i + half];
+          v[i] = a * c - b * s;
+          v[i + half] = b * c + a * s;
+        }
+      }
+    }
+  }
+
 
   // x += y, both [n, d] f32.
   void add(Tensor& x, const Tensor& y) {

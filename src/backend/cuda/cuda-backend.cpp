@@ -240,18 +240,6 @@ class CudaBackend final : public Backend {
                                    out.data(), CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
-  void rope(Tensor& x, const Tensor& pos, const Tensor& inv_freq) override {
-    const int64_t head_dim = x.dim(-1), n_head = x.dim(-2), n_tokens = x.numel() / (head_dim * n_head);
-    check_dtype(x, DType::f32, "rope input");
-    check_dtype(pos, DType::i32, "rope positions");
-    check_dtype(inv_freq, DType::f32, "rope inv_freq");
-    HERD_CHECK(inv_freq.numel() == head_dim / 2 && pos.numel() == n_tokens);
-    // The fused kernel with no KV heads: one RoPE implementation on the device.
-    HERD_CUDA_CHECK(k::rope_kv_write(f32p(x), nullptr, nullptr, i32p(pos), f32p(inv_freq), nullptr, nullptr, nullptr,
-                                     k::ElemType::f32, int(n_tokens), int(n_head), 0, int(head_dim), 0, 0,
-                                     n_head * head_dim, 0, 0, stream_));
-  }
-
   // bf16 halves the largest buffer at long contexts; scores and sums stay f32 in the kernels.
   DType kv_dtype() const override { return DType::bf16; }
 
