@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Enforces ARCHITECTURE.md §1: which module may include which. Exits 1 listing every violation.
+"""Enforces docs/architecture.md, "Layers": which module may include which. Exits 1 listing every violation.
 
 Usage: check-layers.py REPO_ROOT
 """

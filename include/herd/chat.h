@@ -73,7 +73,7 @@ HERD_API PromptFormat prompt_format(const Tokenizer& tokenizer);
 HERD_API Status render_prompt_ids(const Conversation& conversation, const Tokenizer& tokenizer,
                                   bool special_in_content, std::vector<int32_t>* ids);
 
-// Expands the brief's notation into special-token text: <<start>>, <<system>>, <<user>>,
+// Expands the alias notation into special-token text: <<start>>, <<system>>, <<user>>,
 // <<assistant>>, <<ipython>>, <<end>>, <<stop>>, <<continue>> (docs/prompt-format.md).
 // Everything else is kept as it is.
 HERD_API std::string expand_aliases(std::string_view text);

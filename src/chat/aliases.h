@@ -1,4 +1,4 @@
-// The project brief's notation for the Llama 3.1 special tokens (docs/prompt-format.md).
+// Short aliases for the Llama 3.1 special tokens, such as <<user>> (docs/prompt-format.md).
 #pragma once
 
 #include <string>

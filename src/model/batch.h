@@ -1,5 +1,5 @@
-// One forward step's work as the host int32 arrays the backend consumes (ARCHITECTURE.md §2):
-// any mix of prefill chunks and decode tokens from several sequences.
+// One forward step's work as the host int32 arrays the backend consumes: any mix of prefill
+// chunks and decode tokens from several sequences (docs/architecture.md, "One request, end to end").
 #pragma once
 
 #include <cstdint>

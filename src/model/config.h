@@ -11,7 +11,7 @@
 
 namespace herd {
 
-// Llama 3.1 "llama3" frequency scaling (llama31-spec §2.2).
+// Llama 3.1 "llama3" frequency scaling (docs/llama31.md, "RoPE scaling").
 struct RopeScaling {
   float factor = 8.0f;
   float low_freq_factor = 1.0f;
@@ -20,7 +20,7 @@ struct RopeScaling {
 };
 
 // Where q/k rows of the checkpoint sit: HF's half-split order, or Meta's interleaved pairs,
-// which the loader permutes into half-split order (ARCHITECTURE.md §3).
+// which the loader permutes into half-split order (docs/architecture.md, "Decisions").
 enum class QkLayout { half_split, interleaved };
 
 struct ModelConfig {

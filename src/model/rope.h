@@ -7,8 +7,8 @@
 
 namespace herd {
 
-// f32[head_dim / 2]: theta^(-2i/head_dim), scaled per llama31-spec §2.2 when c.rope_scaling is set,
-// or divided by c.rope_freq_factors when those are given.
+// f32[head_dim / 2]: theta^(-2i/head_dim), scaled when c.rope_scaling is set (docs/llama31.md,
+// "RoPE scaling"), or divided by c.rope_freq_factors when those are given.
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 
 }  // namespace herd

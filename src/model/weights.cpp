@@ -96,7 +96,7 @@ void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t
   const int64_t half = head_dim / 2;
   for (int64_t h = 0; h < n_heads; ++h) {
     for (int64_t j = 0; j < head_dim; ++j) {
-      const int64_t from = j < half ? 2 * j : 2 * (j - half) + 1;  // llama31-spec §2.4
+      const int64_t from = j < half ? 2 * j : 2 * (j - half) + 1;  // docs/llama31.md, "Half-split and interleaved q/k"
       std::memcpy(dst + (h * head_dim + j) * row_bytes, src + (h * head_dim + from) * row_bytes, size_t(row_bytes));
     }
   }

@@ -1,4 +1,4 @@
-// Byte-pair merging with tiktoken's semantics (llama31-spec.md §3.3): a piece that is a token
+// Byte-pair merging with tiktoken's semantics (docs/llama31.md, "BPE merging"): a piece that is a token
 // is that token; otherwise start from single bytes and repeatedly merge the adjacent pair
 // whose concatenation is the lowest-ranked token (leftmost on ties) until none is a token.
 // The rank of a token is its id. A heap keeps it O(n log n) on long pieces.

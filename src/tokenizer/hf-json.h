@@ -1,4 +1,4 @@
-// Hugging Face tokenizer.json for byte-level BPE (llama31-spec.md §3.6): model.vocab maps the
+// Hugging Face tokenizer.json for byte-level BPE (docs/llama31.md, "tokenizer.json"): model.vocab maps the
 // GPT-2 byte-to-unicode spelling of each token to its id; added_tokens are the special tokens.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The Llama 3 pre-tokenizer, hand-written (llama31-spec.md §3.2):
+// The Llama 3 pre-tokenizer, hand-written (docs/llama31.md, "Pre-tokenizer"):
 //   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 //   \s*[\r\n]+|\s+(?!\S)|\s+
 // with \s = Unicode White_Space. regex-split.h runs the same pattern through PCRE2; the tests

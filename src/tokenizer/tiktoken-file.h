@@ -1,5 +1,5 @@
 // Meta's tokenizer.model: tiktoken BPE ranks, one "base64(bytes) rank" line per token
-// (llama31-spec.md §3.1). The 256 Llama 3.1 special tokens follow the ranks, as Meta's code
+// (docs/llama31.md, "tokenizer.model"). The 256 Llama 3.1 special tokens follow the ranks, as Meta's code
 // appends them.
 #pragma once
 

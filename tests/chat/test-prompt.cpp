@@ -101,7 +101,7 @@ TEST(ChatPrompt, BadConversationsNameTheFieldAndReason) {
   EXPECT_NE(herd::render_prompt(two, &text).message().find("arguments"), std::string::npos);
 }
 
-// The brief's notation (docs/prompt-format.md).
+// The alias notation (docs/prompt-format.md).
 TEST(ChatPrompt, AliasesExpandToSpecialTokens) {
   EXPECT_EQ(herd::expand_aliases("<<start>><<user>>Hi<<end>><<assistant>>"),
             "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
@@ -112,7 +112,7 @@ TEST(ChatPrompt, AliasesExpandToSpecialTokens) {
   EXPECT_EQ(herd::expand_aliases("a << b >> <<unknown>> <<"), "a << b >> <<unknown>> <<");
 }
 
-// E2 of shared/design/llama31-spec.md §4.6, built through the structs rather than JSON.
+// The worked example of docs/llama31.md, "Prompt format", built through the structs rather than JSON.
 TEST(ChatPrompt, StructsRenderLikeJson) {
   herd::Conversation c;
   c.messages = {{"user", "Hello!", false, {}}};

@@ -1,8 +1,8 @@
 // The tool-call parser against tests/data/chat/tool_call_parsing.jsonl (81 cases from the
-// llama-models, llama-stack and vLLM parsers), every format of issue 4, and the round trip.
-// Where a reference parser's answer goes against herd's policy (RESOURCES.md: text around a call
-// stays content; several calls are allowed; nothing throws), the row is listed in kDifferences
-// with the reason and herd's answer.
+// llama-models, llama-stack and vLLM parsers), every format docs/tool-calling.md lists, and the
+// round trip. Where a reference parser's answer goes against herd's policy (docs/tool-calling.md:
+// text around a call stays content; several calls are allowed; nothing throws), the row is listed
+// in kDifferences with the reason and herd's answer.
 #include <map>
 
 #include "chat-fixture.h"
@@ -92,7 +92,7 @@ Expected reference_answer(const Json& row) {
     EXPECT_EQ(parser, "llama_models.ChatFormat.decode_assistant_message_from_content");
     for (const Json& c : e["tool_calls"]) x.calls.push_back(call(c["tool_name"], c["arguments"]));
     x.content = e["content"];
-    // llama-models says end_of_turn when no marker ends the text; herd says length (CLI.md).
+    // llama-models says end_of_turn when no marker ends the text; herd says length (docs/cli.md).
     if (input.ends_with("<|eom_id|>") || input.ends_with("<|eot_id|>")) x.end = end_of(e["stop_reason"]);
   }
   return x;

@@ -140,7 +140,7 @@ try:
     rc, out, err = run("logits", "-m", synth, "--ids", "1,2,3", "--device", "cpu")
     check("make-model output loads", rc == 0 and json.loads(out)["n_vocab"] == 300, err)
 
-    # bench on a synthetic model made in memory from a config path: the rows CLI.md describes.
+    # bench on a synthetic model made in memory from a config path: the rows docs/cli.md describes.
     rc, out, err = run("bench", "--synthetic", cfg, "-p", "8", "-n", "4", "-b", "1,2", "--reps", "1", "--json",
                        "--device", "cpu", "--bandwidth", "20")
     rows = json.loads(out) if rc == 0 else []
@@ -234,7 +234,7 @@ expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi",
 expect_bad_input("bad tokenizer file", ["tokenize", "-m", os.path.join(MODEL, "config.json")], "config.json")
 
 # ---------------------------------------------------------------------------------------------
-# herd prompt / herd toolcall (issue 4). Expected prompts and ids come from the golden vectors
+# herd prompt / herd toolcall. Expected prompts and ids come from the golden vectors
 # (Jinja2 as transformers runs it, four tokenizers), not from herd.
 CHAT = os.path.join(DATA, "chat")
 vectors = [json.loads(l) for l in open(os.path.join(CHAT, "vectors.jsonl"), encoding="utf-8")]

@@ -106,7 +106,7 @@ TEST_F(Batching, MixedPrefillAndDecodeEqualsSeparatePasses) {
 }
 
 TEST(KvAccounting, BytesPerTokenOfThePresets) {
-  // llama31-spec §1.2: KV cache bf16 per token.
+  // docs/llama31.md, "Derived sizes": KV cache bf16 per token.
   const std::pair<const char*, int64_t> presets[] = {{"llama-3.1-8b", 131072},
                                                      {"llama-3.1-70b", 327680},
                                                      {"llama-3.1-405b", 516096},

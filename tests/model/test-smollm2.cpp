@@ -46,8 +46,8 @@ TEST_F(SmolLM2, TokenizesLikeLlamaCpp) {
 //    herd computes the same function, so the two agree to float rounding;
 //  - llama.cpp, which rounds activations to 8 bits inside its Q4_1 products. That moves its logits
 //    about 0.6 (median per position) from the exact ones and flips the top-1 token at 7 of the
-//    256 positions, every one a near-tie (llama.cpp's own top-2 gap under 0.17). The issue's
-//    "top-1 identical on 99% of positions" is therefore out of reach for any exact implementation;
+//    256 positions, every one a near-tie (llama.cpp's own top-2 gap under 0.17). So
+//    "top-1 identical on 99% of positions" is out of reach for any exact implementation;
 //    herd is held to what the exact function achieves against llama.cpp, and to identical top-1
 //    wherever llama.cpp's decision is clear (a top-2 gap of at least 0.25).
 TEST_F(SmolLM2, NextTokenLogitsMatchTheExactFunctionAndLlamaCpp) {

@@ -63,7 +63,7 @@ TEST(TokenizerDecode, UnknownIdIsBadInput) {
   }
 }
 
-// llama31-spec.md §3.1: 1,352 tokens are not valid UTF-8 on their own.
+// docs/llama31.md, "tokenizer.model": 1,352 tokens are not valid UTF-8 on their own.
 TEST(TokenizerDecode, PartialCharacterTokens) {
   int n_partial = 0;
   for (int32_t id = 0; id < 128000; ++id) n_partial += !valid_utf8(decode(llama3(), {id}));

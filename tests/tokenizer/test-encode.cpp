@@ -29,7 +29,7 @@ TEST(TokenizerEncode, SpecialTokenNamesMatchLlama31) {
 }
 
 TEST(TokenizerEncode, SpecialTokensOnlyWhenAllowed) {
-  // llama31-spec.md §3.5: a literal <|eot_id|> in user text is plain text.
+  // docs/llama31.md, "Encoding and decoding": a literal <|eot_id|> in user text is plain text.
   EXPECT_EQ(encode(llama3(), "<|eot_id|>"), (Ids{27, 91, 68, 354, 851, 91, 29}));
   EXPECT_EQ(encode(llama3(), "<|eot_id|>", true), (Ids{128009}));
   // Meta's encode_message vector: header ids around "user", then "\n\n" and the content.

@@ -49,7 +49,7 @@ std::unique_ptr<herd::Tokenizer> load_ok(const std::string& path) {
   return t;
 }
 
-// GPT-2's bytes_to_unicode, written out from its definition (llama31-spec.md §3.6).
+// GPT-2's bytes_to_unicode, written out from its definition (docs/llama31.md, "tokenizer.json").
 std::string byte_level(const std::string& bytes) {
   std::string out;
   for (unsigned char b : bytes) {
@@ -135,7 +135,7 @@ TEST(TokenizerLoad, HuggingFaceJsonBuiltFromTokenizerModel) {
   size_t n_merges = 0;
   // Named like the other format on purpose: detection reads the content.
   const std::string path = dir.write("tokenizer.model", llama3_tokenizer_json(&n_merges));
-  EXPECT_EQ(n_merges, 280147u);  // llama31-spec.md §3.6
+  EXPECT_EQ(n_merges, 280147u);  // docs/llama31.md, "tokenizer.json"
   const auto tok = load_ok(path);
   ASSERT_TRUE(tok);
   EXPECT_EQ(tok->n_vocab(), 128256);

@@ -1,5 +1,5 @@
-// Config parsing against the published hyperparameters (llama31-spec §1, from llama-models'
-// sku_list and model cards) and hand-written files in both transformers layouts.
+// Config parsing against the published hyperparameters (docs/llama31.md, "Hyperparameters",
+// from llama-models' sku_list and model cards) and hand-written files in both transformers layouts.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -53,7 +53,7 @@ TEST(Config, PresetsMatchPublishedModels) {
 }
 
 TEST(Config, MetaParamsDeriveTheFfnSize) {
-  // llama31-spec §1.1: dim, heads, kv heads, ffn_dim_multiplier, multiple_of -> §1.2 hidden size.
+  // docs/llama31.md, "Derived sizes": dim, heads, kv heads, ffn_dim_multiplier, multiple_of -> FFN width.
   struct Row {
     int dim, n_heads, n_kv;
     double mult;

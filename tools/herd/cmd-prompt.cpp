@@ -1,4 +1,4 @@
-// `herd prompt` and `herd toolcall` (CLI.md): a conversation -> the exact Llama 3.1 prompt (text
+// `herd prompt` and `herd toolcall` (docs/cli.md): a conversation -> the exact Llama 3.1 prompt (text
 // or ids), and a raw completion -> content, tool calls and how it ended, as JSON.
 #include <cstdio>
 #include <fstream>

@@ -1,4 +1,4 @@
-// `herd tokenize` and `herd detokenize` (CLI.md): text on stdin <-> a JSON array of ids.
+// `herd tokenize` and `herd detokenize` (docs/cli.md): text on stdin <-> a JSON array of ids.
 #include <charconv>
 #include <cstdio>
 #include <iostream>

@@ -1,4 +1,4 @@
-// Progress of a long command on stderr (stdout carries only results, CLI.md): a bar redrawn in
+// Progress of a long command on stderr (stdout carries only results, docs/cli.md): a bar redrawn in
 // place when the stream is a terminal, otherwise a plain line every few seconds so that logs stay
 // readable. Shows units done of the total, the ETA at the rate so far, and tokens per second.
 #pragma once
