@@ -20,13 +20,13 @@ std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) 
   if (device == "cpu" || (device == "auto" && !cuda_usable())) return make_cpu_backend(n_threads);
   if (device == "cuda" || device == "auto") {
 #ifdef HERD_WITH_CUDA
-    HERD_REQUIRE(cuda_device_available(), "--device cuda: no usable CUDA device found; use --device cpu");
+    HERD_REQUIRE(cuda_device_available(), "device cuda: no usable CUDA device found; use the CPU");
     return make_cuda_backend(0);
 #else
-    fail_input("--device cuda: this herd was built without CUDA (configure with -DHERD_CUDA=ON)");
+    fail_input("device cuda: this herd was built without CUDA (configure with -DHERD_CUDA=ON)");
 #endif
   }
-  fail_input("--device ", device, ": unknown device; expected cpu, cuda or auto");
+  fail_input("device ", device, ": unknown; expected cpu, cuda or auto");
 }
 
 }  // namespace herd

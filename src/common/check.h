@@ -1,5 +1,5 @@
 // Errors inside the library: HERD_CHECK throws herd::Error with an actionable message.
-// The API boundary (src/engine/api.cpp) catches and returns a Status; nothing here exits.
+// The API boundary (src/engine/guarded.h) catches and returns a Status; nothing here exits.
 #pragma once
 
 #include <sstream>

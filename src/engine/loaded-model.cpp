@@ -1,13 +1,57 @@
 #include "engine/loaded-model.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <thread>
+
 #include "common/check.h"
 #include "model/synthetic.h"
 
 namespace herd {
+namespace {
+
+// What a person asks of a model before using it: its name, size, storage types and defaults.
+void describe_files(const ModelFiles& files, ModelInfo& i) {
+  std::string gguf_name;
+  if (files.weights.gguf) gguf_name = files.weights.gguf->get_string("general.name").value_or("");
+  const std::filesystem::path path = std::filesystem::path(files.dir).lexically_normal();
+  std::string base = (path.has_filename() ? path : path.parent_path()).filename().string();
+  if (base.ends_with(".gguf")) base.resize(base.size() - 5);
+  i.name = !gguf_name.empty() ? gguf_name : base.empty() ? "unnamed" : base;
+  i.architecture = "llama";  // every loader checks it (GGUF general.architecture, config.json's architectures)
+
+  const HostWeights& w = files.weights;
+  std::vector<const TensorView*> matrices = {&w.tok_embd}, norms = {&w.output_norm};
+  if (!files.config.tied_embeddings) matrices.push_back(&w.output);
+  for (const LayerWeights& l : w.layers) {
+    for (const TensorView* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) matrices.push_back(t);
+    for (const TensorView* t : {&l.attn_norm, &l.ffn_norm}) norms.push_back(t);
+  }
+  i.n_params = 0;
+  std::map<std::string, int> count;
+  for (const TensorView* t : matrices) {
+    i.n_params += t->numel();
+    ++count[std::string(dtype_name(t->dtype))];
+  }
+  for (const TensorView* t : norms) i.n_params += t->numel();
+  std::vector<std::pair<std::string, int>> by_count(count.begin(), count.end());
+  std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  i.weight_types.clear();
+  for (const auto& [type, n] : by_count)
+    i.weight_types += (i.weight_types.empty() ? "" : ", ") + type + " x" + std::to_string(n);
+
+  i.default_do_sample = files.generation.do_sample;
+  i.default_temperature = files.generation.temperature;
+  i.default_top_p = files.generation.top_p;
+  i.default_top_k = files.generation.top_k;
+}
+
+}  // namespace
 
 std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& device, int n_threads, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks) {
-  HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "--block-size must be a power of two, got ",
+  HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "the KV block size must be a power of two, got ",
                block_size);
   auto m = std::make_unique<LoadedModel>();
   m->files = std::move(files);
@@ -33,6 +77,9 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& dev
   const HostWeights& w = m->files.weights;
   i.dtype = std::string(dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype));
   i.device = m->backend->name();
+  // ThreadPool's rule for 0: one per hardware thread.
+  if (i.device == "cpu") i.n_threads = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  describe_files(m->files, i);
   return m;
 }
 
@@ -49,7 +96,7 @@ ModelFiles synthetic_files(const SyntheticModelSpec& spec) {
   if (spec.dtype == "bf16") dtype = DType::bf16;
   else if (spec.dtype == "f16") dtype = DType::f16;
   else if (spec.dtype == "f32") dtype = DType::f32;
-  else fail_input("--dtype ", spec.dtype, ": expected bf16, f16 or f32");
+  else fail_input("synthetic model dtype ", spec.dtype, ": expected bf16, f16 or f32");
   return make_synthetic_files(c, dtype, spec.seed);
 }
 

@@ -8,8 +8,8 @@ namespace herd {
 
 Scheduler::Scheduler(KvCacheManager& kv, int32_t max_batch_tokens, int32_t max_seqs)
     : kv_(kv), max_batch_tokens_(max_batch_tokens), max_seqs_(max_seqs) {
-  HERD_REQUIRE(max_batch_tokens > 0, "--batch-tokens must be positive, got ", max_batch_tokens);
-  HERD_REQUIRE(max_seqs > 0, "--max-seqs must be positive, got ", max_seqs);
+  HERD_REQUIRE(max_batch_tokens > 0, "the step token budget (max_batch_tokens) must be positive, got ", max_batch_tokens);
+  HERD_REQUIRE(max_seqs > 0, "max_seqs must be positive, got ", max_seqs);
 }
 
 void Scheduler::add(Sequence* s) { waiting_.push_back(s); }

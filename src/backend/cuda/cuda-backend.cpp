@@ -349,8 +349,12 @@ class CudaBackend final : public Backend {
     const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(n, 256));
-    HERD_REQUIRE(e == cudaSuccess, "out of device memory allocating ", n, " bytes for ", shape_str(shape), " on ",
-                 name(), ": ", cudaGetErrorString(e));
+    // Not the user's input: an environment failure (the model or the KV budget does not fit).
+    if (e != cudaSuccess) {
+      cudaGetLastError();  // reset the (non-sticky) error, or the next check would report it again
+      throw Error(ErrorKind::internal, str_cat("out of device memory allocating ", n, " bytes for ", shape_str(shape),
+                                               " on ", name(), ": ", cudaGetErrorString(e)));
+    }
     return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, [](void* q) { cudaFree(q); })};
   }
 

@@ -22,7 +22,7 @@ struct Model::Impl {
     HERD_REQUIRE(!ids.empty(), "no input ids");
     check_token_ids(ids, m->info.n_vocab);
     HERD_REQUIRE(int64_t(ids.size()) + extra <= m->info.max_context, ids.size(), " input tokens plus ", extra,
-                 " to generate exceed the context of ", m->info.max_context, " tokens; raise --ctx (at most ",
+                 " to generate exceed the context of ", m->info.max_context, " tokens; load the model with a larger max_context (at most ",
                  m->info.n_ctx_train, ")");
   }
 };
@@ -34,7 +34,7 @@ const ModelInfo& Model::info() const { return impl_->m->info; }
 
 Status Model::load(const std::string& path, const ModelOptions& options, std::unique_ptr<Model>* out) {
   return guarded([&] {
-    HERD_REQUIRE(options.max_context > 0, "--ctx must be positive, got ", options.max_context);
+    HERD_REQUIRE(options.max_context > 0, "max_context must be positive, got ", options.max_context);
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
     impl->m = load_model(load_model_files(path, options.meta_rope_factor), options.device, options.n_threads, kBlockSize,
@@ -62,7 +62,7 @@ Status Model::logits(const std::vector<int32_t>& ids, bool all_positions, std::v
 Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std::vector<int32_t>* out,
                               const std::function<bool(int32_t)>& on_token) {
   return guarded([&] {
-    HERD_REQUIRE(max_new >= 0, "-n must be >= 0, got ", max_new);
+    HERD_REQUIRE(max_new >= 0, "the number of tokens to generate must be >= 0, got ", max_new);
     impl_->check_ids(ids, max_new);
     const auto& eos = impl_->m->info.eos_ids;
     std::vector<int32_t> tokens = ids;
