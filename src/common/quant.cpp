@@ -54,16 +54,15 @@ void scale_min_k4(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   }
 }
 
-// One K-quant block (256 elements) as integers: element i is d*scale[g]*q[i] - dmin*min[g] with
-// g = i / group. Q4_K and Q5_K have 8 groups of 32 with a min; Q6_K has 16 groups of 16 with
-// signed scales, no min, and q already centred (q - 32).
-struct KBlock {
-  float d = 0.f, dmin = 0.f;
-  int group = 32;
-  int8_t q[256];
-  int16_t scale[16] = {};
-  int16_t min[16] = {};
-};
+void block_k(DType t, const uint8_t* b, float* y) {
+  const KBlock k = unpack_k(t, b);
+  for (int g = 0; g < 256 / k.group; ++g) {
+    const float d = k.d * float(k.scale[g]), m = k.dmin * float(k.min[g]);
+    for (int l = g * k.group; l < (g + 1) * k.group; ++l) y[l] = d * float(k.q[l]) - m;
+  }
+}
+
+}  // namespace
 
 // Q4_K: f16 d, f16 dmin, 12 bytes of scales, 128 bytes of nibbles. Eight sub-blocks of 32;
 // each 64 elements share 32 bytes (low nibbles first, then high); x = d*scale*q - dmin*min.
@@ -113,16 +112,6 @@ KBlock unpack_k(DType t, const uint8_t* b) {
   }
   return k;
 }
-
-void block_k(DType t, const uint8_t* b, float* y) {
-  const KBlock k = unpack_k(t, b);
-  for (int g = 0; g < 256 / k.group; ++g) {
-    const float d = k.d * float(k.scale[g]), m = k.dmin * float(k.min[g]);
-    for (int l = g * k.group; l < (g + 1) * k.group; ++l) y[l] = d * float(k.q[l]) - m;
-  }
-}
-
-}  // namespace
 
 void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
   const DTypeBlock blk = dtype_block(t);

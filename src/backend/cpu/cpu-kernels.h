@@ -1,0 +1,62 @@
+// The CPU backend's fast kernels: dot products of one weight row with one token's activations,
+// for every weight type, at three instruction-set levels picked once at start-up.
+//
+// Quantized weights (GGUF Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) are never converted to f32: the
+// activations are quantized to 8 bits in blocks of 32 (Q8Block) and each weight block meets its
+// activation block in integer arithmetic, as llama.cpp does. That rounding is the one numerical
+// difference from the exact path (weights dequantized to f32, f32 products), which stays
+// available as the backend's exact mode; docs/cpu.md states its size and the tolerances the tests
+// use. Plain weights (f32, f16, bf16) keep f32 activations and f32 accumulation.
+//
+// Each level's kernels are compiled with that level's target attributes in the same files, so
+// one binary runs everywhere; the scalar level is the portable reference the others are tested
+// against. HERD_CPU_LEVEL=scalar|avx2|avx512 lowers the level (never raises it past the machine's).
+#pragma once
+
+#include <cstdint>
+
+#include "common/dtype.h"
+
+namespace herd {
+
+// scalar: portable C++. avx2: AVX2 + FMA + F16C. avx512: AVX-512 F/BW/VL/VNNI (+BF16 when present).
+enum class CpuLevel : uint8_t { scalar, avx2, avx512 };
+
+// The best level this machine supports, lowered by HERD_CPU_LEVEL; an unknown value is invalid input.
+CpuLevel detect_cpu_level();
+const char* cpu_level_name(CpuLevel level);
+bool cpu_has_avx512_bf16();
+
+// 32 activations quantized to 8 bits: x[i] ~= d * q[i], with d = max|x| / 127. sum[h] is the sum
+// of q over elements [16h, 16h + 16): the weights' offsets (Q4_0's -8, the K-quants' mins and
+// Q6_K's -32) are applied through it instead of per element.
+struct Q8Block {
+  float d;
+  int16_t sum[2];
+  int8_t q[32];
+};
+static_assert(sizeof(Q8Block) == 40);
+
+// out[0, n / 32) = x[0, n) quantized; n is a multiple of 32.
+using QuantizeQ8Fn = void (*)(const float* x, int64_t n, Q8Block* out);
+// The dot product of n elements of a weight row w (whole blocks of its type) with activations.
+using DotQ8Fn = float (*)(int64_t n, const void* w, const Q8Block* a);
+using DotF32Fn = float (*)(int64_t n, const void* w, const float* x);
+
+// Each returns the kernel of (type, level), or nullptr when that level has none for the type;
+// resolve_cpu_kernels then takes the next level down.
+QuantizeQ8Fn quantize_q8_kernel(CpuLevel level);          // quantize-act.cpp
+DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level);     // q8_0, q4_0, q4_1: dot-legacy.cpp
+DotQ8Fn dot_q8_kquant_kernel(DType t, CpuLevel level);     // q4_k, q5_k, q6_k: dot-kquant.cpp
+DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
+
+// The kernels one backend uses, resolved once.
+struct CpuKernels {
+  CpuLevel level = CpuLevel::scalar;
+  QuantizeQ8Fn quantize = nullptr;
+  DotQ8Fn dot_q8[16] = {};   // by DType, for the quantized types
+  DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
+};
+CpuKernels resolve_cpu_kernels(CpuLevel level);
+
+}  // namespace herd

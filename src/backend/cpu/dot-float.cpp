@@ -1,0 +1,115 @@
+// Dot products of f32, f16 and bf16 weight rows with f32 activations, f32 accumulation. f16 and
+// bf16 are widened exactly to f32 (F16C, or a 16-bit shift for bf16) rather than rounding the
+// activations to 16 bits for vdpbf16ps: decode is bound by reading the weights, not by these
+// instructions, and the products stay those of the exact path up to summation order.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+// GCC 12 warns about the deliberately undefined vectors inside its own AVX-512 reduction
+// intrinsics (_mm512_reduce_*); the warning is about the header, not this code.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#include "backend/cpu/cpu-kernels.h"
+
+namespace herd {
+namespace {
+
+template <DType T>
+float at(const void* w, int64_t i) {
+  if constexpr (T == DType::f32) return static_cast<const float*>(w)[i];
+  const uint16_t h = static_cast<const uint16_t*>(w)[i];
+  if constexpr (T == DType::f16) return f16_to_f32(h);
+  return bf16_to_f32(h);
+}
+
+template <DType T>
+float dot_scalar(int64_t n, const void* w, const float* x) {
+  // 16 independent partial sums, as the exact path keeps them.
+  float acc[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) acc[j] += at<T>(w, i + j) * x[i + j];
+  float s = 0.f;
+  for (; i < n; ++i) s += at<T>(w, i) * x[i];
+  for (float v : acc) s += v;
+  return s;
+}
+
+#if defined(__x86_64__)
+
+template <DType T>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8_avx2(const void* w, int64_t i) {
+  if constexpr (T == DType::f32) return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+  const auto* p = reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i);
+  if constexpr (T == DType::f16) return _mm256_cvtph_ps(_mm_loadu_si128(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <DType T>
+__attribute__((target("avx2,fma,f16c"))) float dot_avx2(int64_t n, const void* w, const float* x) {
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    for (int j = 0; j < 4; ++j)
+      acc[j] = _mm256_fmadd_ps(load8_avx2<T>(w, i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
+  for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load8_avx2<T>(w, i), _mm256_loadu_ps(x + i), acc[0]);
+  float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  for (; i < n; ++i) s += at<T>(w, i) * x[i];
+  return s;
+}
+
+template <DType T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_avx512(const void* w, int64_t i) {
+  if constexpr (T == DType::f32) return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+  const auto* p = reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i);
+  if constexpr (T == DType::f16) return _mm512_cvtph_ps(_mm256_loadu_si256(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
+}
+
+template <DType T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_avx512(int64_t n, const void* w, const float* x) {
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    for (int j = 0; j < 4; ++j)
+      acc[j] = _mm512_fmadd_ps(load16_avx512<T>(w, i + 16 * j), _mm512_loadu_ps(x + i + 16 * j), acc[j]);
+  for (; i + 16 <= n; i += 16) acc[0] = _mm512_fmadd_ps(load16_avx512<T>(w, i), _mm512_loadu_ps(x + i), acc[0]);
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  for (; i < n; ++i) s += at<T>(w, i) * x[i];
+  return s;
+}
+
+#endif
+
+}  // namespace
+
+DotF32Fn dot_f32_kernel(DType t, CpuLevel level) {
+  switch (level) {
+    case CpuLevel::scalar:
+      return t == DType::f32 ? dot_scalar<DType::f32> : t == DType::f16 ? dot_scalar<DType::f16>
+           : t == DType::bf16 ? dot_scalar<DType::bf16> : nullptr;
+#if defined(__x86_64__)
+    case CpuLevel::avx2:
+      return t == DType::f32 ? dot_avx2<DType::f32> : t == DType::f16 ? dot_avx2<DType::f16>
+           : t == DType::bf16 ? dot_avx2<DType::bf16> : nullptr;
+    case CpuLevel::avx512:
+      return t == DType::f32 ? dot_avx512<DType::f32> : t == DType::f16 ? dot_avx512<DType::f16>
+           : t == DType::bf16 ? dot_avx512<DType::bf16> : nullptr;
+#else
+    default: return nullptr;
+#endif
+  }
+  return nullptr;
+}
+
+}  // namespace herd

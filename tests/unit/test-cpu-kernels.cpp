@@ -1,0 +1,162 @@
+// The CPU backend's fast kernels on random inputs of awkward sizes, for every weight type, at
+// every level this machine supports (lower levels are always testable; HERD_CPU_LEVEL is how a
+// user forces one). Two proofs per type:
+//  - each SIMD level equals the scalar level to f32 rounding (same integer sums, other summation
+//    order);
+//  - the scalar level differs from the exact path (the row dequantized to f32, times the f32
+//    activations) by no more than activation quantization can explain: per activation block,
+//    half a quantization step d/2 times the sum of |w| over the block.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "backend/cpu/cpu-kernels.h"
+#include "common/quant.h"
+
+namespace herd {
+namespace {
+
+std::vector<CpuLevel> levels() {
+  std::vector<CpuLevel> out;
+  for (int l = 0; l <= int(detect_cpu_level()); ++l) out.push_back(CpuLevel(l));
+  return out;
+}
+
+// A row of `n_blocks` random blocks of type t whose f16 scales are sane (random bytes elsewhere).
+std::vector<uint8_t> random_row(DType t, int64_t n_blocks, std::mt19937& rng) {
+  const DTypeBlock blk = dtype_block(t);
+  std::vector<uint8_t> row(size_t(n_blocks) * blk.bytes);
+  for (auto& b : row) b = uint8_t(rng());
+  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
+  auto put_f16 = [&](uint8_t* p, float v) {
+    const uint16_t h = f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+  };
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    uint8_t* b = row.data() + size_t(i) * blk.bytes;
+    switch (t) {
+      case DType::q8_0:
+      case DType::q4_0: put_f16(b, scale(rng)); break;
+      case DType::q4_1: put_f16(b, scale(rng)), put_f16(b + 2, -8 * scale(rng)); break;
+      case DType::q4_k:
+      case DType::q5_k: put_f16(b, scale(rng) / 8), put_f16(b + 2, scale(rng) / 8); break;
+      case DType::q6_k: put_f16(b + 208, scale(rng) / 16); break;
+      default: break;
+    }
+  }
+  return row;
+}
+
+std::vector<float> random_acts(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (float& v : x) v = d(rng);
+  x[size_t(n) / 3] = 9.f;  // an outlier, as real activations have
+  return x;
+}
+
+double exact_dot(DType t, const void* w, const std::vector<float>& x, double* abs_sum = nullptr) {
+  std::vector<float> wf(x.size());
+  dequantize_row(t, w, wf.data(), int64_t(x.size()));
+  double s = 0, a = 0;
+  for (size_t i = 0; i < x.size(); ++i) s += double(wf[i]) * x[i], a += std::fabs(double(wf[i]) * x[i]);
+  if (abs_sum) *abs_sum = a;
+  return s;
+}
+
+TEST(CpuKernels, QuantizedDotsAgreeAcrossLevelsAndWithTheExactPath) {
+  std::mt19937 rng(17);
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+    const int64_t be = dtype_block(t).elems;
+    for (int64_t n_blocks : {1, 3, 7, 17}) {
+      const int64_t n = n_blocks * be;
+      const auto row = random_row(t, n_blocks, rng);
+      const auto x = random_acts(n, rng);
+      const CpuKernels ref = resolve_cpu_kernels(CpuLevel::scalar);
+      std::vector<Q8Block> a(static_cast<size_t>(n / 32));
+      ref.quantize(x.data(), n, a.data());
+      const float want = ref.dot_q8[int(t)](n, row.data(), a.data());
+      // Against the exact path: activation rounding is at most d/2 per element.
+      std::vector<float> wf(static_cast<size_t>(n));
+      dequantize_row(t, row.data(), wf.data(), n);
+      double bound = 0, abs_sum = 0;
+      for (int64_t i = 0; i < n; ++i) bound += std::fabs(double(wf[size_t(i)])) * a[size_t(i / 32)].d / 2;
+      const double exact = exact_dot(t, row.data(), x, &abs_sum);
+      EXPECT_LE(std::fabs(want - exact), bound + 1e-5 * abs_sum) << dtype_name(t) << " n " << n;
+      for (CpuLevel l : levels()) {
+        const CpuKernels k = resolve_cpu_kernels(l);
+        std::vector<Q8Block> al(a.size());
+        k.quantize(x.data(), n, al.data());
+        for (size_t b = 0; b < a.size(); ++b) {
+          ASSERT_EQ(al[b].d, a[b].d) << cpu_level_name(l) << " block " << b;
+          ASSERT_EQ(std::memcmp(al[b].q, a[b].q, 32), 0) << cpu_level_name(l) << " block " << b;
+          ASSERT_EQ(al[b].sum[0], a[b].sum[0]) << cpu_level_name(l);
+          ASSERT_EQ(al[b].sum[1], a[b].sum[1]) << cpu_level_name(l);
+        }
+        const float got = k.dot_q8[int(t)](n, row.data(), a.data());
+        EXPECT_NEAR(got, want, 2e-6 * abs_sum + 1e-6) << dtype_name(t) << " n " << n << " " << cpu_level_name(l);
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+    for (int64_t n : {1, 7, 16, 33, 100, 1027, 4096}) {
+      std::vector<float> wf(static_cast<size_t>(n));
+      for (float& v : wf) v = d(rng);
+      std::vector<uint8_t> w(dtype_nbytes(t, n));
+      for (int64_t i = 0; i < n; ++i) {
+        const float v = wf[size_t(i)];
+        if (t == DType::f32) std::memcpy(w.data() + 4 * i, &v, 4);
+        const uint16_t h = t == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+        if (t != DType::f32) std::memcpy(w.data() + 2 * i, &h, 2);
+      }
+      const auto x = random_acts(n, rng);
+      double abs_sum = 0;
+      const double exact = exact_dot(t, w.data(), x, &abs_sum);
+      for (CpuLevel l : levels()) {
+        const float got = resolve_cpu_kernels(l).dot_f32[int(t)](n, w.data(), x.data());
+        EXPECT_NEAR(got, exact, 1e-6 * abs_sum + 1e-6) << dtype_name(t) << " n " << n << " " << cpu_level_name(l);
+      }
+    }
+  }
+}
+
+TEST(CpuKernels, NonFiniteActivationsReachTheResult) {
+  std::mt19937 rng(3);
+  auto x = random_acts(64, rng);
+  x[40] = NAN;
+  for (CpuLevel l : levels()) {
+    const CpuKernels k = resolve_cpu_kernels(l);
+    std::vector<Q8Block> a(2);
+    k.quantize(x.data(), 64, a.data());
+    EXPECT_TRUE(std::isfinite(a[0].d)) << cpu_level_name(l);
+    EXPECT_TRUE(std::isnan(a[1].d)) << cpu_level_name(l);
+    const auto row = random_row(DType::q8_0, 2, rng);
+    EXPECT_TRUE(std::isnan(k.dot_q8[int(DType::q8_0)](64, row.data(), a.data()))) << cpu_level_name(l);
+  }
+  x[40] = INFINITY;
+  for (CpuLevel l : levels()) {
+    std::vector<Q8Block> a(2);
+    resolve_cpu_kernels(l).quantize(x.data(), 64, a.data());
+    EXPECT_TRUE(std::isnan(a[1].d)) << cpu_level_name(l);
+  }
+}
+
+TEST(CpuKernels, LevelNamesAndTheEnvironmentOverride) {
+  EXPECT_STREQ(cpu_level_name(CpuLevel::avx2), "avx2");
+  setenv("HERD_CPU_LEVEL", "scalar", 1);
+  EXPECT_EQ(detect_cpu_level(), CpuLevel::scalar);
+  setenv("HERD_CPU_LEVEL", "avx9000", 1);
+  EXPECT_THROW(detect_cpu_level(), std::exception);
+  unsetenv("HERD_CPU_LEVEL");
+}
+
+}  // namespace
+}  // namespace herd
