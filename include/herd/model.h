@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,18 @@ struct ModelInfo {
   std::vector<int32_t> eos_ids;
   std::string dtype;   // "BF16", "F16" or "F32" as stored
   std::string device;  // "cpu", or "cuda:N (card name)"
+  int n_threads = 0;   // CPU threads the backend computes with (0 on a GPU)
+
+  std::string name;          // GGUF general.name, else the file or directory name
+  std::string architecture;  // "llama": the only one herd loads
+  int64_t n_params = 0;      // elements of every weight tensor (a tied output matrix counts once)
+  // The weight matrices' stored types, most common first: "Q4_1 x210, Q8_0 x1".
+  std::string weight_types;
+  // The model's own sampling defaults, as its files give them (generation_config.json, GGUF
+  // general.sampling.*); all unset when it has none, and then requests that set nothing are greedy.
+  std::optional<bool> default_do_sample;
+  std::optional<float> default_temperature, default_top_p;
+  std::optional<int32_t> default_top_k;
 };
 
 class HERD_API Model {
