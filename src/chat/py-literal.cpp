@@ -3,10 +3,14 @@
 #include <charconv>
 #include <string>
 
+#include "common/json-limits.h"
+
 namespace herd::chat {
 namespace {
 
-constexpr int kMaxDepth = 64;  // deeper nesting is refused rather than risking the stack
+// Deeper nesting is refused rather than risking the stack; with the object of keyword arguments
+// around it, a value stays within the limit every JSON value in herd keeps.
+constexpr int kMaxDepth = kMaxJsonDepth - 2;
 
 bool is_ident_start(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; }
 bool is_ident_char(char c) { return is_ident_start(c) || (c >= '0' && c <= '9'); }
@@ -143,7 +147,7 @@ PyParse parse_items(std::string_view text, size_t& pos, Json& out, char close, i
 }
 
 PyParse parse_value(std::string_view text, size_t& pos, Json& out, int depth) {
-  if (depth > kMaxDepth) return PyParse::bad;
+  if (depth > kMaxDepth) return PyParse::too_deep;
   if (pos >= text.size()) return PyParse::incomplete;
   const char c = text[pos];
   if (c == '\'' || c == '"') {

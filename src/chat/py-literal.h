@@ -15,6 +15,7 @@ enum class PyParse {
   ok,
   incomplete,  // the text ended inside the value: cut off, or still being generated
   bad,         // not a literal (a bare name, a positional argument, a syntax error)
+  too_deep,    // nested deeper than the JSON limit (kMaxJsonDepth, with the arguments object)
 };
 
 // Parses one literal starting at text[pos]; on ok, pos is just past it.
