@@ -3,6 +3,7 @@
 
 #include "herd/chat.h"
 #include "herd/engine.h"
+#include "herd/files.h"
 #include "herd/model.h"
 #include "herd/status.h"
 #include "herd/tokenizer.h"

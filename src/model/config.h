@@ -66,6 +66,7 @@ void validate_config(const ModelConfig& c, const std::string& source);
 // The HF config.json (transformers 4 layout) that describes c.
 std::string to_hf_config_json(const ModelConfig& c);
 
+// A JSON config file, whole: a regular file of at most 64 MiB (common/read-file.h).
 std::string read_text_file(const std::string& path);
 
 }  // namespace herd

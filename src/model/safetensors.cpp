@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/check.h"
+#include "common/json-limits.h"
 
 namespace herd {
 
@@ -67,8 +68,9 @@ SafetensorsHeader parse_safetensors_header(const uint8_t* data, size_t size, con
   HERD_REQUIRE(n <= size - 8, source, ": truncated: header of ", n, " bytes but the file has ", size - 8,
                " after the length");
   const char* text = reinterpret_cast<const char*>(data + 8);
-  json j = json::parse(text, text + n, nullptr, /*allow_exceptions=*/false);
-  HERD_REQUIRE(!j.is_discarded(), source, ": header is not valid JSON");
+  const std::optional<json> parsed = parse_json_limited(std::string_view(text, size_t(n)), source);
+  HERD_REQUIRE(parsed, source, ": header is not valid JSON");
+  const json& j = *parsed;
   HERD_REQUIRE(j.is_object(), source, ": header is not a JSON object");
 
   SafetensorsHeader h;

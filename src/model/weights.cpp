@@ -1,13 +1,16 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "common/check.h"
+#include "common/json-limits.h"
 
 namespace herd {
 
@@ -62,14 +65,31 @@ Shape expected_shape(const ModelConfig& c, TensorView LayerWeights::*f) {
   return {c.n_ff, c.n_embd};  // gate, up
 }
 
+// The first NaN or infinity of a plain-typed tensor as (index, value); quantized ones are not read.
+std::optional<std::pair<int64_t, float>> first_non_finite(const TensorView& t) {
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float v = 0.f;
+    switch (t.dtype) {
+      case DType::f32: std::memcpy(&v, static_cast<const float*>(t.data) + i, 4); break;
+      case DType::f16: v = f16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
+      case DType::bf16: v = bf16_to_f32(static_cast<const uint16_t*>(t.data)[i]); break;
+      default: return std::nullopt;
+    }
+    if (!std::isfinite(v)) return std::make_pair(i, v);
+  }
+  return std::nullopt;
+}
+
 // Which files to open: the index's weight_map when there is one, else every *.safetensors.
 std::vector<std::string> shard_paths(const std::string& dir) {
   const fs::path index = fs::path(dir) / "model.safetensors.index.json";
   std::set<std::string> names;
-  if (fs::exists(index)) {
+  std::error_code ec;
+  if (fs::symlink_status(index, ec).type() != fs::file_type::not_found) {
     const std::string src = index.string();
-    auto j = nlohmann::json::parse(read_text_file(src), nullptr, false);
-    HERD_REQUIRE(!j.is_discarded() && j.is_object(), src, ": not valid JSON");
+    const std::optional<nlohmann::json> parsed = parse_json_limited(read_text_file(src), src);
+    HERD_REQUIRE(parsed && parsed->is_object(), src, ": not valid JSON");
+    const nlohmann::json& j = *parsed;
     auto wm = j.find("weight_map");
     HERD_REQUIRE(wm != j.end() && wm->is_object(), src, ": missing \"weight_map\" object");
     for (auto& [tensor, file] : wm->items()) {
@@ -80,8 +100,10 @@ std::vector<std::string> shard_paths(const std::string& dir) {
       names.insert(f);
     }
   } else {
-    for (const auto& e : fs::directory_iterator(dir))
-      if (e.path().extension() == ".safetensors") names.insert(e.path().filename().string());
+    fs::directory_iterator it(dir, ec);
+    for (; !ec && it != fs::directory_iterator(); it.increment(ec))
+      if (it->path().extension() == ".safetensors") names.insert(it->path().filename().string());
+    HERD_REQUIRE(!ec, dir, ": cannot list the directory: ", ec.message());
   }
   HERD_REQUIRE(!names.empty(), dir, ": no *.safetensors weights found");
   std::vector<std::string> paths;
@@ -106,7 +128,9 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
   HostWeights w;
   TensorsByName by_name;
   for (const auto& path : shard_paths(dir)) {
-    HERD_REQUIRE(fs::exists(path), path, ": listed in model.safetensors.index.json but missing");
+    std::error_code ec;
+    HERD_REQUIRE(fs::symlink_status(path, ec).type() != fs::file_type::not_found, path,
+                 ": listed in model.safetensors.index.json but missing");
     w.files.push_back(std::make_unique<SafetensorsFile>(path));
     const SafetensorsFile& f = *w.files.back();
     for (const auto& e : f.header().tensors) {
@@ -157,6 +181,20 @@ void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameSc
     for (size_t i = 0; i < problems.size() && i < 8; ++i) msg += (i ? "; " : "") + problems[i];
     if (problems.size() > 8) msg += str_cat("; and ", problems.size() - 8, " more");
     fail_input(msg);
+  }
+
+  // An RMSNorm weight scales every activation, so one NaN or infinity there turns every logit
+  // into NaN. The norms are small (n_embd values each) and checked whole; the matrices are not.
+  std::vector<std::string> norms{top_name(scheme, kOutputNorm)};
+  for (int64_t l = 0; l < c.n_layer; ++l)
+    for (const auto& r : kLayerRules)
+      if (r.field == &LayerWeights::attn_norm || r.field == &LayerWeights::ffn_norm)
+        norms.push_back(layer_name(scheme, l, r.name));
+  for (const std::string& name : norms) {
+    const auto& [view, file] = by_name.at(name);
+    if (const auto bad = first_non_finite(view))
+      fail_input(file, ": tensor \"", name, "\" holds ", bad->second, " at index ", bad->first,
+                 "; norm weights must be finite (a corrupt file?)");
   }
 
   if (c.qk_layout == QkLayout::interleaved) {

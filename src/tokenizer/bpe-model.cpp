@@ -29,7 +29,10 @@ BpeModel::BpeModel(TokenTable tokens, const std::vector<int32_t>& special_ids, c
                    int32_t bos_id, std::string_view source)
     : Model(std::move(tokens)), ranks_(tokens_, marks(special_ids, tokens_.size(), source)),
       isolate_digits_(pre.isolate_digits) {
-  for (int32_t id : special_ids) specials_.add(std::string(tokens_.bytes(id)), id);
+  for (int32_t id : special_ids) {
+    HERD_REQUIRE(!tokens_.bytes(id).empty(), source, ": special token ", id, " has empty text");
+    specials_.add(std::string(tokens_.bytes(id)), id);
+  }
   HERD_REQUIRE(bos_id < tokens_.size(), source, ": BOS id ", bos_id, " is outside the vocabulary");
   bos_id_ = bos_id;
   // Other spellings of the pattern (llama.cpp's has no inline flag, so it does not fold

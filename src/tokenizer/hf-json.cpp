@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/json-limits.h"
 #include "tokenizer/bpe-model.h"
 #include "tokenizer/byte-level.h"
 
@@ -86,10 +87,16 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
   // vocabulary (Llama 3); some give vocabulary ids (SmolLM2's <|im_start|> is id 1), which
   // then leave the BPE ranks.
   std::vector<int32_t> special_ids;
-  for (const json& added : root.value("added_tokens", json::array())) {
+  const json& added_tokens = root.contains("added_tokens") ? root.at("added_tokens") : json::array();
+  // Ids have no gaps, so none reaches past the vocabulary plus the added tokens: checked before
+  // the id sizes the table.
+  const int64_t id_end = int64_t(vocab.size() + added_tokens.size());
+  for (const json& added : added_tokens) {
     const int64_t id = added.at("id").get<int64_t>();
     const std::string content = added.at("content").get<std::string>();
-    HERD_REQUIRE(id >= 0 && id < (int64_t(1) << 31), source, ": added token id ", id, " is out of range");
+    HERD_REQUIRE(id >= 0 && id < id_end, source, ": added token id ", id, " of \"", content,
+                 "\" is out of range (ids must be 0..", id_end - 1, ", with no gaps)");
+    HERD_REQUIRE(!content.empty(), source, ": added token id ", id, " has empty content");
     if (size_t(id) >= by_id.size()) by_id.resize(size_t(id) + 1);
     HERD_REQUIRE(!by_id[id] || (size_t(id) < vocab.size() && *by_id[id] == content), source, ": added token id ", id,
                  " is repeated or differs from the vocabulary's token with that id");
@@ -111,7 +118,9 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
 
 std::unique_ptr<Model> load_hf_json(std::string_view content, const std::string& source) {
   try {
-    return build(json::parse(content), source);
+    const std::optional<json> root = parse_json_limited(content, source);
+    HERD_REQUIRE(root, source, ": not valid JSON");
+    return build(*root, source);
   } catch (const json::exception& e) {
     fail_input(source, ": not a usable tokenizer.json: ", e.what());
   }

@@ -5,7 +5,9 @@
 
 #include "common/check.h"
 #include "common/gguf-file.h"
+#include "common/json-limits.h"
 #include "common/mmap.h"
+#include "common/read-file.h"
 #include "tokenizer/gguf-vocab.h"
 #include "tokenizer/hf-json.h"
 #include "tokenizer/model.h"
@@ -15,39 +17,46 @@
 namespace herd::tok {
 namespace {
 
+// The first of the names present in any form: one that is not a regular file is refused, with
+// its reason, by the loader rather than passed over.
 std::string find_in_directory(const std::filesystem::path& dir) {
-  for (const char* name : {"tokenizer.json", "tokenizer.model"})
-    if (std::filesystem::is_regular_file(dir / name)) return (dir / name).string();
+  for (const char* name : {"tokenizer.json", "tokenizer.model"}) {
+    std::error_code ec;
+    if (std::filesystem::symlink_status(dir / name, ec).type() != std::filesystem::file_type::not_found)
+      return (dir / name).string();
+  }
   fail_input(dir.string(), ": directory has no tokenizer.json or tokenizer.model");
 }
 
 // tokenizer_config.json beside a tokenizer.json holds the chat template: a string, or a list
 // of named templates of which "default" is the chat one.
 std::string chat_template_beside(const std::filesystem::path& tokenizer_file) {
-  const auto config = tokenizer_file.parent_path() / "tokenizer_config.json";
+  const std::string config = (tokenizer_file.parent_path() / "tokenizer_config.json").string();
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(config, ec)) return "";
-  const MappedFile file(config.string());
-  const auto j = nlohmann::json::parse(file.data(), file.data() + file.size(), nullptr, false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("chat_template")) return "";
-  const auto& t = j["chat_template"];
+  if (std::filesystem::symlink_status(config, ec).type() == std::filesystem::file_type::not_found) return "";
+  const auto j = parse_json_limited(read_file(config, kMaxJsonFileBytes, "a JSON config"), config);
+  HERD_REQUIRE(j && j->is_object(), config, ": not a JSON object");
+  if (!j->contains("chat_template") || (*j)["chat_template"].is_null()) return "";
+  const auto& t = (*j)["chat_template"];
   if (t.is_string()) return t.get<std::string>();
-  if (t.is_array())
-    for (const auto& named : t)
-      if (named.is_object() && named.value("name", "") == "default" && named.contains("template"))
-        return named["template"].is_string() ? named["template"].get<std::string>() : "";
+  HERD_REQUIRE(t.is_array(), config, ": field \"chat_template\" must be a string or a list of named templates");
+  for (const auto& named : t) {
+    HERD_REQUIRE(named.is_object() && named.contains("name") && named["name"].is_string() &&
+                     named.contains("template") && named["template"].is_string(),
+                 config, ": field \"chat_template\" must list objects {\"name\": string, \"template\": string}");
+    if (named["name"] == "default") return named["template"].get<std::string>();
+  }
   return "";
 }
 
-}  // namespace
-
-std::unique_ptr<Model> load_model(const std::string& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) return load_model(find_in_directory(path));
+std::unique_ptr<Model> load_file(const std::string& path) {
   const MappedFile file(path);
   const std::string_view content(reinterpret_cast<const char*>(file.data()), file.size());
   HERD_REQUIRE(!content.empty(), path, ": empty file, not a tokenizer");
   if (GgufFile::has_magic(file.data(), file.size())) return load_gguf_vocab(GgufFile(file.data(), file.size(), path));
+  // Parsed whole, unlike a mapped GGUF model, so its size is bounded.
+  HERD_REQUIRE(file.size() <= kMaxTokenizerFileBytes, path, ": ", file.size(), " bytes, more than the ",
+               kMaxTokenizerFileBytes / kMiB, " MiB allowed for a tokenizer");
   const size_t first = content.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && content[first] == '{') {
     auto model = load_hf_json(content, path);
@@ -58,6 +67,13 @@ std::unique_ptr<Model> load_model(const std::string& path) {
   if (looks_like_sentencepiece(content)) return load_sentencepiece(content, path);
   fail_input(path, ": not a tokenizer file (expected tiktoken BPE ranks, a Hugging Face "
                    "tokenizer.json or a SentencePiece model)");
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_model(const std::string& path) {
+  std::error_code ec;
+  return load_file(std::filesystem::is_directory(path, ec) ? find_in_directory(path) : path);
 }
 
 }  // namespace herd::tok

@@ -160,6 +160,137 @@ TEST(Config, RejectsWhatItCannotRun) {
   EXPECT_NE(error_of(eos).find("eos_token_id 5000"), std::string::npos);
 }
 
+// kV4 with `field` (its text as written there) replaced by `value`, or with `value` added.
+std::string with(const std::string& field, const std::string& value) {
+  std::string text = kV4;
+  const size_t at = text.find(field);
+  if (at == std::string::npos) return text.substr(0, text.size() - 1) + ", " + value + "}";
+  const size_t end = text.find_first_of(",}", text.find(':', at));
+  return text.replace(at, end - at, value);
+}
+
+TEST(Config, MistypedFieldsNameTheFieldAndType) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("tie_word_embeddings": "no")", R"(field "tie_word_embeddings" must be a boolean)"},
+      {R"("attention_bias": 0)", R"(field "attention_bias" must be a boolean)"},
+      {R"("torch_dtype": 16)", R"(field "torch_dtype" must be a string)"},
+      {R"("rms_norm_eps": "1e-5")", R"(field "rms_norm_eps" must be a number)"},
+      {R"("num_hidden_layers": 2.5)", R"(field "num_hidden_layers" must be an integer)"},
+      {R"("num_hidden_layers": 18446744073709551615)", R"(field "num_hidden_layers" must be an integer)"},
+      {R"("bos_token_id": "1")", R"(field "bos_token_id" must be a token id)"},
+      {R"("eos_token_id": 5000000000)", R"(field "eos_token_id" must be a token id)"},
+      {R"("bos_token_id": -3)", R"(field "bos_token_id" must be a token id)"},
+      {R"("rope_parameters": [1])", R"(field "rope_parameters" must be a JSON object)"},
+  };
+  for (const auto& [field, expect] : cases) {
+    const std::string text = with(field.substr(0, field.find(':')), field);
+    const std::string msg = error_of(text);
+    EXPECT_NE(msg.find("cfg/config.json: "), std::string::npos) << msg;
+    EXPECT_NE(msg.find(expect), std::string::npos) << field << " -> " << msg;
+  }
+}
+
+TEST(Config, RejectsNonsenseValues) {
+  const std::pair<std::string, std::string> cases[] = {
+      {R"("rms_norm_eps": 1e40)", R"(field "rms_norm_eps" must be a finite number)"},
+      {R"("rms_norm_eps": 0)", "rms_norm_eps must lie in (0, 1]"},
+      {R"("rms_norm_eps": -1e-5)", "rms_norm_eps must lie in (0, 1]"},
+      {R"("rms_norm_eps": 2.0)", "rms_norm_eps must lie in (0, 1]"},
+      {R"("rope_theta": 1e39)", R"(field "rope_theta" must be a finite number)"},
+      {R"("rope_theta": 0)", "rope_theta must be positive"},
+      {R"("rope_theta": -10)", "rope_theta must be positive"},
+      {R"("bos_token_id": 1000)", "bos_token_id 1000 outside [0, 1000)"},
+      {R"("eos_token_id": [2, 4096])", "eos_token_id 4096 outside"},
+  };
+  for (const auto& [field, expect] : cases) {
+    const std::string msg = error_of(with(field.substr(0, field.find(':')), field));
+    EXPECT_NE(msg.find(expect), std::string::npos) << field << " -> " << msg;
+  }
+}
+
+TEST(Config, RejectsBrokenRopeScaling) {
+  const std::string head = R"("rope_scaling": {"type": "llama3", )";
+  const std::pair<std::string, std::string> cases[] = {
+      {head + R"("factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0})",
+       R"(missing field "rope_scaling.original_max_position_embeddings")"},
+      {head + R"("low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})",
+       R"(missing field "rope_scaling.factor")"},
+      {head + R"("factor": "8", "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})",
+       R"(field "rope_scaling.factor" must be a number)"},
+      {head + R"("factor": 1e300, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})",
+       R"(field "rope_scaling.factor" must be a finite number)"},
+      {head + R"("factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 1e9})",
+       R"(field "rope_scaling.original_max_position_embeddings" must be an integer)"},
+      {head + R"("factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 99999999999})",
+       "original_max_position_embeddings must lie in [1, 2^26]"},
+      {R"("rope_scaling": {"type": 3})", R"(field "rope_scaling.type" must be a string)"},
+      {R"("rope_scaling": "llama3")", R"(field "rope_scaling" must be a JSON object)"},
+  };
+  for (const auto& [block, expect] : cases) {
+    std::string text = kV4;
+    const size_t at = text.find("\"rope_scaling\"");
+    text.replace(at, text.find('}', at) + 1 - at, block);
+    const std::string msg = error_of(text);
+    EXPECT_NE(msg.find(expect), std::string::npos) << block << " -> " << msg;
+  }
+}
+
+TEST(Config, DeepNestingIsRefusedNamingTheFileAndLimit) {
+  const std::string deep = std::string(50000, '[') + std::string(50000, ']');
+  const std::string msg = error_of(with("\"extra\"", "\"extra\": " + deep));
+  EXPECT_NE(msg.find("cfg/config.json: JSON nested deeper than 128 levels"), std::string::npos) << msg;
+  std::vector<int32_t> eos;
+  EXPECT_THROW(parse_generation_config("{\"a\": " + deep + "}", "generation_config.json", &eos), Error);
+  EXPECT_THROW(parse_meta_params("{\"a\": " + deep + "}", "params.json"), Error);
+}
+
+std::string generation_error(const std::string& text) {
+  std::vector<int32_t> eos;
+  try {
+    parse_generation_config(text, "m/generation_config.json", &eos);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
+    return e.what();
+  }
+  ADD_FAILURE() << "no error for " << text;
+  return "";
+}
+
+TEST(Config, GenerationConfigErrorsNameTheFileAndField) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"temperature": -1})", R"(field "temperature" must be >= 0)"},
+      {R"({"temperature": "hot"})", R"(field "temperature" must be a number)"},
+      {R"({"top_p": 7})", R"(field "top_p" must lie in (0, 1])"},
+      {R"({"top_p": 0})", R"(field "top_p" must lie in (0, 1])"},
+      {R"({"top_k": -2})", R"(field "top_k" must lie in [0, 2^31))"},
+      {R"({"top_k": 9999999999})", R"(field "top_k" must lie in [0, 2^31))"},
+      {R"({"do_sample": "yes"})", R"(field "do_sample" must be a boolean)"},
+      {R"({"eos_token_id": [1, "2"]})", R"(field "eos_token_id" must be a token id)"},
+  };
+  for (const auto& [text, expect] : cases) {
+    const std::string msg = generation_error(text);
+    EXPECT_EQ(msg.rfind("m/generation_config.json: ", 0), 0u) << msg;
+    EXPECT_NE(msg.find(expect), std::string::npos) << text << " -> " << msg;
+  }
+}
+
+TEST(Config, MetaParamsFieldsAreTyped) {
+  const std::string base = R"({"dim": 64, "n_layers": 2, "n_heads": 4, "vocab_size": 1000, "multiple_of": 32,
+      "norm_eps": 1e-05)";
+  for (const auto& [extra, expect] :
+       {std::pair{R"(, "use_scaled_rope": "yes"})", R"(field "use_scaled_rope" must be a boolean)"},
+        std::pair{R"(, "ffn_dim_multiplier": 1e30})", R"(field "ffn_dim_multiplier" must lie in (0, 64])"},
+        std::pair{R"(, "rope_theta": "big"})", R"(field "rope_theta" must be a number)"}}) {
+    try {
+      parse_meta_params(base + extra, "m/params.json");
+      ADD_FAILURE() << "no error for " << extra;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("m/params.json: ")), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(expect), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Config, GenerationConfigOverridesEosAndGivesDefaults) {
   std::vector<int32_t> eos{2};
   const auto g = parse_generation_config(

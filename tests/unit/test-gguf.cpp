@@ -198,4 +198,25 @@ TEST_F(CorruptGguf, NamesWhatIsWrong) {
   expect_error(b, "runs past the end of the file");
 }
 
+TEST_F(CorruptGguf, NonFiniteNormsAndHyperparametersAreRefused) {
+  const herd::GgufFile parsed(reinterpret_cast<const uint8_t*>(bytes_.data()), bytes_.size(), "fixture");
+  for (const char* name : {"output_norm.weight", "blk.1.attn_norm.weight", "blk.0.ffn_norm.weight"}) {
+    const herd::GgufTensorInfo* t = parsed.tensor(name);
+    ASSERT_TRUE(t && t->dtype == herd::DType::f32) << name;
+    const size_t at = size_t(static_cast<const char*>(t->data) - bytes_.data()) + 3 * 4;  // element 3
+    std::string b = bytes_;
+    const float nan = std::nanf("");
+    b.replace(at, 4, reinterpret_cast<const char*>(&nan), 4);
+    expect_error(b, std::string("tensor \"") + name + "\" holds nan at index 3; norm weights must be finite");
+  }
+  std::string b = bytes_;
+  const float inf = INFINITY;
+  b.replace(find("llama.attention.layer_norm_rms_epsilon") + 38 + 4, 4, reinterpret_cast<const char*>(&inf), 4);
+  expect_error(b, "rms_norm_eps must lie in (0, 1], got inf");
+  b = bytes_;
+  const float nan = std::nanf("");
+  b.replace(find("llama.rope.freq_base") + 20 + 4, 4, reinterpret_cast<const char*>(&nan), 4);
+  expect_error(b, "rope_theta must be positive and finite, got nan");
+}
+
 }  // namespace

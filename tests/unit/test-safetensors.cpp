@@ -103,6 +103,11 @@ TEST(Safetensors, RejectsCorruptHeaders) {
             std::string::npos);
 }
 
+TEST(Safetensors, RejectsDeeplyNestedHeaders) {
+  const std::string deep = "{\"__metadata__\": " + std::string(50000, '[') + std::string(50000, ']') + "}";
+  EXPECT_NE(parse_error(file_with(deep, 0)).find("JSON nested deeper than 128 levels"), std::string::npos);
+}
+
 TEST(Safetensors, MissingFileNamesThePath) {
   try {
     SafetensorsFile f("/nonexistent/x.safetensors");

@@ -2,11 +2,16 @@
 // checkpoint can disagree with its config.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "common/check.h"
+#include "common/read-file.h"
 #include "model/model-dir.h"
 #include "model/synthetic.h"
 
@@ -133,6 +138,85 @@ TEST_F(Weights, DirectoryProblems) {
   fs::create_directories(dir_ / "noweights");
   fs::copy_file(dir_ / "src" / "config.json", dir_ / "noweights" / "config.json");
   EXPECT_NE(load_error((dir_ / "noweights").string()).find("no *.safetensors"), std::string::npos);
+}
+
+TEST_F(Weights, NonFiniteNormWeightsAreNamed) {
+  static std::vector<uint16_t> norm(32, f32_to_bf16(1.0f));
+  norm[5] = f32_to_bf16(std::numeric_limits<float>::quiet_NaN());
+  static std::vector<float> inf_norm(32, 1.0f);
+  inf_norm[31] = std::numeric_limits<float>::infinity();
+  const std::pair<const char*, TensorView> cases[] = {
+      {"model.layers.1.input_layernorm.weight", {DType::bf16, {32}, norm.data()}},
+      {"model.layers.0.post_attention_layernorm.weight", {DType::bf16, {32}, norm.data()}},
+      {"model.norm.weight", {DType::f32, {32}, inf_norm.data()}},
+  };
+  for (const auto& [name, view] : cases) {
+    const auto d = write_variant(str_cat("nan-", name), [&](auto& ts) {
+      for (auto& t : ts)
+        if (t.name == name) t.view = view;
+    });
+    const std::string msg = load_error(d);
+    EXPECT_NE(msg.find(str_cat(d, "/model.safetensors: tensor \"", name, "\" holds ")), std::string::npos) << msg;
+    EXPECT_NE(msg.find("norm weights must be finite"), std::string::npos) << msg;
+  }
+}
+
+// Every file of a model directory is opened only when it is a regular file.
+TEST_F(Weights, FilesThatAreNotRegularAreRefused) {
+  auto variant = [&](const std::string& name, const std::string& file) {
+    const fs::path d = dir_ / name;
+    fs::create_directories(d);
+    for (const char* f : {"config.json", "model.safetensors"})
+      if (f != file) fs::copy_file(dir_ / "src" / f, d / f);
+    return d;
+  };
+  for (const std::string file : {"config.json", "model.safetensors", "generation_config.json"}) {
+    fs::path d = variant("zero-" + file, file);
+    fs::create_symlink("/dev/zero", d / file);
+    EXPECT_NE(load_error(d.string()).find(file + ": is a character device, not a regular file"), std::string::npos);
+
+    d = variant("fifo-" + file, file);
+    ASSERT_EQ(::mkfifo((d / file).c_str(), 0600), 0);
+    EXPECT_NE(load_error(d.string()).find(file + ": is a FIFO (named pipe), not a regular file"), std::string::npos);
+
+    d = variant("dir-" + file, file);
+    fs::create_directory(d / file);
+    EXPECT_NE(load_error(d.string()).find(file + ": is a directory, not a file"), std::string::npos);
+
+    d = variant("loop-" + file, file);
+    fs::create_symlink(file, d / "other");
+    fs::create_symlink("other", d / file);
+    EXPECT_NE(load_error(d.string()).find(file + ": cannot open: too many levels of symbolic links"), std::string::npos);
+  }
+  const fs::path index = variant("index-fifo", "");
+  ASSERT_EQ(::mkfifo((index / "model.safetensors.index.json").c_str(), 0600), 0);
+  EXPECT_NE(load_error(index.string()).find("model.safetensors.index.json: is a FIFO"), std::string::npos);
+  fs::create_symlink(dir_ / "loop-model", dir_ / "loop-model");
+  EXPECT_NE(load_error((dir_ / "loop-model").string()).find("loop-model: "), std::string::npos);
+}
+
+TEST_F(Weights, TooLargeConfigIsRefusedBeforeReading) {
+  const fs::path d = dir_ / "large";
+  fs::create_directories(d);
+  fs::copy_file(dir_ / "src" / "model.safetensors", d / "model.safetensors");
+  fs::copy_file(dir_ / "src" / "config.json", d / "config.json");
+  fs::resize_file(d / "config.json", kMaxJsonFileBytes + 1);  // sparse: no disk used
+  EXPECT_NE(load_error(d.string()).find(str_cat("config.json: ", kMaxJsonFileBytes + 1,
+                                                " bytes, more than the 64 MiB allowed for a JSON config")),
+            std::string::npos);
+}
+
+TEST_F(Weights, UnreadableFilesAreRefused) {
+  if (::geteuid() == 0) GTEST_SKIP() << "root reads every file";
+  const fs::path d = dir_ / "unreadable";
+  fs::create_directories(d);
+  fs::copy_file(dir_ / "src" / "config.json", d / "config.json");
+  fs::permissions(d / "config.json", fs::perms::none);
+  EXPECT_NE(load_error(d.string()).find("config.json: cannot open: permission denied"), std::string::npos);
+  fs::permissions(d / "config.json", fs::perms::owner_all);
+  fs::permissions(d, fs::perms::owner_exec);  // entries can be opened, not listed
+  EXPECT_NE(load_error(d.string()).find("cannot list the directory"), std::string::npos);
+  fs::permissions(d, fs::perms::owner_all);
 }
 
 TEST_F(Weights, TruncatedFileIsNamed) {

@@ -304,9 +304,9 @@ herd::Status ChatSession::save(const std::string& path) const {
 }
 
 herd::Status ChatSession::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return herd::Status::invalid_input(path + ": cannot be read");
-  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string json;
+  if (herd::Status s = herd::read_file(path, herd::FileKind::json, &json); !s) return s;
+  if (herd::Status s = herd::check_json_nesting(json, path); !s) return s;
   herd::Conversation loaded;
   if (herd::Status s = herd::parse_conversation(json, &loaded); !s)
     return herd::Status::invalid_input(path + ": " + s.message());

@@ -24,9 +24,9 @@ struct ChatFlags {
 
 // --tools FILE.json: a list of JSON-schema function definitions (or {"tools": [...]}).
 herd::Status read_tools(const std::string& path, std::vector<herd::ToolDefinition>* out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return herd::Status::invalid_input(path + ": cannot be read");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string text;
+  if (herd::Status s = herd::read_file(path, herd::FileKind::json, &text); !s) return s;
+  if (herd::Status s = herd::check_json_nesting(text, path); !s) return s;
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return herd::Status::invalid_input(path + ": not valid JSON");
   if (j.is_object() && j.contains("tools")) j = j["tools"];

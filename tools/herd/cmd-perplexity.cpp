@@ -2,10 +2,8 @@
 // llama.cpp's perplexity tool and most papers score it: the text in windows that each start with
 // BOS, every token after a window's first scored. Windows run concurrently through the engine.
 #include <cmath>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "commands.h"
 #include "progress.h"
@@ -21,10 +19,8 @@ struct Flags {
 };
 
 int run(const Flags& f) {
-  std::ifstream in(f.file, std::ios::binary);
-  if (!in) return report(herd::Status::invalid_input(f.file + ": cannot open the text file"));
-  std::stringstream text;
-  text << in.rdbuf();
+  std::string text;
+  if (int rc = report(herd::read_file(f.file, herd::FileKind::text, &text))) return rc;
 
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
@@ -33,7 +29,7 @@ int run(const Flags& f) {
   if (tok->bos_id() < 0)
     return report(herd::Status::invalid_input(f.model + ": the vocabulary has no BOS token to start windows with"));
   std::vector<int32_t> ids;
-  if (int rc = report(tok->encode(text.str(), /*allow_special=*/false, /*add_bos=*/false, &ids))) return rc;
+  if (int rc = report(tok->encode(text, /*allow_special=*/false, /*add_bos=*/false, &ids))) return rc;
   if (ids.empty()) return report(herd::Status::invalid_input(f.file + ": no text to score"));
 
   // A window is BOS plus n - 1 text tokens; default: the whole text when the model can hold it.

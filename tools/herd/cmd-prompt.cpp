@@ -25,9 +25,9 @@ struct PromptFlags {
 void write_stdout(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
 
 int run_prompt(const PromptFlags& f) {
-  std::ifstream in(f.conversation, std::ios::binary);
-  if (!in) return report(herd::Status::invalid_input(f.conversation + ": cannot be read"));
-  const std::string json((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string json;
+  if (int rc = report(herd::read_file(f.conversation, herd::FileKind::json, &json))) return rc;
+  if (int rc = report(herd::check_json_nesting(json, f.conversation))) return rc;
   herd::Conversation conversation;
   if (herd::Status s = herd::parse_conversation(json, &conversation); !s)
     return report(herd::Status::invalid_input(f.conversation + ": " + s.message()));

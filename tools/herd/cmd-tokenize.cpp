@@ -58,9 +58,11 @@ int run_tokenize(const TokenizeFlags& f) {
     for (std::string line; std::getline(lines, line);) {
       ++line_no;
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      const std::string where = "stdin line " + std::to_string(line_no);
+      if (int rc = report(herd::check_json_nesting(line, where))) return rc;
       nlohmann::ordered_json record = nlohmann::ordered_json::parse(line, nullptr, false);
       if (!record.is_object() || !record.contains("text") || !record["text"].is_string())
-        return bad_input("stdin line " + std::to_string(line_no) + ": expected a JSON object with a string \"text\"");
+        return bad_input(where + ": expected a JSON object with a string \"text\"");
       std::vector<int32_t> ids;
       if (int rc = report(tok->encode(record["text"].get<std::string>(), f.special, f.bos, &ids))) return rc;
       record.erase("text");
@@ -76,7 +78,9 @@ int run_tokenize(const TokenizeFlags& f) {
 int run_detokenize(const std::string& model) {
   std::unique_ptr<herd::Tokenizer> tok;
   if (int rc = load(model, &tok)) return rc;
-  const nlohmann::json input = nlohmann::json::parse(read_stdin(), nullptr, false);
+  const std::string json = read_stdin();
+  if (int rc = report(herd::check_json_nesting(json, "stdin"))) return rc;
+  const nlohmann::json input = nlohmann::json::parse(json, nullptr, false);
   std::vector<int32_t> ids;
   bool ok = input.is_array();
   for (size_t i = 0; ok && i < input.size(); ++i) {

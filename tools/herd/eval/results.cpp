@@ -1,8 +1,6 @@
 #include "results.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 namespace herd_cli::eval {
 namespace {
@@ -31,11 +29,8 @@ herd::Status ResultsFile::open(const std::string& path, ResultsFile* out) {
   f.path_ = path;
   std::error_code ec;
   if (std::filesystem::exists(path, ec)) {
-    std::ifstream in(path, std::ios::binary);
-    std::stringstream all;
-    all << in.rdbuf();
-    if (!in) return herd::Status::invalid_input(path + ": cannot read the results file");
-    const std::string text = all.str();
+    std::string text;
+    if (herd::Status s = herd::read_file(path, herd::FileKind::text, &text); !s) return s;
     size_t start = 0;
     for (int n = 1; start < text.size(); ++n) {
       const size_t end = text.find('\n', start);
@@ -50,10 +45,11 @@ herd::Status ResultsFile::open(const std::string& path, ResultsFile* out) {
       if (line.empty()) continue;
       ItemMetrics m;
       ItemKey key;
+      const std::string origin = path + ":" + std::to_string(n);
+      if (herd::Status s = herd::check_json_nesting(line, origin); !s) return s;
       const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
       if (!read_metrics(j, &m, &key))
-        return herd::Status::invalid_input(path + ":" + std::to_string(n) +
-                                           ": not a herd eval result (a JSON object with id, task and metrics)");
+        return herd::Status::invalid_input(origin + ": not a herd eval result (a JSON object with id, task and metrics)");
       f.done_[key] = std::move(m);
     }
   }

@@ -1,10 +1,10 @@
 #include "task-file.h"
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 
 #include "extract.h"
 
@@ -211,6 +211,8 @@ Generation parse_generation(Fields& f) {
 
 herd::Status parse_task_line(const std::string& line, const std::string& origin, const std::string& task,
                              TaskItem* item) {
+  // Fields are printed back (meta goes into the results), which recurses once per level.
+  if (herd::Status s = herd::check_json_nesting(line, origin); !s) return s;
   json object;
   try {
     object = json::parse(line);
@@ -242,8 +244,9 @@ herd::Status parse_task_line(const std::string& line, const std::string& origin,
 }
 
 herd::Status parse_task_file(const std::string& path, std::vector<TaskItem>* items) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return herd::Status::invalid_input(path + ": cannot open the task file");
+  std::string text;
+  if (herd::Status s = herd::read_file(path, herd::FileKind::text, &text); !s) return s;
+  std::istringstream in(text);
   const std::string task = std::filesystem::path(path).stem().string();
   std::map<std::pair<std::string, std::string>, int> seen;  // (task, id) -> line
   std::string line;
