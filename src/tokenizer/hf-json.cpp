@@ -119,7 +119,7 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
 std::unique_ptr<Model> load_hf_json(std::string_view content, const std::string& source) {
   try {
     const std::optional<json> root = parse_json_limited(content, source);
-    HERD_REQUIRE(root, source, ": not valid JSON");
+    HERD_REQUIRE(root, source, ": not a usable tokenizer.json: not valid JSON");
     return build(*root, source);
   } catch (const json::exception& e) {
     fail_input(source, ": not a usable tokenizer.json: ", e.what());

@@ -229,7 +229,7 @@ finally:
 expect_bad_input("bad --ids", ["logits", "-m", MODEL, "--ids", "1,x"], "'x' is not a token id")
 expect_bad_input("id out of range", ["logits", "-m", MODEL, "--ids", "1,999", "--device", "cpu"], "token id 999")
 expect_bad_input("unknown flag", ["logits", "-m", MODEL, "--ids", "1", "--frobnicate"], "frobnicate")
-expect_bad_input("no prompt", ["generate", "-m", MODEL], "--ids or -p")
+expect_bad_input("no prompt", ["generate", "-m", MODEL], "--ids, -p or -f")
 expect_bad_input("-p without a tokenizer", ["generate", "-m", MODEL, "-p", "hi", "--device", "cpu"], "has no tokenizer")
 expect_bad_input("bad tokenizer file", ["tokenize", "-m", os.path.join(MODEL, "config.json")], "config.json")
 

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
+#include <thread>
 
 #include "commands.h"
 
@@ -10,12 +12,29 @@ namespace herd_cli {
 
 namespace {
 
-// --device, --threads and --rope-factor: where and how any model is loaded.
+// More CPU threads than this only oversubscribe the cores (and tens of thousands would take
+// minutes to start): four per hardware thread, at most 1024.
+int max_threads() {
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw == 0 ? 1024 : int(std::min(1024u, 4 * hw));
+}
+
+// --device, -t/--threads and --rope-factor: where and how any model is loaded.
 void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float& rope_factor) {
   cmd->add_option("--device", device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--threads", n_threads, "CPU threads (0 = all cores)")->capture_default_str();
+  const int most = max_threads();
+  cmd->add_option("-t,--threads", n_threads, "CPU threads (0 = one per core; at most " + std::to_string(most) + ")")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [most](const std::string& text) -> std::string {
+            int n = -1;
+            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+            if (ec == std::errc() && p == text.data() + text.size() && n >= 0 && n <= most) return "";
+            return "'" + text + "' is not 0 (one per core) or a thread count between 1 and " + std::to_string(most);
+          },
+          "INT", ""));
   cmd->add_option("--rope-factor", rope_factor,
                   "RoPE scaling factor for Meta params.json checkpoints, which do not record it (Llama 3.1: 8, 3.2: 32)")
       ->capture_default_str();
@@ -27,8 +46,10 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors) or a GGUF file")
       ->required();
   add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.meta_rope_factor);
-  cmd->add_option("--ctx", f.options.max_context, "KV cache capacity in tokens (clamped to the model's context)")
-      ->capture_default_str();
+  cmd->add_option("-c,--ctx-size,--ctx", f.options.max_context,
+                  "Context length: KV cache capacity in tokens (clamped to the model's context)")
+      ->capture_default_str()
+      ->check(int_range(1, std::numeric_limits<int64_t>::max()));
 }
 
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
@@ -49,7 +70,9 @@ void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& s) {
       ->capture_default_str();
   cmd->add_option("--frequency-penalty", s.frequency_penalty, "OpenAI frequency penalty")->capture_default_str();
   cmd->add_option("--presence-penalty", s.presence_penalty, "OpenAI presence penalty")->capture_default_str();
-  cmd->add_option("--seed", s.seed, "Random seed (default: a fresh one per request)");
+  cmd->add_option_function<std::string>(
+      "--seed", [&s](const std::string& text) { s.seed = parse_seed(text, "--seed"); },
+      "Random seed, 0 to 2^64-1 (default: a fresh one per request)");
   cmd->add_option("--stop", s.stop, "A stop string (repeatable); matched across tokens and not printed");
 }
 
@@ -79,9 +102,47 @@ std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag)
   size_t start = 0;
   while (start <= text.size()) {
     size_t end = text.find(',', start);
+  // 2^62 bytes (4 EiB) is beyond any memory, and the product stays far from int64's overflow.
+  if (!(value * double(scale) <= double(int64_t(1) << 62)))
+    throw CLI::ValidationError(flag, "'" + text + "' is too large (at most 4194304TiB; examples: 512MiB, 8GiB)");
     if (end == std::string::npos) end = text.size();
     std::string item = text.substr(start, end - start);
     while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+uint64_t parse_seed(const std::string& text, const std::string& flag) {
+  uint64_t seed = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), seed);
+  if (text.empty() || ec != std::errc() || p != text.data() + text.size())
+    throw CLI::ValidationError(flag, "'" + text + "' is not a seed (an integer from 0 to 18446744073709551615)");
+  return seed;
+}
+
+CLI::Validator positive_real(double most) {
+  char bound[32];
+  std::snprintf(bound, sizeof bound, "%g", most);
+  return CLI::Validator(
+      [most, range = std::string(bound)](const std::string& text) -> std::string {
+        double v = 0;
+        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec == std::errc() && p == text.data() + text.size() && v > 0 && v <= most) return "";
+        return "'" + text + "' is not a number above 0 and at most " + range;
+      },
+      "NUMBER", "");
+}
+
+CLI::Validator int_range(int64_t lo, int64_t hi) {
+  const std::string range = hi == std::numeric_limits<int32_t>::max() || hi == std::numeric_limits<int64_t>::max()
+                                ? "an integer of at least " + std::to_string(lo)
+                                : "an integer from " + std::to_string(lo) + " to " + std::to_string(hi);
+  return CLI::Validator(
+      [lo, hi, range](const std::string& text) -> std::string {
+        int64_t v = 0;
+        auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+        if (ec == std::errc() && p == text.data() + text.size() && v >= lo && v <= hi) return "";
+        return "'" + text + "' is not " + range;
+      },
+      "INT", "");
+}
+
     while (!item.empty() && item.back() == ' ') item.pop_back();
     int32_t v = 0;
     auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);

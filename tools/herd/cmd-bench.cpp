@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -17,11 +18,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+constexpr int32_t kMaxBatch = 1024;  // concurrent sequences of one -b entry
+// Threads that read the engine's events: few, whatever the batch (each serves its share).
+constexpr size_t kReaders = 8;
+
 struct BenchFlags {
   herd::EngineOptions engine;
   std::string model, synthetic, batches = "1";
   herd::SyntheticModelSpec spec;
-  int prompt = 512, n_gen = 128, ctx = 0, reps = 3;
+  int prompt = 512, n_gen = 128, depth = 0, reps = 3;
   double bandwidth_gbps = 0;
   bool json = false;
 };
@@ -47,7 +52,10 @@ std::vector<int32_t> random_ids(int n, int64_t n_vocab, std::mt19937& rng) {
   return ids;
 }
 
-// Runs `batch` requests at once; returns each token event's time, per request.
+// Runs the requests at once; returns each token event's time, per request. A few reader threads
+// share the requests, each going round its own one event at a time: in a decode step every
+// running request gets one token, so a reader waits only for tokens not made yet, and an event
+// is timed within about one step of when it was made.
 std::vector<std::vector<Clock::time_point>> run_batch(herd::Engine& e, const std::vector<herd::GenerateRequest>& rs,
                                                       Clock::time_point* start, std::string* error) {
   std::vector<herd::RequestId> ids(rs.size());
@@ -60,14 +68,25 @@ std::vector<std::vector<Clock::time_point>> run_batch(herd::Engine& e, const std
   std::vector<std::vector<Clock::time_point>> times(rs.size());
   std::mutex mu;
   std::vector<std::thread> readers;
-  for (size_t i = 0; i < rs.size(); ++i)
-    readers.emplace_back([&, i] {
-      herd::Event ev;
-      while (e.next_event(ids[i], &ev)) {
-        if (ev.type == herd::Event::Type::token) times[i].push_back(Clock::now());
-        else if (ev.finish_reason == herd::FinishReason::error) {
-          std::lock_guard lock(mu);
-          *error = ev.error;
+  const size_t n_readers = std::min(kReaders, rs.size());
+  for (size_t r = 0; r < n_readers; ++r)
+    readers.emplace_back([&, r] {
+      std::vector<size_t> mine;  // requests r, r + n_readers, ... that have not finished
+      for (size_t i = r; i < rs.size(); i += n_readers) mine.push_back(i);
+      while (!mine.empty()) {
+        for (size_t k = 0; k < mine.size();) {
+          const size_t i = mine[k];
+          herd::Event ev;
+          if (!e.next_event(ids[i], &ev) || ev.type == herd::Event::Type::finished) {
+            if (ev.type == herd::Event::Type::finished && ev.finish_reason == herd::FinishReason::error) {
+              std::lock_guard lock(mu);
+              *error = ev.error;
+            }
+            mine.erase(mine.begin() + long(k));
+            continue;
+          }
+          if (ev.type == herd::Event::Type::token) times[i].push_back(Clock::now());
+          ++k;
         }
       }
     });
@@ -91,9 +110,10 @@ int run_bench(BenchFlags& f) {
     return 2;
   }
   const std::vector<int32_t> batches = parse_ids(f.batches, "-b");
-  const int max_batch = *std::max_element(batches.begin(), batches.end());
-  if (max_batch < 1) throw CLI::ValidationError("-b", "batch sizes must be positive");
-  f.engine.max_seqs = std::max(f.engine.max_seqs, max_batch);
+  for (int32_t b : batches)
+    if (b < 1 || b > kMaxBatch)
+      throw CLI::ValidationError("-b", "batch size " + std::to_string(b) + " is not from 1 to " + std::to_string(kMaxBatch));
+  f.engine.max_seqs = std::max(f.engine.max_seqs, *std::max_element(batches.begin(), batches.end()));
 
   std::unique_ptr<herd::Engine> engine;
   std::cerr << "herd bench: loading " << (f.model.empty() ? "synthetic " + f.synthetic : f.model) << "...\n";
@@ -130,8 +150,8 @@ int run_bench(BenchFlags& f) {
       for (const auto& t : times) end = std::max(end, t.back());
       pp.push_back(double(b) * f.prompt / seconds(t0, end));
 
-      // Decode: b sequences after ctx tokens; only tokens made once every sequence is decoding count.
-      for (auto& r : rs) r.prompt = random_ids(f.ctx, info.n_vocab, rng), r.max_tokens = f.n_gen + 1, r.ignore_eos = true;
+      // Decode: b sequences after depth tokens; only tokens made once every sequence is decoding count.
+      for (auto& r : rs) r.prompt = random_ids(f.depth, info.n_vocab, rng), r.max_tokens = f.n_gen + 1, r.ignore_eos = true;
       times = run_batch(*engine, rs, &t0, &error);
       if (!error.empty()) return report(herd::Status::internal(error));
       Clock::time_point all_decoding = t0, last = t0;
@@ -147,7 +167,7 @@ int run_bench(BenchFlags& f) {
     nlohmann::json pr = base, gr = base;
     pr.update({{"test", "pp" + std::to_string(f.prompt)}, {"ctx", 0}, {"tok_s", p.median}, {"tok_s_min", p.min},
                {"tok_s_max", p.max}, {"bound_tok_s", nullptr}});
-    gr.update({{"test", "tg" + std::to_string(f.n_gen)}, {"ctx", f.ctx}, {"tok_s", g.median}, {"tok_s_min", g.min},
+    gr.update({{"test", "tg" + std::to_string(f.n_gen)}, {"ctx", f.depth}, {"tok_s", g.median}, {"tok_s_min", g.min},
                {"tok_s_max", g.max}, {"bound_tok_s", bound}});
     rows.push_back(pr);
     rows.push_back(gr);
@@ -175,15 +195,22 @@ void add_bench_command(CLI::App& app, int& rc) {
   cmd->add_option("-m,--model", f->model, "Model directory or GGUF file");
   cmd->add_option("--synthetic", f->synthetic,
                   "A preset from models/ (llama-3.1-8b, llama-3.2-1b, ...) or a config.json: random weights in memory");
-  cmd->add_option("--layers", f->spec.n_layer, "Synthetic: override the number of layers");
+  cmd->add_option("--layers", f->spec.n_layer, "Synthetic: override the number of layers (1 to 1024)")
+      ->check(int_range(1, 1024));
   cmd->add_option("--dtype", f->spec.dtype, "Synthetic: bf16, f16 or f32")->capture_default_str()->check(CLI::IsMember({"bf16", "f16", "f32"}));
-  cmd->add_option("-p", f->prompt, "Prompt tokens of the prefill test")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("-n", f->n_gen, "Tokens of the decode test")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("-b", f->batches, "Concurrent sequences; a comma list runs each (e.g. 1,8,32)")->capture_default_str();
-  cmd->add_option("--ctx", f->ctx, "Context tokens before the decode test")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--reps", f->reps, "Repetitions; rows report median, min and max")->capture_default_str()->check(CLI::PositiveNumber);
+  const int most = std::numeric_limits<int32_t>::max();
+  cmd->add_option("-p", f->prompt, "Prompt tokens of the prefill test")->capture_default_str()->check(int_range(1, most));
+  cmd->add_option("-n", f->n_gen, "Tokens of the decode test")->capture_default_str()->check(int_range(1, most));
+  cmd->add_option("-b", f->batches,
+                  "Concurrent sequences, 1 to " + std::to_string(kMaxBatch) + "; a comma list runs each (e.g. 1,8,32)")
+      ->capture_default_str();
+  cmd->add_option("-d,--depth,--ctx", f->depth, "Context tokens before the decode test (the rows' ctx)")
+      ->capture_default_str()
+      ->check(int_range(0, most));
+  cmd->add_option("--reps", f->reps, "Repetitions; rows report median, min and max")->capture_default_str()->check(int_range(1, most));
   cmd->add_option("--bandwidth", f->bandwidth_gbps,
-                  "Measured memory bandwidth in GB/s: adds the decode bound (weights read once per step)");
+                  "Measured memory bandwidth in GB/s: adds the decode bound (weights read once per step)")
+      ->check(positive_real(1e6));
   cmd->add_flag("--json", f->json, "Print a JSON list of rows instead of a table");
   add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc] { rc = run_bench(*f); });

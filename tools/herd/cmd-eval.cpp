@@ -4,6 +4,7 @@
 #include <chrono>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -117,11 +118,12 @@ void add_eval_command(CLI::App& app, int& rc) {
   cmd->add_option("--out", f->out,
                   "Per-item results, one JSON line each, appended as items finish; items already in it are skipped");
   cmd->add_option("--summary", f->summary, "Write the metrics and run statistics as JSON");
-  cmd->add_option("--limit", f->limit, "Only the first N items of the task file")->check(CLI::PositiveNumber);
+  const int64_t most = std::numeric_limits<int32_t>::max();
+  cmd->add_option("--limit", f->limit, "Only the first N items of the task file")->check(int_range(1, most));
   cmd->add_option("--concurrency", f->run.concurrency, "Items in flight at once (0: all)")->capture_default_str();
   cmd->add_option("-n,--max-tokens", f->run.max_tokens, "Most tokens per sample of generation items that set none")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, most));
   add_sampling_flags(cmd, f->sampling);
   // Evaluation is greedy unless asked otherwise (published results are), whatever
   // generation_config.json says; and reproducible by default.
@@ -130,9 +132,9 @@ void add_eval_command(CLI::App& app, int& rc) {
   cmd->get_option("--seed")->description("Seed of the whole run (default 0); each item's derives from it and its task and id");
   cmd->add_flag("--allow-exec", f->allow_exec,
                 "Run items' test commands (they run the model's output as code) in a subprocess under limits");
-  cmd->add_option("--exec-timeout", f->run.exec.timeout_s, "Seconds a test command may run, unless the item says")
+  cmd->add_option("--exec-timeout", f->run.exec.timeout_s, "Seconds a test command may run, unless the item says (at most a day)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(positive_real(86400));
   cmd->add_option("--exec-memory", f->exec_memory, "Address-space limit of a test command")->capture_default_str();
   add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc] {

@@ -1,16 +1,79 @@
 // herd generate: continue a prompt through the batching engine, streamed as it is made.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "commands.h"
 
 namespace herd_cli {
+namespace {
+
+// -f FILE: a regular file (a FIFO would block, /dev/zero never ends) of at most 64 MiB, far
+// beyond any context.
+herd::Status read_prompt_file(const std::string& path, std::string* out) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    return herd::Status::invalid_input(path + ": no such prompt file (or not a regular file)");
+  if (std::filesystem::file_size(path, ec) > (uint64_t(64) << 20))
+    return herd::Status::invalid_input(path + ": the prompt file is larger than 64 MiB");
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) return herd::Status::invalid_input(path + ": cannot read the prompt file");
+  *out = text.str();
+  return herd::Status::ok();
+}
+
+// A token's text as a quoted, escaped literal ("\n", " Paris"); bytes that are not whole UTF-8
+// characters (half of one, a byte token) show as \xNN.
+std::string token_literal(const std::string& s) {
+  std::string out = "\"";
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    for (size_t k = 1; k < n; ++k)
+      if (i + k >= s.size() || (static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) n = 0;
+    char hex[8];
+    if (n > 1) out.append(s, i, n);
+    else if (c == '"' || c == '\\') out += std::string("\\") + char(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c == '\r') out += "\\r";
+    else if (n == 1 && c >= 0x20 && c != 0x7F) out += char(c);
+    else std::snprintf(hex, sizeof hex, "\\x%02X", c), out += hex;
+    i += n ? n : 1;
+  }
+  return out + "\"";
+}
+
+// One line per token for --logprobs without --json: its text, its logprob, the alternatives.
+std::string logprob_line(const herd::Event& ev, const herd::Tokenizer* tok) {
+  auto piece = [tok](int32_t id) {
+    std::string text;
+    if (tok && tok->decode({id}, &text)) return token_literal(text);
+    return "id " + std::to_string(id);
+  };
+  char lp[32];
+  std::snprintf(lp, sizeof lp, "%.4f", double(ev.logprob));
+  std::string line = piece(ev.token) + "\t" + lp + "\ttop:";
+  for (size_t i = 0; i < ev.top_logprobs.size(); ++i) {
+    std::snprintf(lp, sizeof lp, "%.4f", double(ev.top_logprobs[i].logprob));
+    line += (i ? ", " : " ") + piece(ev.top_logprobs[i].token) + " " + lp;
+  }
+  return line + "\n";
+}
+
+}  // namespace
 
 void add_generate_command(CLI::App& app, int& rc) {
   struct Flags {
     herd::EngineOptions engine;
     herd::SamplingOptions sampling;
-    std::string model, ids, prompt;
+    std::string model, ids, prompt, prompt_file;
     int n = 16, samples = 1;
     bool json = false, chat = false, aliases = false, prompt_logprobs = false;
   };
@@ -26,32 +89,40 @@ void add_generate_command(CLI::App& app, int& rc) {
   auto* p_opt = cmd->add_option("-p,--prompt", f->prompt,
                                 "Prompt text, encoded by the model's tokenizer (BOS first when the model adds one); "
                                 "special-token text stays plain text");
-  ids_opt->excludes(p_opt);
+  auto* file_opt = cmd->add_option("-f,--file", f->prompt_file, "Prompt text from a file, as -p takes it");
+  ids_opt->excludes(p_opt)->excludes(file_opt);
+  p_opt->excludes(file_opt);
   auto* chat_opt = cmd->add_flag("--chat", f->chat,
-                                 "-p TEXT is one user turn, rendered in the model's chat format: Llama 3.1, or ChatML when its template is ChatML (docs/prompt-format.md)");
+                                 "The prompt text is one user turn, rendered in the model's chat format: Llama 3.1, or ChatML when its template is ChatML (docs/prompt-format.md)");
   auto* aliases_opt = cmd->add_flag("--aliases", f->aliases,
-                                    "In -p TEXT, the brief's notation <<start>> <<system>> <<user>> <<assistant>> "
+                                    "In the prompt text, the brief's notation <<start>> <<system>> <<user>> <<assistant>> "
                                     "<<ipython>> <<end>> <<stop>> <<continue>> stands for the special tokens, and "
                                     "special-token text is honoured; no BOS is added (write <<start>>)");
-  chat_opt->needs(p_opt)->excludes(aliases_opt);
-  aliases_opt->needs(p_opt);
+  chat_opt->excludes(aliases_opt)->excludes(ids_opt);
+  aliases_opt->excludes(ids_opt);
   cmd->add_option("-n,--n-predict,--max-tokens", f->n, "Most tokens to generate")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(int_range(1, std::numeric_limits<int32_t>::max()));
   cmd->add_flag("--json", f->json,
                 "Print {\"samples\": [{\"ids\", \"text\"?, \"finish_reason\"}], \"usage\": {...}} instead of streaming");
   add_sampling_flags(cmd, f->sampling);
-  cmd->add_option("--logprobs", f->sampling.logprobs, "With --json: each token's logprob and this many alternatives (<= 20)")
-      ->capture_default_str();
-  cmd->add_option("--samples", f->samples,
-                  "Samples of the prompt, sharing its KV blocks; sample i uses seed + i (one line of output each)")
+  cmd->add_option("--logprobs", f->sampling.logprobs,
+                  "Each token's logprob and this many alternatives (0 to 20): in --json, else one line per token "
+                  "(its text quoted, its logprob, the alternatives) instead of the text")
       ->capture_default_str()
-      ->check(CLI::Range(1, 256));
+      ->check(int_range(0, 20));
+  cmd->add_option("--samples", f->samples,
+                  "Samples of the prompt (1 to 256), sharing its KV blocks; sample i uses seed + i. As text, "
+                  "each ends with a newline and a line '--- sample N ---' comes before sample N >= 2")
+      ->capture_default_str()
+      ->check(int_range(1, 256));
   cmd->add_flag("--prompt-logprobs", f->prompt_logprobs,
                 "With --json: the logprob of each prompt token given the ones before it (null for the first)");
   add_engine_flags(cmd, f->engine);
-  cmd->callback([f, &rc, ids_opt, p_opt] {
-    if (ids_opt->count() + p_opt->count() == 0) throw CLI::RequiredError("--ids or -p");
+  cmd->callback([f, &rc, ids_opt, p_opt, file_opt] {
+    if (ids_opt->count() + p_opt->count() + file_opt->count() == 0)
+      throw CLI::ValidationError("--ids, -p or -f", "give the prompt as token ids, text, or a text file");
+    if (file_opt->count() && (rc = report(read_prompt_file(f->prompt_file, &f->prompt)))) return;
     herd::GenerateRequest req;
     if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
     else req.text = f->prompt;
@@ -85,11 +156,17 @@ void add_generate_command(CLI::App& app, int& rc) {
     herd::RequestId id;
     if ((rc = report(engine->submit(req, &id)))) return;
     const bool text_out = engine->has_tokenizer();
+    // --logprobs as text shows each token's and its alternatives' text.
+    std::unique_ptr<herd::Tokenizer> tok;
+    const bool logprob_lines = f->sampling.logprobs > 0 && !f->json;
+    if (logprob_lines && text_out && (rc = report(herd::Tokenizer::load(f->model, &tok)))) return;
     // Samples are read one after another: sample 0 streams as it is made, the others' events wait
-    // in their queues. Each sample's output is one line.
+    // in their queues. Each sample's output ends with a newline; a header line starts each after
+    // the first.
     nlohmann::json samples = nlohmann::json::array();
     herd::Usage usage;
     for (int i = 0; i < f->samples; ++i) {
+      if (!f->json && i > 0) std::cout << "--- sample " << i + 1 << " ---\n";
       std::vector<int32_t> out;
       std::string text;
       nlohmann::json logprobs = nlohmann::json::array(), prompt_logprobs = nlohmann::json::array();
@@ -109,10 +186,11 @@ void add_generate_command(CLI::App& app, int& rc) {
             logprobs.push_back({{"token", ev.token}, {"logprob", json_float(ev.logprob)}, {"top", top}});
           }
           // Text when the model has a tokenizer, else the ids, space-separated.
-          if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
+          if (logprob_lines) std::cout << logprob_line(ev, tok.get()) << std::flush;
+          else if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
           continue;
         }
-        if (!f->json) std::cout << ev.text << "\n";
+        if (!f->json && !logprob_lines) std::cout << ev.text << "\n";
         if (ev.finish_reason == herd::FinishReason::error) {
           rc = report(herd::Status::internal(ev.error));
           return;

@@ -26,6 +26,12 @@ void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& sampling);
 int report(const herd::Status& s);
 // "512MiB", "8GiB", "64KiB", "1000" (bytes) -> bytes; throws CLI::ValidationError naming the flag.
 int64_t parse_size(const std::string& text, const std::string& flag);
+// A decimal integer in [0, 2^64); throws CLI::ValidationError naming the flag (nothing wraps).
+uint64_t parse_seed(const std::string& text, const std::string& flag);
+// Checks an integer option against [lo, hi], saying the range readably (no 300-digit bounds).
+CLI::Validator int_range(int64_t lo, int64_t hi);
+// Checks a real option lies in (0, most].
+CLI::Validator positive_real(double most);
 // "1,2,3" -> ids; throws CLI::ValidationError naming the flag on anything else.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
 // A float with enough digits to round-trip a float32 (CLI.md: 9 significant digits).

@@ -130,8 +130,9 @@ SubprocessResult run_subprocess(const std::string& command, const std::string& i
   fcntl(in_fd, F_SETFL, O_NONBLOCK);
   fcntl(out_fd, F_SETFL, O_NONBLOCK);
 
+  // Capped at a year, so that no timeout a task file can write overflows the clock.
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                           std::chrono::duration<double>(limits.timeout_s));
+                                           std::chrono::duration<double>(std::min(limits.timeout_s, 3.2e7)));
   size_t written = 0;
   if (input.empty()) close_fd(in_fd);
   std::string failure;
