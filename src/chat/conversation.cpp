@@ -1,6 +1,7 @@
 #include "chat/conversation.h"
 
 #include "common/check.h"
+#include "common/json-limits.h"
 
 namespace herd::chat {
 namespace {
@@ -69,6 +70,10 @@ bool bool_field(const Json& obj, const char* key, const std::string& where, bool
 
 Conversation conversation_from_json(const Json& doc) {
   HERD_REQUIRE(doc.is_object(), "conversation: must be a JSON object with \"messages\"");
+  // What parse_json_limited lets through (json_depth counts the innermost values as a level too):
+  // the values are copied and written out by code that recurses once per level.
+  HERD_REQUIRE(json_depth(doc) <= kMaxJsonDepth + 1, "conversation: JSON nested deeper than ", kMaxJsonDepth,
+               " levels");
   HERD_REQUIRE(doc.contains("messages") && doc.at("messages").is_array(), "messages: must be a list");
   const bool nested = doc.contains("variables");
   const Json& vars = nested ? doc.at("variables") : doc;

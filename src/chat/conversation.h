@@ -32,7 +32,8 @@ struct Conversation {
 };
 
 // Reads the flat shape {"messages": [...], "tools": ..., ...} or the vectors' nested
-// {"messages": [...], "variables": {...}}. Throws an invalid-input Error naming the field.
+// {"messages": [...], "variables": {...}}. Throws an invalid-input Error naming the field, also
+// for a document nested deeper than parse_json_limited allows.
 Conversation conversation_from_json(const Json& doc);
 
 }  // namespace herd::chat

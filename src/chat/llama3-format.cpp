@@ -41,10 +41,11 @@ void add_header(const std::string& role, PromptText& out) {
 
 // A tool result: the template writes strings, mappings and lists through tojson (a string is
 // iterable, so it comes out quoted) and anything else as Python prints it.
-void add_tool_result(const Message& m, PromptText& out) {
+void add_tool_result(const Message& m, const std::string& where, PromptText& out) {
   add_header("ipython", out);
   const bool as_json = m.content.is_string() || m.content.is_object() || m.content.is_array();
-  out.add_content(as_json ? py_json_dumps(m.content) : py_str(m.content));
+  if (as_json) out.add_json(m.content, -1, where + ".content");
+  else out.add_content(py_str(m.content));
   out.add_template("<|eot_id|>");
 }
 
@@ -109,7 +110,7 @@ PromptText render_llama3(const Conversation& c) {
     if (!m.tool_calls.empty()) {
       add_tool_call_turn(m, c.builtin_tools, where, out);
     } else if (m.role == "tool" || m.role == "ipython") {
-      add_tool_result(m, out);
+      add_tool_result(m, where, out);
     } else {
       add_header(m.role, out);
       out.add_content(py_strip(text_content(m, where)));

@@ -1,5 +1,8 @@
 #include "chat/py-json.h"
 
+#include "common/check.h"
+#include "common/json-limits.h"
+
 namespace herd::chat {
 namespace {
 
@@ -9,7 +12,8 @@ std::string scalar_json(const Json& v) {
   return v.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
-void dump(const Json& v, int indent, int depth, std::string& out) {
+bool dump(const Json& v, int indent, int depth, size_t max_bytes, std::string& out) {
+  HERD_REQUIRE(depth <= kMaxJsonDepth, "JSON value: nested deeper than ", kMaxJsonDepth, " levels");
   const bool pretty = indent >= 0;
   auto newline = [&](int level) {
     out += '\n';
@@ -19,7 +23,7 @@ void dump(const Json& v, int indent, int depth, std::string& out) {
     const bool obj = v.is_object();
     if (v.empty()) {
       out += obj ? "{}" : "[]";
-      return;
+      return out.size() <= max_bytes;
     }
     out += obj ? '{' : '[';
     bool first = true;
@@ -31,21 +35,26 @@ void dump(const Json& v, int indent, int depth, std::string& out) {
         out += scalar_json(Json(it.key()));
         out += ": ";
       }
-      dump(*it, indent, depth + 1, out);
+      if (!dump(*it, indent, depth + 1, max_bytes, out)) return false;
     }
     if (pretty) newline(depth);
     out += obj ? '}' : ']';
-    return;
+  } else {
+    out += scalar_json(v);
   }
-  out += scalar_json(v);
+  return out.size() <= max_bytes;
 }
 
 }  // namespace
 
 std::string py_json_dumps(const Json& value, int indent) {
   std::string out;
-  dump(value, indent, 0, out);
+  dump(value, indent, 0, std::string::npos, out);
   return out;
+}
+
+bool py_json_dumps_to(const Json& value, int indent, size_t max_bytes, std::string& out) {
+  return dump(value, indent, 0, max_bytes, out);
 }
 
 std::string py_str(const Json& scalar) {

@@ -22,8 +22,8 @@ void add_tool_definitions(const std::vector<Json>& tools, PromptText& out) {
   out.add_template(
       "Respond in the format {\"name\": function name, \"parameters\": dictionary of argument name and its "
       "value}.Do not use variables.\n\n");
-  for (const Json& t : tools) {
-    out.add_content(py_json_dumps(t, 4));
+  for (size_t i = 0; i < tools.size(); ++i) {
+    out.add_json(tools[i], 4, "tools[" + std::to_string(i) + "]");
     out.add_template("\n\n");
   }
 }
@@ -59,7 +59,7 @@ void add_tool_call_turn(const Message& m, const std::optional<std::vector<std::s
     out.add_template("{\"name\": \"");
     out.add_content(call.name);
     out.add_template("\", \"parameters\": ");
-    out.add_content(py_json_dumps(call.arguments));
+    out.add_json(call.arguments, -1, where + ".tool_calls[0].arguments");
     out.add_template("}");
   }
   // The template's "ipython mode": any turn with a tool call ends in <|eom_id|> once built-in

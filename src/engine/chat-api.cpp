@@ -6,6 +6,7 @@
 #include "chat/llama3-format.h"
 #include "chat/tool-parse.h"
 #include "common/check.h"
+#include "common/json-limits.h"
 #include "engine/guarded.h"
 #include "herd/chat.h"
 
@@ -13,9 +14,9 @@ namespace herd {
 namespace {
 
 chat::Json parse_json_field(const std::string& text, const std::string& where) {
-  chat::Json j = chat::Json::parse(text, nullptr, false);
-  HERD_REQUIRE(!j.is_discarded(), where, ": is not valid JSON");
-  return j;
+  std::optional<chat::Json> j = parse_json_limited<chat::Json>(text, where);
+  HERD_REQUIRE(j, where, ": is not valid JSON");
+  return std::move(*j);
 }
 
 std::vector<chat::Json> tools_to_internal(const std::vector<ToolDefinition>& tools, const char* name) {
@@ -94,9 +95,9 @@ ParsedCompletion unparsed(std::string_view completion, const char* why) {
 
 Status parse_conversation(std::string_view json, Conversation* out) {
   return guarded([&] {
-    const chat::Json doc = chat::Json::parse(json, nullptr, false);
-    HERD_REQUIRE(!doc.is_discarded(), "conversation: is not valid JSON");
-    *out = to_public(chat::conversation_from_json(doc));
+    const std::optional<chat::Json> doc = parse_json_limited<chat::Json>(json, "conversation");
+    HERD_REQUIRE(doc, "conversation: is not valid JSON");
+    *out = to_public(chat::conversation_from_json(*doc));
   });
 }
 
