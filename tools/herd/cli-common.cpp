@@ -94,20 +94,12 @@ int64_t parse_size(const std::string& text, const std::string& flag) {
   else if (unit == "GiB") scale = int64_t(1) << 30;
   if (ec != std::errc() || scale == 0 || !(value > 0))
     throw CLI::ValidationError(flag, "'" + text + "' is not a size (examples: 512MiB, 8GiB, 1048576)");
-  return int64_t(value * double(scale));
-}
-
-std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag) {
-  std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find(',', start);
   // 2^62 bytes (4 EiB) is beyond any memory, and the product stays far from int64's overflow.
   if (!(value * double(scale) <= double(int64_t(1) << 62)))
     throw CLI::ValidationError(flag, "'" + text + "' is too large (at most 4194304TiB; examples: 512MiB, 8GiB)");
-    if (end == std::string::npos) end = text.size();
-    std::string item = text.substr(start, end - start);
-    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+  return int64_t(value * double(scale));
+}
+
 uint64_t parse_seed(const std::string& text, const std::string& flag) {
   uint64_t seed = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), seed);
@@ -143,6 +135,14 @@ CLI::Validator int_range(int64_t lo, int64_t hi) {
       "INT", "");
 }
 
+std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
     while (!item.empty() && item.back() == ' ') item.pop_back();
     int32_t v = 0;
     auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
