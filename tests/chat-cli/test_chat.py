@@ -172,6 +172,15 @@ try:
     # The Ctrl-C below must reach an empty prompt: wait for the prompt after the stats.
     stats = read_until(lambda b: b"prefix cache" in b[mark:] and b">>> " in b[b.rfind(b"prefix cache"):], 10)
     check("pty: the chat goes on after Ctrl-C", second and stats, buf[-300:])
+    # What was shown of each stopped reply is kept as the assistant's turn (docs/chat.md).
+    stopped_saved = os.path.join(tmp, "stopped.json")
+    mark = len(buf)
+    os.write(fd, b"/save " + stopped_saved.encode() + b"\r")
+    read_until(lambda b: b"saved" in b[mark:] and b">>> " in b[b.rfind(b"saved"):], 10)
+    msgs = json.load(open(stopped_saved))["messages"] if os.path.exists(stopped_saved) else []
+    check("pty: a stopped reply keeps its shown text", [m["role"] for m in msgs] == ["user", "assistant"] * 2
+          and all(m["content"] for m in msgs) and msgs[2]["content"] == "again", msgs)
+    mark = len(buf)
     # A Ctrl-C that lands between two prompts, while libedit has handed the terminal back to its
     # normal mode, is a plain SIGINT with nothing to stop; under a loaded ctest that window can catch
     # the key, so it is pressed again until the prompt arms.

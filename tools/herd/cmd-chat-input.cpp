@@ -1,7 +1,7 @@
 // Ctrl-C and line input for `herd chat`. At the prompt, libedit gets Ctrl-C as a key (the
 // terminal's ISIG is off while it edits), so no signal interrupts it; during a reply the
 // terminal is back in cooked mode and Ctrl-C arrives as SIGINT, which the watcher turns into
-// Engine::cancel.
+// Engine::cancel. While a prompt waits, a terminal on both ends is asked for bracketed paste.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +9,9 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 
 #include "cmd-chat.h"
@@ -36,6 +39,26 @@ void drain(int fd) {
   }
 }
 
+// Bracketed paste on for the time a prompt waits: replies and tool prompts see plain input.
+class PasteMode {
+ public:
+  explicit PasteMode(bool interactive) : on_(interactive && isatty(STDOUT_FILENO)) {
+    if (on_) write_out("\x1b[?2004h");
+  }
+  ~PasteMode() {
+    if (on_) write_out("\x1b[?2004l");
+  }
+  PasteMode(const PasteMode&) = delete;
+  PasteMode& operator=(const PasteMode&) = delete;
+
+ private:
+  static void write_out(const char* s) {
+    std::fputs(s, stdout);
+    std::fflush(stdout);
+  }
+  bool on_;
+};
+
 // Plain reads of fd 0 (buffered here, not by stdio, so that poll() sees the truth). Used for
 // piped input and as the interactive fallback without libedit.
 class PlainReader : public LineReader {
@@ -44,6 +67,8 @@ class PlainReader : public LineReader {
 
   ReadStatus read(const std::string& prompt, std::string* line) override {
     if (interactive_ && interrupts_) drain(interrupts_->wake_fd());  // a Ctrl-C that stopped a reply
+    // The terminal's line discipline passes the paste markers through; read_message joins the lines.
+    const PasteMode paste(interactive_);
     if (interactive_) {
       std::fwrite(prompt.data(), 1, prompt.size(), stdout);
       std::fflush(stdout);
@@ -90,12 +115,13 @@ class PlainReader : public LineReader {
 #ifdef HERD_HAVE_LIBEDIT
 class EditLineReader : public LineReader {
  public:
-  EditLineReader() {
+  explicit EditLineReader(std::string history_file) : history_file_(std::move(history_file)) {
     el_ = el_init("herd", stdin, stdout, stderr);
     history_ = history_init();
     HistEvent ev;
     history(history_, &ev, H_SETSIZE, 1000);
     history(history_, &ev, H_SETUNIQUE, 1);
+    if (!history_file_.empty()) history(history_, &ev, H_LOAD, history_file_.c_str());  // absent at first
     el_set(el_, EL_CLIENTDATA, this);
     el_set(el_, EL_EDITOR, "emacs");
     el_set(el_, EL_PROMPT, &EditLineReader::prompt_of);
@@ -104,6 +130,8 @@ class EditLineReader : public LineReader {
     el_set(el_, EL_SETTY, "-d", "-isig", nullptr);
     el_set(el_, EL_ADDFN, "herd-interrupt", "Drop the line (twice at an empty prompt: quit)", &EditLineReader::on_ctrl_c);
     el_set(el_, EL_BIND, "^C", "herd-interrupt", nullptr);
+    el_set(el_, EL_ADDFN, "herd-paste", "Insert a bracketed paste as it is, newlines included", &EditLineReader::on_paste);
+    el_set(el_, EL_BIND, std::string(kPasteStart).c_str(), "herd-paste", nullptr);
     el_source(el_, nullptr);  // the user's ~/.editrc
   }
   ~EditLineReader() override {
@@ -115,6 +143,7 @@ class EditLineReader : public LineReader {
     prompt_ = prompt;
     interrupted_ = false;
     int count = 0;
+    const PasteMode paste(true);
     const char* text = el_gets(el_, &count);
     line->assign(text && count > 0 ? text : "", text && count > 0 ? size_t(count) : 0);
     if (!line->empty() && line->back() == '\n') line->pop_back();
@@ -125,6 +154,14 @@ class EditLineReader : public LineReader {
   void remember(const std::string& entry) override {
     HistEvent ev;
     history(history_, &ev, H_ENTER, entry.c_str());
+    if (history_file_.empty()) return;
+    // Saved at once, so that a chat that ends any way keeps what was typed.
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(history_file_).parent_path(), ec);
+    if (history(history_, &ev, H_SAVE, history_file_.c_str()) < 0) {
+      std::cerr << "herd: warning: cannot write the history file " << history_file_ << " (--no-history keeps none)\n";
+      history_file_.clear();
+    }
   }
 
  private:
@@ -138,7 +175,24 @@ class EditLineReader : public LineReader {
     self(el)->interrupted_ = true;
     return CC_NEWLINE;
   }
+  // After the paste-start marker: everything up to the end marker goes into the line, the
+  // terminal's carriage returns as newlines, so that Enter sends the block as one message.
+  static unsigned char on_paste(EditLine* el, int) {
+    static const std::wstring end(kPasteEnd.begin(), kPasteEnd.end());
+    std::wstring text;
+    wchar_t c = 0;
+    while (el_wgetc(el, &c) == 1) {
+      text += c == L'\r' ? L'\n' : c;
+      if (text.ends_with(end)) {
+        text.resize(text.size() - end.size());
+        break;
+      }
+    }
+    if (!text.empty()) el_winsertstr(el, text.c_str());
+    return CC_REFRESH;
+  }
 
+  std::string history_file_;
   EditLine* el_ = nullptr;
   History* history_ = nullptr;
   std::string prompt_;
@@ -210,11 +264,22 @@ bool have_line_editing() {
 #endif
 }
 
-std::unique_ptr<LineReader> make_line_reader(bool interactive, Interrupts* interrupts) {
+std::unique_ptr<LineReader> make_line_reader(bool interactive, Interrupts* interrupts, const std::string& history_file) {
 #ifdef HERD_HAVE_LIBEDIT
-  if (interactive) return std::make_unique<EditLineReader>();
+  if (interactive) return std::make_unique<EditLineReader>(history_file);
+#else
+  (void)history_file;  // plain reads keep no history
 #endif
   return std::make_unique<PlainReader>(interactive, interrupts);
+}
+
+std::string default_history_file() {
+  const char* data = std::getenv("XDG_DATA_HOME");
+  const char* home = std::getenv("HOME");
+  // The XDG base directory spec ignores a relative XDG_DATA_HOME.
+  if (data && data[0] == '/') return std::string(data) + "/herd/history";
+  if (home && home[0]) return std::string(home) + "/.local/share/herd/history";
+  return "";
 }
 
 }  // namespace herd_cli::chat

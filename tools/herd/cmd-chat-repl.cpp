@@ -1,9 +1,11 @@
 // The two front ends of `herd chat`: the interactive REPL (a terminal on stdin) and the piped
 // mode, where each line is one user turn and each reply ends with a line holding only 0x1E.
+// In both, a `"""` block is one message.
 #include <cstdio>
 #include <iostream>
 
 #include "cmd-chat.h"
+#include "terminal-text.h"
 
 namespace herd_cli::chat {
 namespace {
@@ -39,7 +41,7 @@ CommandResult run_command(ChatSession& session, const std::string& line, const s
       session.set_system(arg);
       say(arg.empty() ? "no system message\n" : "system message set\n");
     } else {
-      say(session.system().empty() ? "no system message\n" : "system: " + session.system() + "\n");
+      say(session.system().empty() ? "no system message\n" : "system: " + visible_text(session.system(), /*keep_lines=*/true) + "\n");
     }
   } else if (name == "/save" || name == "/load") {
     if (arg.empty()) {
@@ -58,7 +60,35 @@ CommandResult run_command(ChatSession& session, const std::string& line, const s
   return CommandResult::handled;
 }
 
-// A message, with lines ending in a backslash continued on the next one.
+const std::string kMore = "... ";  // the prompt of a message's next line
+constexpr std::string_view kQuotes = "\"\"\"";
+
+// Ollama's multi-line notation: a line starting with """ opens a block, the next line ending in
+// """ closes it (""" on both ends of one line: a one-line block). The text around the quotes on
+// those two lines belongs to the message; the lines between keep their newlines. first: the
+// opening line. End of input closes the block (what was read is kept).
+ReadStatus read_block(LineReader& reader, const std::string& first, const std::string& prompt, std::string* text) {
+  std::string line = first.substr(kQuotes.size());
+  std::vector<std::string> lines;
+  for (bool opening = true;; opening = false) {
+    if (line.ends_with(kQuotes)) {
+      line.resize(line.size() - kQuotes.size());
+      if (!line.empty()) lines.push_back(line);
+      break;
+    }
+    if (!line.empty() || !opening) lines.push_back(line);
+    const ReadStatus r = reader.read(prompt, &line);
+    if (r == ReadStatus::interrupted) return r;
+    if (r == ReadStatus::eof) break;
+  }
+  text->clear();
+  for (size_t i = 0; i < lines.size(); ++i) *text += (i ? "\n" : "") + lines[i];
+  return ReadStatus::line;
+}
+
+// A message: a """ block, a bracketed paste (read plainly, the markers arrive inside the lines:
+// the lines up to the end marker are one message), or lines ending in a backslash continued on
+// the next one.
 ReadStatus read_message(LineReader& reader, const std::string& prompt, std::string* text) {
   text->clear();
   std::string line;
@@ -68,21 +98,33 @@ ReadStatus read_message(LineReader& reader, const std::string& prompt, std::stri
       if (r == ReadStatus::interrupted) *text += line;  // the caller wants to know if anything was typed
       return r;
     }
-    static const std::string more = "... ";
+    if (p == &prompt && line.starts_with(kQuotes)) return read_block(reader, line, kMore, text);
+    if (const size_t start = line.find(kPasteStart); start != std::string::npos) {
+      line.erase(start, kPasteStart.size());
+      while (line.find(kPasteEnd) == std::string::npos) {
+        std::string next;
+        if (reader.read("", &next) != ReadStatus::line) break;
+        line += "\n" + next;
+      }
+      if (const size_t end = line.find(kPasteEnd); end != std::string::npos) line.erase(end, kPasteEnd.size());
+      *text += line;
+      return ReadStatus::line;
+    }
     if (line.empty() || line.back() != '\\') {
       *text += line;
       return ReadStatus::line;
     }
     line.pop_back();
     *text += line + "\n";
-    p = &more;
+    p = &kMore;
   }
 }
 
 }  // namespace
 
 int run_interactive(ChatSession& session, LineReader& reader, Interrupts& interrupts) {
-  std::printf("herd chat: /help lists the commands; Ctrl-C stops a reply; a line ending in \\ continues.\n");
+  std::printf("herd chat: /help lists the commands; Ctrl-C stops a reply; a line ending in \\ continues, and so does\n"
+              "a \"\"\" block (\"\"\" on a line of its own ends it) or a paste.\n");
   std::fflush(stdout);
   bool armed = false;  // a Ctrl-C at an empty prompt: a second one quits
   const auto say = [](const std::string& s) {
@@ -90,7 +132,7 @@ int run_interactive(ChatSession& session, LineReader& reader, Interrupts& interr
     std::fflush(stdout);
   };
   const ChatSession::AskResult ask = [&](const herd::ToolCall& call) -> std::optional<std::string> {
-    say("paste the result of " + call.name +
+    say("paste the result of " + visible_text(call.name) +
         " (no --tool-exec for it; end a line with \\ to continue, Ctrl-C gives up the reply)\n");
     std::string result;
     if (read_message(reader, "result> ", &result) != ReadStatus::line) return std::nullopt;
@@ -137,6 +179,7 @@ int run_piped(ChatSession& session, LineReader& reader) {
   };
   std::string line;
   while (reader.read("", &line) == ReadStatus::line) {
+    if (line.starts_with(kQuotes)) read_block(reader, line, "", &line);
     if (line.empty()) continue;
     if (line.front() == '/') {
       if (run_command(session, line, say) == CommandResult::quit) break;

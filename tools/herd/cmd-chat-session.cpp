@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cmd-chat.h"
+#include "terminal-text.h"
 
 namespace herd_cli::chat {
 namespace {
@@ -113,7 +114,12 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
     return TurnEnd::failed;
   }
   ReplyText stream(herd::prompt_format(tokenizer_) == herd::PromptFormat::llama3, parse_options_);
-  std::string visible;
+  std::string visible, shown;  // text the parser let through; all of it shown so far
+  const auto show = [&] {
+    out_.reply(visible);
+    shown += visible;
+    visible.clear();
+  };
   bool ended = false;  // by the prefill
   if (first_round && !options_.prefill.empty()) {
     std::vector<int32_t> prefill;
@@ -133,8 +139,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
               std::to_string(limit) + " tokens; /reset starts over (or /save it first)");
     return TurnEnd::overflow;
   }
-  out_.reply(visible);
-  visible.clear();
+  show();
 
   herd::FinishReason finish = herd::FinishReason::stop;
   if (!ended) {
@@ -153,6 +158,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
       interrupts_->watch(&engine_, id);
       if (interrupts_->flag()) engine_.cancel(id);  // a Ctrl-C between submit and watch
     }
+    if (out_.waiting) out_.waiting();
     auto first = start, last = start;
     int32_t last_token = -1;
     herd::Event ev;
@@ -169,8 +175,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
         if (finish == herd::FinishReason::error) out_.info("generation failed: " + ev.error);
       }
       stream.push(ev.text, &visible);
-      out_.reply(visible);
-      visible.clear();
+      show();
     }
     if (interrupts_) interrupts_->clear();
     // The engine leaves the end token's text out of the reply; the parser needs it for `end`.
@@ -184,12 +189,19 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
     total_.prefill_s += last_.prefill_s;
     total_.decode_s += last_.decode_s;
     ++n_requests_;
+    if (options_.verbose) {
+      std::ostringstream o;
+      o.precision(2);
+      o << std::fixed << last_.completion_tokens << " tokens, " << rate(last_.completion_tokens - 1, last_.decode_s)
+        << ", first token after " << last_.prefill_s << " s";
+      out_.info(o.str());
+    }
   }
   if (finish == herd::FinishReason::cancelled) {
     // Keep what was shown: the held-back rest may be raw call text, which is never printed.
     std::string held;
     c->parsed = stream.finish(&held, false);
-    c->parsed.content = std::move(visible);
+    c->parsed.content = std::move(shown);
     c->parsed.tool_calls.clear();
     return TurnEnd::interrupted;
   }
@@ -199,19 +211,22 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
   const bool capped_by_context = options_.max_tokens == 0 || room < options_.max_tokens;
   if (finish == herd::FinishReason::length && capped_by_context)
     out_.info("the reply was cut off: the context is full; /reset starts over (or /save it first)");
+  else if (finish == herd::FinishReason::length && options_.default_cap)
+    out_.info("the reply was cut off at " + std::to_string(options_.max_tokens) + " tokens; -n sets the cap");
   if (!c->parsed.tool_calls.empty() || c->parsed.end == herd::CompletionEnd::eom)
-    for (const std::string& d : c->parsed.diagnostics) out_.info("tool call parser: " + d);
+    for (const std::string& d : c->parsed.diagnostics) out_.info("tool call parser: " + visible_text(d));
   return TurnEnd::done;
 }
 
 void ChatSession::show_tool_call(const herd::ToolCall& call) const {
-  out_.info("tool call: " + call.name + " " + json_value(call.arguments).dump(2, ' ', false, ordered_json::error_handler_t::replace));
+  // The name is the model's text; the arguments' JSON escapes control characters itself.
+  out_.info("tool call: " + visible_text(call.name) + " " + json_value(call.arguments).dump(2, ' ', false, ordered_json::error_handler_t::replace));
 }
 
 std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, const AskResult& ask_result) {
   const auto it = options_.tool_exec.find(call.name);
   if (it == options_.tool_exec.end()) return ask_result(call);
-  // The call as `herd toolcall` prints it (CLI.md).
+  // The call as `herd toolcall` prints it (docs/cli.md).
   const ordered_json input = {{"name", call.name}, {"arguments", json_value(call.arguments)}, {"raw", call.raw}};
   std::atomic<bool> no_stop{false};
   if (interrupts_) interrupts_->flag() = false;
@@ -219,14 +234,15 @@ std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, 
                                          options_.tool_limits, interrupts_ ? interrupts_->flag() : no_stop);
   if (!r.ok) {
     if (interrupts_ && interrupts_->flag()) {
-      out_.info("tool " + call.name + ": stopped; the reply ends here");
+      out_.info("tool " + visible_text(call.name) + ": stopped; the reply ends here");
       return std::nullopt;
     }
-    out_.info("tool " + call.name + ": " + r.error + "; the model is told so and the chat goes on");
+    out_.info("tool " + visible_text(call.name) + ": " + r.error + "; the model is told so and the chat goes on");
     return "error: the tool " + r.error;
   }
   std::string output = r.output;
   if (!output.empty() && output.back() == '\n') output.pop_back();  // as $(command) would
+  out_.info("tool result: " + visible_text(shortened(output, 200)));
   return output;
 }
 
@@ -325,10 +341,13 @@ std::string ChatSession::describe_tools() const {
     const auto it = options_.tool_exec.find(name);
     return it == options_.tool_exec.end() ? std::string("result asked from you") : "runs: " + it->second;
   };
+  // Names from a loaded conversation are anyone's text: shown visibly.
   if (conversation_.tools)
-    for (const herd::ToolDefinition& t : *conversation_.tools) s += "  " + tool_name(t) + " (" + runner(tool_name(t)) + ")\n";
+    for (const herd::ToolDefinition& t : *conversation_.tools)
+      s += "  " + visible_text(tool_name(t)) + " (" + runner(tool_name(t)) + ")\n";
   if (conversation_.builtin_tools)
-    for (const std::string& name : *conversation_.builtin_tools) s += "  " + name + " (built-in; " + runner(name) + ")\n";
+    for (const std::string& name : *conversation_.builtin_tools)
+      s += "  " + visible_text(name) + " (built-in; " + runner(name) + ")\n";
   return s.empty() ? "no tools (--tools FILE.json, --builtin-tools LIST)\n" : "tools:\n" + s;
 }
 
@@ -345,7 +364,8 @@ std::string ChatSession::describe_stats() const {
     << "session: " << n_requests_ << " requests, " << total_.prompt_tokens << " prompt tokens ("
     << total_.cached_prompt_tokens << " cached), " << total_.completion_tokens << " generated\n"
     << "KV cache: " << st.kv_blocks_total - st.kv_blocks_free << " of " << st.kv_blocks_total << " blocks in use, "
-    << st.kv_blocks_cached << " cached for reuse (" << st.block_size << " tokens each)\n"
+    << st.kv_blocks_cached << " cached for reuse (" << st.block_size << " tokens each, " << st.kv_capacity_tokens
+    << " tokens in all)\n"
     << "conversation: " << (rendered ? std::to_string(ids.size()) : "?") << " tokens of a "
     << std::min<int64_t>(engine_.info().max_context, st.kv_capacity_tokens) << "-token context\n";
   return o.str();

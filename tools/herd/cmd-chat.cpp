@@ -11,6 +11,7 @@
 
 #include "cmd-chat.h"
 #include "commands.h"
+#include "terminal-text.h"
 
 namespace herd_cli {
 namespace {
@@ -20,7 +21,17 @@ struct ChatFlags {
   std::string model, tools_file, builtin_tools, output_cap = "64KiB";
   std::vector<std::string> tool_exec;
   chat::SessionOptions session;
+  bool no_history = false;
 };
+
+// The options a chat was given, so that defaults fill only the rest.
+struct GivenFlags {
+  bool builtin_tools = false, repeat_penalty = false, max_tokens = false;
+};
+
+// A reply cap for chats without -n: long enough for any answer, short enough that a model
+// repeating itself stops.
+constexpr int kDefaultReplyCap = 1024;
 
 // --tools FILE.json: a list of JSON-schema function definitions (or {"tools": [...]}).
 herd::Status read_tools(const std::string& path, std::vector<herd::ToolDefinition>* out) {
@@ -49,7 +60,7 @@ std::vector<std::string> split_list(const std::string& list) {
   return names;
 }
 
-int run_chat(ChatFlags& f, bool builtin_given) {
+int run_chat(ChatFlags& f, const GivenFlags& given) {
   for (const std::string& entry : f.tool_exec) {
     const size_t eq = entry.find('=');
     if (eq == 0 || eq == std::string::npos || eq + 1 == entry.size())
@@ -62,7 +73,7 @@ int run_chat(ChatFlags& f, bool builtin_given) {
     f.session.tools.emplace();
     if (int rc = report(read_tools(f.tools_file, &*f.session.tools))) return rc;
   }
-  if (builtin_given) f.session.builtin_tools = split_list(f.builtin_tools);
+  if (given.builtin_tools) f.session.builtin_tools = split_list(f.builtin_tools);
 
   std::unique_ptr<herd::Tokenizer> tokenizer;
   if (int rc = report(herd::Tokenizer::load(f.model, &tokenizer))) return rc;
@@ -71,48 +82,111 @@ int run_chat(ChatFlags& f, bool builtin_given) {
   if (format == herd::PromptFormat::unsupported)
     return report(herd::Status::invalid_input(f.model + ": its chat template is neither Llama 3.1's nor ChatML; "
                                               "use `herd generate -p` with a prompt you render yourself"));
-  if (format != herd::PromptFormat::llama3 && (f.session.tools || f.session.builtin_tools))
+  if (format != herd::PromptFormat::llama3 && (f.session.tools || f.session.builtin_tools || !f.tool_exec.empty())) {
+    std::string flags;
+    for (const auto& [flag, used] : {std::pair{"--tools", bool(f.session.tools)},
+                                     {"--builtin-tools", bool(f.session.builtin_tools)},
+                                     {"--tool-exec", !f.tool_exec.empty()}})
+      if (used) flags += (flags.empty() ? "" : " and ") + std::string(flag);
     return report(herd::Status::invalid_input(f.model + ": this model's prompt format (ChatML) has no tool calling; "
-                                              "drop --tools and --builtin-tools"));
+                                              "drop " + flags));
+  }
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
-  const herd::EngineStats st = engine->stats();
-  std::cerr << "herd: " << engine->info().device << ", KV cache of " << st.kv_capacity_tokens << " tokens\n";
+  const ChatSettings settings = chat::chat_settings(engine->info(), f.session.sampling, given.repeat_penalty,
+                                                    given.max_tokens ? std::optional(f.session.max_tokens) : std::nullopt);
+  f.session.sampling = settings.sampling;
+  f.session.max_tokens = settings.max_tokens;
+  f.session.default_cap = settings.default_cap;
+  // What the chat runs with, before the first prompt: a newcomer sees the model, its limits and
+  // the sampling in force (the same lines as `herd info`).
+  std::cerr << summary_text(model_summary(*engine, tokenizer.get(), settings)) << std::flush;
 
   // A tool command that stops reading its input must not kill the chat.
   signal(SIGPIPE, SIG_IGN);
   const bool interactive = isatty(STDIN_FILENO);
   chat::ChatOutput out;
   if (interactive) {
-    auto at_line_start = std::make_shared<bool>(true);
-    out.reply = [at_line_start](const std::string& s) {
-      if (s.empty()) return;
-      std::fwrite(s.data(), 1, s.size(), stdout);
-      std::fflush(stdout);
-      *at_line_start = s.back() == '\n';
+    // The reply's text reaches the terminal with its control characters made visible, all but
+    // newlines and tabs. While a request waits for its first token, "..." shows that it runs.
+    struct Screen {
+      bool at_line_start = true, waiting = false;
+      void unwait() {
+        if (waiting) std::fputs("\b\b\b   \b\b\b", stdout);
+        waiting = false;
+      }
     };
-    out.info = [at_line_start](const std::string& s) {
-      if (!*at_line_start) std::fputc('\n', stdout);
-      *at_line_start = true;
+    auto screen = std::make_shared<Screen>();
+    out.reply = [screen](const std::string& s) {
+      if (s.empty()) return;
+      screen->unwait();
+      const std::string shown = visible_text(s, /*keep_lines=*/true);
+      std::fwrite(shown.data(), 1, shown.size(), stdout);
       std::fflush(stdout);
-      std::cerr << "[" << s << "]\n" << std::flush;
+      screen->at_line_start = s.back() == '\n';
+    };
+    out.info = [screen](const std::string& s) {
+      screen->unwait();
+      if (!screen->at_line_start) std::fputc('\n', stdout);
+      screen->at_line_start = true;
+      std::fflush(stdout);
+      std::cerr << "[" << visible_text(s, /*keep_lines=*/true) << "]\n" << std::flush;
+    };
+    out.waiting = [screen] {
+      std::fputs("...", stdout);
+      std::fflush(stdout);
+      screen->waiting = true;
     };
   } else {
+    // Stdout is the replies' data, byte for byte; notices on stderr are made visible.
     out.reply = [](const std::string& s) {
       std::fwrite(s.data(), 1, s.size(), stdout);
       std::fflush(stdout);
     };
-    out.info = [](const std::string& s) { std::cerr << "herd: " << s << "\n" << std::flush; };
+    out.info = [](const std::string& s) {
+      std::cerr << "herd: " << visible_text(s, /*keep_lines=*/true) << "\n" << std::flush;
+    };
   }
   // Piped, Ctrl-C keeps its default (exit, 130): nobody is there to continue the chat.
   std::unique_ptr<chat::Interrupts> interrupts;
   if (interactive) interrupts = std::make_unique<chat::Interrupts>();
   chat::ChatSession session(*engine, *tokenizer, f.session, out, interrupts.get());
-  std::unique_ptr<chat::LineReader> reader = chat::make_line_reader(interactive, interrupts.get());
+  std::unique_ptr<chat::LineReader> reader =
+      chat::make_line_reader(interactive, interrupts.get(), f.no_history ? "" : chat::default_history_file());
   return interactive ? chat::run_interactive(session, *reader, *interrupts) : chat::run_piped(session, *reader);
 }
 
 }  // namespace
+
+namespace chat {
+
+ChatSettings chat_settings(const herd::ModelInfo& info, const herd::SamplingOptions& given, bool penalty_given,
+                           std::optional<int> max_tokens) {
+  ChatSettings c;
+  c.sampling = given;
+  herd::SamplingOptions& s = c.sampling;
+  const bool model_has = info.default_do_sample || info.default_temperature || info.default_top_p || info.default_top_k;
+  if (model_has) {
+    // The engine's rule for a model's defaults (herd/engine.h), spelled out so that it can be shown.
+    const bool sample = info.default_do_sample.value_or(false);
+    if (!s.temperature) s.temperature = sample ? info.default_temperature.value_or(1.0f) : 0.0f;
+    if (!s.top_p) s.top_p = sample ? info.default_top_p.value_or(1.0f) : 1.0f;
+    if (!s.top_k) s.top_k = sample ? info.default_top_k.value_or(0) : 0;
+    c.source = "the model's defaults";
+  } else {
+    const bool any_unset = !s.temperature || !s.top_p || !penalty_given;
+    if (!s.temperature) s.temperature = 0.7f;
+    if (!s.top_p) s.top_p = 0.9f;
+    if (!s.top_k) s.top_k = 0;
+    if (!penalty_given) s.repetition_penalty = 1.1f;
+    c.source = any_unset ? "herd chat's defaults: the model has none" : "the flags";
+  }
+  c.default_cap = !max_tokens;
+  c.max_tokens = max_tokens ? *max_tokens : kDefaultReplyCap;
+  return c;
+}
+
+}  // namespace chat
 
 void add_chat_command(CLI::App& app, int& rc) {
   auto f = std::make_shared<ChatFlags>();
@@ -138,13 +212,18 @@ void add_chat_command(CLI::App& app, int& rc) {
   cmd->add_option("--prefill", f->session.prefill,
                   "Start each reply with TEXT (special-token text such as <|python_tag|> is honoured); a prefill "
                   "ending in <|eom_id|> or <|eot_id|> is the whole reply");
-  cmd->add_option("-n,--n-predict,--max-tokens", f->session.max_tokens,
-                  "Most tokens per reply (0: until the context is full)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+  auto* max_tokens = cmd->add_option("-n,--n-predict,--max-tokens", f->session.max_tokens,
+                                     "Most tokens per reply (default " + std::to_string(kDefaultReplyCap) +
+                                         "; 0: until the context is full)")
+                         ->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--no-history", f->no_history,
+                "Keep no input history file (default: ${XDG_DATA_HOME:-~/.local/share}/herd/history)");
+  cmd->add_flag("--verbose", f->session.verbose, "After each reply, a line with its tokens, tok/s and time to first token");
   add_sampling_flags(cmd, f->session.sampling);
   add_engine_flags(cmd, f->engine);
-  cmd->callback([f, &rc, builtin] { rc = run_chat(*f, builtin->count() > 0); });
+  cmd->callback([f, &rc, cmd, builtin, max_tokens] {
+    rc = run_chat(*f, {builtin->count() > 0, cmd->get_option("--repeat-penalty")->count() > 0, max_tokens->count() > 0});
+  });
 }
 
 }  // namespace herd_cli

@@ -12,10 +12,12 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "herd/herd.h"
+#include "model-summary.h"
 #include "subprocess.h"
 
 namespace herd_cli::chat {
@@ -69,9 +71,25 @@ class LineReader {
   virtual void remember(const std::string& entry) = 0;  // history
 };
 // libedit on a terminal when herd was built with it; plain reads of fd 0 otherwise (the
-// interactive fallback, and always for piped input).
-std::unique_ptr<LineReader> make_line_reader(bool interactive, Interrupts* interrupts);
+// interactive fallback, and always for piped input). history_file: where libedit's history is
+// kept across sessions ("" keeps none).
+std::unique_ptr<LineReader> make_line_reader(bool interactive, Interrupts* interrupts, const std::string& history_file);
 bool have_line_editing();
+// ${XDG_DATA_HOME:-~/.local/share}/herd/history, "" when neither variable is set.
+std::string default_history_file();
+
+// Bracketed paste: a terminal that supports it wraps pasted text in these, so that a pasted
+// block with newlines can be one message.
+constexpr std::string_view kPasteStart = "\x1b[200~", kPasteEnd = "\x1b[201~";
+
+// --- the settings a chat starts with (cmd-chat.cpp)
+
+// given: the sampling flags; penalty_given: whether --repeat-penalty was; max_tokens: -n.
+// The model's sampling defaults fill what the flags leave unset; a model without any gets herd
+// chat's (temperature 0.7, top-p 0.9, repetition penalty 1.1), since greedy decoding of a small
+// model tends to repeat itself forever. Without -n a reply is capped at 1024 tokens.
+ChatSettings chat_settings(const herd::ModelInfo& info, const herd::SamplingOptions& given, bool penalty_given,
+                           std::optional<int> max_tokens);
 
 // --- one conversation (cmd-chat-session.cpp)
 
@@ -83,15 +101,20 @@ struct SessionOptions {
   ToolLimits tool_limits;
   std::string prefill;
   int max_tokens = 0;  // per reply; 0: until the context is full
+  bool default_cap = false;  // max_tokens is herd chat's default, not -n: say so when a reply hits it
   herd::SamplingOptions sampling;
+  bool verbose = false;  // a timing line after each reply
   int max_tool_rounds = 8;  // tool calls answered within one user turn
 };
 
 // Where the chat writes: the reply text, and everything else (notices, tool calls, command
 // output). Non-interactive mode keeps stdout for replies only.
+// info's text may hold text from the model or a tool: the front end shows its control
+// characters visibly, all but newlines and tabs (single-line parts are visible_text already).
 struct ChatOutput {
   std::function<void(const std::string&)> reply;
   std::function<void(const std::string&)> info;
+  std::function<void()> waiting;  // optional: a request is out and no text has come yet
 };
 
 struct RequestStats {
@@ -124,6 +147,7 @@ class ChatSession {
   struct Completion;
   TurnEnd generate(bool first_round, Completion* c);
   void show_tool_call(const herd::ToolCall& call) const;
+  // A command's result is shown, shortened, once it is there.
   std::optional<std::string> tool_result(const herd::ToolCall& call, const AskResult& ask_result);
   bool is_end_token(int32_t id) const;
 

@@ -1,5 +1,5 @@
 // Subcommands of `herd` and the helpers they share. Each add_* registers one subcommand whose
-// callback stores its exit code in `rc` (CLI.md: 0 ok, 1 internal, 2 bad input, 130 interrupted).
+// callback stores its exit code in `rc` (docs/cli.md: 0 ok, 1 internal, 2 bad input, 130 interrupted).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -34,7 +34,7 @@ CLI::Validator int_range(int64_t lo, int64_t hi);
 CLI::Validator positive_real(double most);
 // "1,2,3" -> ids; throws CLI::ValidationError naming the flag on anything else.
 std::vector<int32_t> parse_ids(const std::string& text, const std::string& flag);
-// A float with enough digits to round-trip a float32 (CLI.md: 9 significant digits).
+// A float with enough digits to round-trip a float32 (docs/cli.md: 9 significant digits).
 void print_float(std::string& out, float v);
 // The same rounding for values that go through nlohmann::json, which prints the shortest text
 // that round-trips the double it holds.
@@ -49,5 +49,6 @@ void add_prompt_commands(CLI::App& app, int& rc);    // prompt and toolcall
 void add_chat_command(CLI::App& app, int& rc);
 void add_perplexity_command(CLI::App& app, int& rc);
 void add_eval_command(CLI::App& app, int& rc);
+void add_info_command(CLI::App& app, int& rc);  // the model and how it would run
 
 }  // namespace herd_cli

@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
   herd_cli::add_chat_command(app, rc);
   herd_cli::add_perplexity_command(app, rc);
   herd_cli::add_eval_command(app, rc);
+  herd_cli::add_info_command(app, rc);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
