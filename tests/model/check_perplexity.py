@@ -17,9 +17,16 @@ def main():
     if not model:
         return SKIP
     ref = json.load(open(ref_path, encoding="utf-8"))["perplexity"]
-    out = subprocess.run([herd, "perplexity", "-m", model, "-f", text, "--json", "--device", "cpu"],
-                         capture_output=True, text=True, check=True)
-    got = json.loads(out.stdout)
+
+    def perplexity(*flags):
+        out = subprocess.run([herd, "perplexity", "-m", model, "-f", text, "--json", "--device", "cpu", *flags],
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout)
+
+    # The reference scores BOS + the text; the file says add_bos_token false, so by default herd
+    # starts with the text's first token, as llama.cpp's perplexity tool does, and scores one fewer.
+    assert perplexity()["n_tokens"] == ref["n_tokens"] - 1, "without --bos the first text token is context"
+    got = perplexity("--bos")
     rel = abs(got["perplexity"] - ref["perplexity"]) / ref["perplexity"]
     print(f"herd {got['perplexity']:.4f} over {got['n_tokens']} tokens, llama.cpp {ref['perplexity']:.4f} "
           f"over {ref['n_tokens']}: {100 * rel:.2f}% apart")
