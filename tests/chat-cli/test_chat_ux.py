@@ -198,6 +198,8 @@ try:
     rc, out, err = chat(model, ["hi"], "--temp", "0.5", "--repeat-penalty", "1", "-n", "3")
     check("chat: flags win over the defaults", rc == 0 and "sampling:    temperature 0.5, top-p 0.9 (" in err
           and "up to 3 tokens" in err, err)
+    rc, out, err = chat(model, ["hi"], "--temp", "0", "-n", "3")
+    check("chat: --temp 0 is plain greedy", rc == 0 and "sampling:    greedy (" in err, err)
 
     # No -n: a reply stops at the default cap of 1024 tokens, and says so; -n 0 still means the context.
     start = time.monotonic()

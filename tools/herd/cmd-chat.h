@@ -86,8 +86,9 @@ constexpr std::string_view kPasteStart = "\x1b[200~", kPasteEnd = "\x1b[201~";
 
 // given: the sampling flags; penalty_given: whether --repeat-penalty was; max_tokens: -n.
 // The model's sampling defaults fill what the flags leave unset; a model without any gets herd
-// chat's (temperature 0.7, top-p 0.9, repetition penalty 1.1), since greedy decoding of a small
-// model tends to repeat itself forever. Without -n a reply is capped at 1024 tokens.
+// chat's (temperature 0.7, top-p 0.9, repetition penalty 1.1, the penalty not with --temp 0),
+// since greedy decoding of a small model tends to repeat itself forever. Without -n a reply is
+// capped at 1024 tokens.
 ChatSettings chat_settings(const herd::ModelInfo& info, const herd::SamplingOptions& given, bool penalty_given,
                            std::optional<int> max_tokens);
 
