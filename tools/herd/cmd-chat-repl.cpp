@@ -78,7 +78,10 @@ ReadStatus read_block(LineReader& reader, const std::string& first, const std::s
     }
     if (!line.empty() || !opening) lines.push_back(line);
     const ReadStatus r = reader.read(prompt, &line);
-    if (r == ReadStatus::interrupted) return r;
+    if (r == ReadStatus::interrupted) {
+      *text = first;  // something was typed: this Ctrl-C drops the block, it does not arm quitting
+      return r;
+    }
     if (r == ReadStatus::eof) break;
   }
   text->clear();
