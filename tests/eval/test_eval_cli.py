@@ -224,7 +224,7 @@ try:
     expect_bad("duplicate id", [good, good], ":2: field 'id': 'q0' is already used on line 1")
     expect_bad("no reference", ['{"id": 1, "prompt": "p"}'], ":1: field 'answer': missing")
     rc, _, err = run("eval", "-m", model, "--tasks", os.path.join(tmp, "missing.jsonl"), *dev)
-    check("missing task file", rc == 2 and "cannot open the task file" in err, err)
+    check("missing task file", rc == 2 and "missing.jsonl: cannot open" in err, err)
     rc, _, err = run("eval", "-m", model, "--tasks", tasks, "--out", tasks, *dev)
     check("--out that is not a results file", rc == 2 and f"{tasks}:1: not a herd eval result" in err, err)
 finally:
