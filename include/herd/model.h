@@ -18,6 +18,9 @@ struct ModelOptions {
   int n_threads = 0;            // CPU threads; 0 = one per hardware thread
   int64_t max_context = 4096;   // KV capacity in tokens (clamped to the model's context)
   float meta_rope_factor = 8.0f;  // rope factor for Meta params.json checkpoints, which omit it
+  // CPU only: the reference path (weights dequantized to f32, f32 products) instead of the fast
+  // kernels, which round activations to 8 bits against quantized weights (docs/cpu.md).
+  bool exact = false;
 };
 
 struct ModelInfo {

@@ -95,11 +95,17 @@ class Backend {
   virtual void argmax(const Tensor& x, Tensor& out) = 0;
 };
 
-// n_threads <= 0: one per hardware thread.
-std::unique_ptr<Backend> make_cpu_backend(int n_threads);
-// device: "cpu", "cuda" or "auto" (cuda when usable). Throws invalid-input for an unknown or
-// unavailable device.
-std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads);
+struct BackendOptions {
+  std::string device = "auto";  // "cpu", "cuda" or "auto" (cuda when usable)
+  int n_threads = 0;            // CPU threads; <= 0: one per hardware thread
+  // CPU: weights dequantized to f32 and f32 products, the reference path, instead of the fast
+  // kernels (8-bit activations against quantized weights; backend/cpu/cpu-kernels.h).
+  bool exact = false;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact = false);
+// Throws invalid-input for an unknown or unavailable device.
+std::unique_ptr<Backend> make_backend(const BackendOptions& o);
 bool cuda_usable();
 
 }  // namespace herd

@@ -16,8 +16,9 @@ bool cuda_usable() {
 #endif
 }
 
-std::unique_ptr<Backend> make_backend(const std::string& device, int n_threads) {
-  if (device == "cpu" || (device == "auto" && !cuda_usable())) return make_cpu_backend(n_threads);
+std::unique_ptr<Backend> make_backend(const BackendOptions& o) {
+  const std::string& device = o.device;
+  if (device == "cpu" || (device == "auto" && !cuda_usable())) return make_cpu_backend(o.n_threads, o.exact);
   if (device == "cuda" || device == "auto") {
 #ifdef HERD_WITH_CUDA
     HERD_REQUIRE(cuda_device_available(), "device cuda: no usable CUDA device found; use the CPU");

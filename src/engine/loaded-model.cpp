@@ -49,14 +49,14 @@ void describe_files(const ModelFiles& files, ModelInfo& i) {
 
 }  // namespace
 
-std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& device, int n_threads, int32_t block_size,
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks) {
   HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "the KV block size must be a power of two, got ",
                block_size);
   auto m = std::make_unique<LoadedModel>();
   m->files = std::move(files);
   const ModelConfig& c = m->files.config;
-  m->backend = make_backend(device, n_threads);
+  m->backend = make_backend(backend);
   m->llama = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
   m->n_blocks = n_blocks(c, *m->backend);  // after the weights, so that free memory excludes them
   m->llama->allocate_kv(m->n_blocks, block_size);
@@ -78,7 +78,8 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& dev
   i.dtype = std::string(dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype));
   i.device = m->backend->name();
   // ThreadPool's rule for 0: one per hardware thread.
-  if (i.device == "cpu") i.n_threads = n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+  if (i.device.starts_with("cpu"))
+    i.n_threads = backend.n_threads > 0 ? backend.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
   describe_files(m->files, i);
   return m;
 }

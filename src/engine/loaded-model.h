@@ -21,7 +21,7 @@ struct LoadedModel {
 };
 
 // Uploads `files` to a new backend. n_blocks then picks the KV pool size, with the weights in place.
-std::unique_ptr<LoadedModel> load_model(ModelFiles files, const std::string& device, int n_threads, int32_t block_size,
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks);
 
 // The in-memory random-weight model a SyntheticModelSpec describes.

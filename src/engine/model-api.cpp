@@ -37,7 +37,8 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
     HERD_REQUIRE(options.max_context > 0, "max_context must be positive, got ", options.max_context);
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
-    impl->m = load_model(load_model_files(path, options.meta_rope_factor), options.device, options.n_threads, kBlockSize,
+    const BackendOptions backend{options.device, options.n_threads, options.exact};
+    impl->m = load_model(load_model_files(path, options.meta_rope_factor), backend, kBlockSize,
                          [&](const ModelConfig& c, Backend&) {
                            n_ctx = std::min(options.max_context, c.n_ctx_train);
                            return int32_t((n_ctx + kBlockSize - 1) / kBlockSize + 1);

@@ -40,12 +40,19 @@ void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float&
       ->capture_default_str();
 }
 
+void add_exact_flag(CLI::App* cmd, bool& exact) {
+  cmd->add_flag("--exact", exact,
+                "CPU: the reference path (weights dequantized to f32, f32 products) instead of the fast kernels, "
+                "which round activations to 8 bits against quantized weights (docs/cpu.md)");
+}
+
 }  // namespace
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors) or a GGUF file")
       ->required();
   add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.meta_rope_factor);
+  add_exact_flag(cmd, f.options.exact);
   cmd->add_option("-c,--ctx-size,--ctx", f.options.max_context,
                   "Context length: KV cache capacity in tokens (clamped to the model's context)")
       ->capture_default_str()
@@ -54,6 +61,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
 
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
   add_device_flags(cmd, o.device, o.n_threads, o.meta_rope_factor);
+  add_exact_flag(cmd, o.exact);
   cmd->add_option_function<std::string>(
       "--kv-memory", [&o](const std::string& text) { o.kv_memory = parse_size(text, "--kv-memory"); },
       "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");

@@ -1,5 +1,6 @@
-// The CPU backend: the portable reference every CUDA kernel is tested against.
-// Plain loops, f32 accumulation, parallel over rows with a thread pool.
+// The CPU backend: the portable reference every CUDA kernel is tested against (exact mode: plain
+// loops, weights dequantized to f32, f32 accumulation), and by default the fast kernels of
+// backend/cpu/cpu-kernels.h for the matrix products. Parallel over rows with a thread pool.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "backend/cpu/cpu-kernels.h"
 #include "common/check.h"
 #include "common/quant.h"
 #include "common/threadpool.h"
@@ -44,9 +46,13 @@ float dot(const float* a, const float* b, int64_t n) {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int n_threads) : pool_(n_threads) {}
+  CpuBackend(int n_threads, bool exact)
+      : pool_(n_threads), exact_(exact), kernels_(resolve_cpu_kernels(detect_cpu_level())) {}
 
-  std::string name() const override { return "cpu"; }
+  // "cpu (avx512)": the kernels in use, or the exact reference path.
+  std::string name() const override {
+    return str_cat("cpu (", exact_ ? "exact" : cpu_level_name(kernels_.level), ")");
+  }
 
   size_t free_memory() const override {
     std::ifstream meminfo("/proc/meminfo");
@@ -122,9 +128,34 @@ class CpuBackend final : public Backend {
     const int64_t k = x.dim(-1), n = x.numel() / k, m = w.dim(0);
     HERD_CHECK(w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(w.shape));
     HERD_CHECK(out.numel() == n * m);
+    check_f32(x, "matmul input");
+    if (exact_) return matmul_exact(x, w, out);
     const float* xs = f32p(x);
     float* ys = f32p(out);
-    // Parallel over weight rows: each row is converted to f32 once and used for every token.
+    const auto* wb = static_cast<const uint8_t*>(w.data());
+    const size_t row_bytes = dtype_nbytes(w.dtype, k);
+    if (is_quantized(w.dtype)) {
+      // Each token's activations quantized once, then integer dot products against every row.
+      HERD_CHECK(k % 32 == 0, "matmul: ", k, " columns are not whole activation blocks");
+      const int64_t nb = k / 32;
+      if (q8_.size() < size_t(n * nb)) q8_.resize(size_t(n * nb));
+      Q8Block* a = q8_.data();
+      for_tokens(n, [&](int64_t i) { kernels_.quantize(xs + i * k, k, a + i * nb); });
+      const DotQ8Fn dot = kernels_.dot_q8[int(w.dtype)];
+      HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
+      tiled(n, m, [&](int64_t i, int64_t j) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, a + i * nb); });
+    } else {
+      const DotF32Fn dot = kernels_.dot_f32[int(w.dtype)];
+      HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
+      tiled(n, m, [&](int64_t i, int64_t j) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, xs + i * k); });
+    }
+  }
+
+  // The reference: each weight row converted to f32 once and used for every token.
+  void matmul_exact(const Tensor& x, const Tensor& w, Tensor& out) {
+    const int64_t k = x.dim(-1), n = x.numel() / k, m = w.dim(0);
+    const float* xs = f32p(x);
+    float* ys = f32p(out);
     pool_.parallel_for(m, [&](int64_t begin, int64_t end) {
       std::vector<float> row(static_cast<size_t>(k));
       for (int64_t j = begin; j < end; ++j) {
@@ -267,13 +298,44 @@ class CpuBackend final : public Backend {
     }
   }
 
+  // Calls fn(i) for tokens [0, n), on the pool when there are enough to share.
+  template <typename Fn>
+  void for_tokens(int64_t n, const Fn& fn) {
+    if (n < 8) {
+      for (int64_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    pool_.parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) fn(i);
+    });
+  }
+
+  // Calls fn(token i, row j) for every pair of a [n, m] product. Threads split the rows; within a
+  // thread, rows go in chunks whose weights stay in cache while every token tile passes over them,
+  // and a token tile's activations stay in cache across the chunk's rows.
+  template <typename Fn>
+  void tiled(int64_t n, int64_t m, const Fn& fn) {
+    constexpr int64_t kRows = 16, kTokens = 32;
+    pool_.parallel_for((m + kRows - 1) / kRows, [&](int64_t begin, int64_t end) {
+      for (int64_t c = begin; c < end; ++c) {
+        const int64_t j_end = std::min(m, (c + 1) * kRows);
+        for (int64_t t0 = 0; t0 < n; t0 += kTokens)
+          for (int64_t j = c * kRows; j < j_end; ++j)
+            for (int64_t i = t0; i < std::min(n, t0 + kTokens); ++i) fn(i, j);
+      }
+    });
+  }
+
   ThreadPool pool_;
+  const bool exact_;
+  const CpuKernels kernels_;
+  std::vector<Q8Block> q8_;  // the current matmul's quantized activations, [n_tokens, k / 32]
 };
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads) {
-  return std::make_unique<CpuBackend>(n_threads);
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact) {
+  return std::make_unique<CpuBackend>(n_threads, exact);
 }
 
 }  // namespace herd
