@@ -103,6 +103,34 @@ TEST(CpuKernels, QuantizedDotsAgreeAcrossLevelsAndWithTheExactPath) {
   }
 }
 
+// The four-row kernels equal four single-row calls of the same level, to f32 rounding.
+TEST(CpuKernels, FourRowKernelsEqualFourSingleRows) {
+  std::mt19937 rng(23);
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+    for (int64_t n_blocks : {1, 3, 9}) {
+      const int64_t n = n_blocks * dtype_block(t).elems;
+      const size_t row_bytes = dtype_nbytes(t, n);
+      const auto rows = random_row(t, 4 * n_blocks, rng);  // four rows back to back
+      const auto x = random_acts(n, rng);
+      for (CpuLevel l : levels()) {
+        const CpuKernels k = resolve_cpu_kernels(l);
+        if (!k.dot_q8x4[int(t)]) continue;
+        std::vector<Q8Block> a(static_cast<size_t>(n / 32));
+        k.quantize(x.data(), n, a.data());
+        float got[4];
+        k.dot_q8x4[int(t)](n, rows.data(), row_bytes, a.data(), got);
+        for (int r = 0; r < 4; ++r) {
+          double abs_sum = 0;
+          exact_dot(t, rows.data() + r * row_bytes, x, &abs_sum);
+          const float want = k.dot_q8[int(t)](n, rows.data() + r * row_bytes, a.data());
+          EXPECT_NEAR(got[r], want, 2e-6 * abs_sum + 1e-6) << dtype_name(t) << " n " << n << " row " << r << " "
+                                                            << cpu_level_name(l);
+        }
+      }
+    }
+  }
+}
+
 TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0.f, 1.f);

@@ -142,12 +142,19 @@ class CpuBackend final : public Backend {
       Q8Block* a = q8_.data();
       for_tokens(n, [&](int64_t i) { kernels_.quantize(xs + i * k, k, a + i * nb); });
       const DotQ8Fn dot = kernels_.dot_q8[int(w.dtype)];
+      const DotQ8x4Fn dot4 = kernels_.dot_q8x4[int(w.dtype)];
       HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
-      tiled(n, m, [&](int64_t i, int64_t j) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, a + i * nb); });
+      // Rows four at a time where the level has a four-row kernel; ys is [n, m], so a token's four
+      // results are adjacent.
+      tiled(n, m, dot4 ? 4 : 1, [&](int64_t i, int64_t j, int64_t rows) {
+        if (rows == 4) dot4(k, wb + size_t(j) * row_bytes, row_bytes, a + i * nb, ys + i * m + j);
+        else
+          for (int64_t r = j; r < j + rows; ++r) ys[i * m + r] = dot(k, wb + size_t(r) * row_bytes, a + i * nb);
+      });
     } else {
       const DotF32Fn dot = kernels_.dot_f32[int(w.dtype)];
       HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
-      tiled(n, m, [&](int64_t i, int64_t j) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, xs + i * k); });
+      tiled(n, m, 1, [&](int64_t i, int64_t j, int64_t) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, xs + i * k); });
     }
   }
 
@@ -310,18 +317,21 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // Calls fn(token i, row j) for every pair of a [n, m] product. Threads split the rows; within a
-  // thread, rows go in chunks whose weights stay in cache while every token tile passes over them,
-  // and a token tile's activations stay in cache across the chunk's rows.
+  // Calls fn(token i, first row j, rows) over every pair of a [n, m] product, rows `step` at a
+  // time (fewer at the end of the matrix). Threads split the rows; within a thread, rows go in
+  // chunks whose weights stay in cache while every token tile passes over them, and a token
+  // tile's activations stay in cache across the chunk's rows.
   template <typename Fn>
-  void tiled(int64_t n, int64_t m, const Fn& fn) {
+  void tiled(int64_t n, int64_t m, int64_t step, const Fn& fn) {
     constexpr int64_t kRows = 16, kTokens = 32;
     pool_.parallel_for((m + kRows - 1) / kRows, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const int64_t j_end = std::min(m, (c + 1) * kRows);
         for (int64_t t0 = 0; t0 < n; t0 += kTokens)
-          for (int64_t j = c * kRows; j < j_end; ++j)
-            for (int64_t i = t0; i < std::min(n, t0 + kTokens); ++i) fn(i, j);
+          for (int64_t j = c * kRows; j < j_end; j += step) {
+            const int64_t rows = std::min(step, j_end - j);
+            for (int64_t i = t0; i < std::min(n, t0 + kTokens); ++i) fn(i, j, rows);
+          }
       }
     });
   }

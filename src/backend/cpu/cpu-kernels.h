@@ -42,12 +42,19 @@ using QuantizeQ8Fn = void (*)(const float* x, int64_t n, Q8Block* out);
 // The dot product of n elements of a weight row w (whole blocks of its type) with activations.
 using DotQ8Fn = float (*)(int64_t n, const void* w, const Q8Block* a);
 using DotF32Fn = float (*)(int64_t n, const void* w, const float* x);
+// Four rows at once against the same activations: out[r] = the dot product of the row at
+// w + r * row_bytes with a, r in [0, 4). Sharing the activations' loads and scales across rows is
+// what makes decode bound by reading the weights rather than by the kernel's own work.
+using DotQ8x4Fn = void (*)(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out);
 
 // Each returns the kernel of (type, level), or nullptr when that level has none for the type;
 // resolve_cpu_kernels then takes the next level down.
 QuantizeQ8Fn quantize_q8_kernel(CpuLevel level);          // quantize-act.cpp
 DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level);     // q8_0, q4_0, q4_1: dot-legacy.cpp
 DotQ8Fn dot_q8_kquant_kernel(DType t, CpuLevel level);     // q4_k, q5_k, q6_k: dot-kquant.cpp
+// The four-row kernels, where a level has them (none at the scalar level: four single rows).
+DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level);
+DotQ8x4Fn dot_q8x4_kquant_kernel(DType t, CpuLevel level);
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
 
 // The kernels one backend uses, resolved once.
@@ -55,6 +62,7 @@ struct CpuKernels {
   CpuLevel level = CpuLevel::scalar;
   QuantizeQ8Fn quantize = nullptr;
   DotQ8Fn dot_q8[16] = {};   // by DType, for the quantized types
+  DotQ8x4Fn dot_q8x4[16] = {};  // by DType; null: four calls of dot_q8
   DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
 };
 CpuKernels resolve_cpu_kernels(CpuLevel level);

@@ -59,10 +59,14 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
     return decltype(at(CpuLevel::scalar)){};
   };
   k.quantize = pick([](CpuLevel l) { return quantize_q8_kernel(l); });
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1})
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1}) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_legacy_kernel(t, l); });
-  for (DType t : {DType::q4_k, DType::q5_k, DType::q6_k})
+    k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_legacy_kernel(t, l); });
+  }
+  for (DType t : {DType::q4_k, DType::q5_k, DType::q6_k}) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_kquant_kernel(t, l); });
+    k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_kquant_kernel(t, l); });
+  }
   for (DType t : {DType::f32, DType::f16, DType::bf16})
     k.dot_f32[int(t)] = pick([t](CpuLevel l) { return dot_f32_kernel(t, l); });
   return k;

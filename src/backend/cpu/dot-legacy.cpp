@@ -256,4 +256,7 @@ DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level) {
   return nullptr;
 }
 
+// No four-row kernels yet: the matmul calls the single-row kernel four times.
+DotQ8x4Fn dot_q8x4_legacy_kernel(DType, CpuLevel) { return nullptr; }
+
 }  // namespace herd
