@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,6 +32,12 @@ inline Tensor view_as(const Tensor& t, Shape shape) {
   Tensor v{t.dtype, std::move(shape), t.storage};
   return v;
 }
+
+// One of several matrix products of the same input: out = x * w^T.
+struct MatmulOut {
+  const Tensor& w;
+  Tensor& out;
+};
 
 class Backend {
  public:
@@ -62,6 +69,11 @@ class Backend {
   virtual void add_rms_norm(Tensor& x, const Tensor& y, const Tensor& w, float eps, Tensor& out) = 0;
   // out[n, m] = x[n, k] * w[m, k]^T
   virtual void matmul(const Tensor& x, const Tensor& w, Tensor& out) = 0;
+  // Every part's out[n, m_i] = x[n, k] * w_i[m_i, k]^T: the products that share an input (q, k
+  // and v; gate and up), which a backend may run as one (one pass over x, one parallel loop).
+  virtual void matmul_shared(const Tensor& x, std::span<const MatmulOut> parts) {
+    for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
+  }
   // The paged KV cache of one layer: K and V each [n_blocks, n_head_kv, block_size, head_dim].
   // The backend picks the element type (f32 on the CPU, the reference; bf16 on CUDA).
   virtual DType kv_dtype() const = 0;

@@ -124,16 +124,15 @@ Tensor LlamaModel::run(const Batch& b) {
   for (size_t il = 0; il < layers_.size(); ++il) {
     Layer& l = layers_[il];
     // attention block; on entry xn = attn_norm(x)
-    be_.matmul(xn, l.wq, q_flat);
-    be_.matmul(xn, l.wk, k_flat);
-    be_.matmul(xn, l.wv, v_flat);
+    const MatmulOut qkv[] = {{l.wq, q_flat}, {l.wk, k_flat}, {l.wv, v_flat}};
+    be_.matmul_shared(xn, qkv);
     be_.rope_kv_write(q, k, v, pos, inv_freq_, slots, l.k_cache, l.v_cache);
     be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn);
     be_.matmul(attn, l.wo, xn);                              // xn is free again: the output projection
     be_.add_rms_norm(x, xn, l.ffn_norm, c_.norm_eps, xn);    // x += attention; xn = ffn_norm(x)
     // feed-forward block (SwiGLU)
-    be_.matmul(xn, l.w_gate, gate);
-    be_.matmul(xn, l.w_up, up);
+    const MatmulOut gate_up[] = {{l.w_gate, gate}, {l.w_up, up}};
+    be_.matmul_shared(xn, gate_up);
     be_.silu_mul(gate, up, gate);
     be_.matmul(gate, l.w_down, xn);                          // xn = the FFN output, not yet added to x
     if (il + 1 < layers_.size())

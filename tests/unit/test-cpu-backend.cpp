@@ -11,7 +11,7 @@ namespace {
 
 class CpuOps : public testing::Test {
  protected:
-  std::unique_ptr<Backend> be = make_cpu_backend(3);
+  std::unique_ptr<Backend> be = make_cpu_backend(3, /*exact=*/true);  // the reference ops
 
   Tensor make(DType t, Shape s, const void* data) {
     Tensor x = be->alloc(t, std::move(s));

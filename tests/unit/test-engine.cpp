@@ -18,6 +18,9 @@ std::vector<int32_t> reference_ids() {
   return nlohmann::json::parse(f)["input_ids"].get<std::vector<int32_t>>();
 }
 
+// K and V of 2 layers with one KV head of 32, in f16: the CPU's fast-path cache.
+constexpr int64_t kKvBytesPerToken = 2 * 2 * 32 * 2;
+
 herd::EngineOptions cpu(int64_t kv_memory = 0) {
   herd::EngineOptions o;
   o.device = "cpu";
@@ -138,10 +141,10 @@ TEST(Engine, PreemptionUnderAnEightBlockBudgetLosesNothing) {
   mo.device = "cpu";
   std::unique_ptr<herd::Model> model;
   ASSERT_TRUE(herd::Model::load(kModel, mo, &model));
-  // 8 blocks of 16 tokens at 512 bytes per token (2 layers x 1 KV head x 32 x f32 x K,V).
-  auto e = load(cpu(8 * 16 * 512));
+  // 8 blocks of 16 tokens at 256 bytes per token (2 layers x 1 KV head x 32 x f16 x K,V).
+  auto e = load(cpu(8 * 16 * kKvBytesPerToken));
   ASSERT_EQ(e->stats().kv_blocks_total, 8);
-  ASSERT_EQ(e->stats().kv_bytes_per_token, 512);
+  ASSERT_EQ(e->stats().kv_bytes_per_token, 256);
   const auto together = run_together(*e, rs);
   for (size_t i = 0; i < rs.size(); ++i) EXPECT_EQ(together[i], alone(*model, rs[i])) << "request " << i;
   const auto st = e->stats();
@@ -186,7 +189,7 @@ TEST(Engine, StopsAtTheModelsEndOfSequenceId) {
 }
 
 TEST(Engine, RefusesWhatCanNeverFit) {
-  auto e = load(cpu(8 * 16 * 512));  // 128 tokens of KV
+  auto e = load(cpu(8 * 16 * kKvBytesPerToken));  // 128 tokens of KV
   herd::RequestId id;
   herd::GenerateRequest r;
   r.prompt.assign(100, 5);
@@ -404,7 +407,7 @@ TEST(Engine, SamplesShareThePromptsBlocks) {
   r.sampling.temperature = 1.0f;
   r.sampling.seed = 40;
   r.n_samples = 4;
-  auto e = load(cpu(12 * 16 * 512));
+  auto e = load(cpu(12 * 16 * kKvBytesPerToken));
   ASSERT_EQ(e->stats().kv_blocks_total, 12);
   herd::RequestId first;
   ASSERT_TRUE(e->submit(r, &first));
@@ -449,7 +452,7 @@ TEST(Engine, GreedySamplesEqualTheSingleRun) {
   herd::GenerateResult single;
   ASSERT_TRUE(load(cpu())->generate(r, &single));
   r.n_samples = 4;
-  auto e = load(cpu(12 * 16 * 512));
+  auto e = load(cpu(12 * 16 * kKvBytesPerToken));
   herd::RequestId first;
   ASSERT_TRUE(e->submit(r, &first));
   const auto got = read_tokens(*e, first, 4);
@@ -473,7 +476,7 @@ TEST(Engine, ForksAndPrefixHitsUnderAFarTooSmallBudget) {
   sharer.n_samples = 1;
   sharer.sampling.seed = 99;
   sharer.prompt.push_back(3);  // shares the forked prompt's blocks through the prefix cache
-  auto e = load(cpu(5 * 16 * 512));  // 5 blocks; each request alone needs 4
+  auto e = load(cpu(5 * 16 * kKvBytesPerToken));  // 5 blocks; each request alone needs 4
   herd::RequestId first, other;
   ASSERT_TRUE(e->submit(forked, &first));
   ASSERT_TRUE(e->submit(sharer, &other));

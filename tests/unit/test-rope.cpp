@@ -65,7 +65,7 @@ TEST(Rope, PermutationAndRotationMatchTheWorkedExample) {
                                     reinterpret_cast<uint8_t*>(x_hf.data()), 1, 8, sizeof(float));
   EXPECT_EQ(x_hf, ex["x_hf_layout"].get<std::vector<float>>());
 
-  auto be = make_cpu_backend(1);
+  auto be = make_cpu_backend(1, /*exact=*/true);
   Tensor x = be->alloc(DType::f32, {1, 1, 8});
   be->write(x, x_hf.data(), 32);
   const int32_t pos = ex["pos"];

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend/backend.h"
-#include "backend/cpu/cpu-kernels.h"
+#include "backend/cpu/fast-matmul.h"
 #include "common/check.h"
 #include "common/quant.h"
 #include "common/threadpool.h"
@@ -47,11 +47,11 @@ float dot(const float* a, const float* b, int64_t n) {
 class CpuBackend final : public Backend {
  public:
   CpuBackend(int n_threads, bool exact)
-      : pool_(n_threads), exact_(exact), kernels_(resolve_cpu_kernels(detect_cpu_level())) {}
+      : pool_(n_threads), exact_(exact), kernels_(resolve_cpu_kernels(detect_cpu_level())), fast_(pool_, kernels_) {}
 
   // "cpu (avx512)": the kernels in use, or the exact reference path.
   std::string name() const override {
-    return str_cat("cpu (", exact_ ? "exact" : cpu_level_name(kernels_.level), ")");
+    return str_cat("cpu (", exact_ ? "exact" : cpu_level_name(fast_.level()), ")");
   }
 
   size_t free_memory() const override {
@@ -130,32 +130,13 @@ class CpuBackend final : public Backend {
     HERD_CHECK(out.numel() == n * m);
     check_f32(x, "matmul input");
     if (exact_) return matmul_exact(x, w, out);
-    const float* xs = f32p(x);
-    float* ys = f32p(out);
-    const auto* wb = static_cast<const uint8_t*>(w.data());
-    const size_t row_bytes = dtype_nbytes(w.dtype, k);
-    if (is_quantized(w.dtype)) {
-      // Each token's activations quantized once, then integer dot products against every row.
-      HERD_CHECK(k % 32 == 0, "matmul: ", k, " columns are not whole activation blocks");
-      const int64_t nb = k / 32;
-      if (q8_.size() < size_t(n * nb)) q8_.resize(size_t(n * nb));
-      Q8Block* a = q8_.data();
-      for_tokens(n, [&](int64_t i) { kernels_.quantize(xs + i * k, k, a + i * nb); });
-      const DotQ8Fn dot = kernels_.dot_q8[int(w.dtype)];
-      const DotQ8x4Fn dot4 = kernels_.dot_q8x4[int(w.dtype)];
-      HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
-      // Rows four at a time where the level has a four-row kernel; ys is [n, m], so a token's four
-      // results are adjacent.
-      tiled(n, m, dot4 ? 4 : 1, [&](int64_t i, int64_t j, int64_t rows) {
-        if (rows == 4) dot4(k, wb + size_t(j) * row_bytes, row_bytes, a + i * nb, ys + i * m + j);
-        else
-          for (int64_t r = j; r < j + rows; ++r) ys[i * m + r] = dot(k, wb + size_t(r) * row_bytes, a + i * nb);
-      });
-    } else {
-      const DotF32Fn dot = kernels_.dot_f32[int(w.dtype)];
-      HERD_CHECK(dot != nullptr, "no CPU kernel for ", dtype_name(w.dtype));
-      tiled(n, m, 1, [&](int64_t i, int64_t j, int64_t) { ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, xs + i * k); });
-    }
+    const MatmulOut part{w, out};
+    fast_.run(x, {&part, 1});
+  }
+
+  void matmul_shared(const Tensor& x, std::span<const MatmulOut> parts) override {
+    if (exact_) return Backend::matmul_shared(x, parts);
+    fast_.run(x, parts);
   }
 
   // The reference: each weight row converted to f32 once and used for every token.
@@ -177,7 +158,8 @@ class CpuBackend final : public Backend {
     });
   }
 
-  DType kv_dtype() const override { return DType::f32; }
+  // f16 halves the cache and the bytes attention reads; the exact reference keeps f32.
+  DType kv_dtype() const override { return exact_ ? DType::f32 : DType::f16; }
 
   // The reference is the composition itself: the CUDA kernel fuses the three passes.
   void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
@@ -194,7 +176,7 @@ class CpuBackend final : public Backend {
     const int64_t n_seqs = seq_lens.numel(), max_blocks = block_table.dim(-1);
     const float scale = 1.0f / std::sqrt(float(head_dim));
     const int32_t* qsl = i32p(query_start_loc);
-    // Each token's sequence and absolute position, so that (token, head) pairs run in parallel.
+    // Each token's sequence and absolute position, so that tokens run in parallel.
     std::vector<int32_t> seq_of(static_cast<size_t>(n_tokens)), pos_of(static_cast<size_t>(n_tokens));
     for (int64_t s = 0; s < n_seqs; ++s) {
       const int32_t q_len = qsl[s + 1] - qsl[s], len = i32p(seq_lens)[s];
@@ -205,30 +187,46 @@ class CpuBackend final : public Backend {
       }
     }
     HERD_CHECK(qsl[n_seqs] == n_tokens, "query_start_loc ends at ", qsl[n_seqs], ", not ", n_tokens);
-    pool_.parallel_for(n_tokens * n_head, [&](int64_t begin, int64_t end) {
+    HERD_CHECK(k_cache.dtype == kv_dtype() && v_cache.dtype == kv_dtype(), "KV caches of ", dtype_name(k_cache.dtype));
+    const size_t elem = dtype_size(k_cache.dtype);
+    // The fast path's f16 rows through the kernels; the reference's f32 rows through plain loops.
+    const DotF32Fn dot_k = exact_ ? nullptr : kernels_.dot_f32[int(k_cache.dtype)];
+    // (token, KV head) pairs run in parallel; the query heads of a KV group read the group's K and
+    // V rows while they are in cache. Each head's arithmetic is the same as alone.
+    pool_.parallel_for(n_tokens * n_head_kv, [&](int64_t begin, int64_t end) {
       std::vector<float> scores;
-      for (int64_t th = begin; th < end; ++th) {
-        const int64_t t = th / n_head, h = th % n_head, g = h / group;
+      for (int64_t tg = begin; tg < end; ++tg) {
+        const int64_t t = tg / n_head_kv, g = tg % n_head_kv;
         const int32_t* blocks = i32p(block_table) + seq_of[size_t(t)] * max_blocks;
         const int64_t n_kv = int64_t(pos_of[size_t(t)]) + 1;  // causal: keys [0, pos]
         auto row = [&](const Tensor& cache, int64_t j) {
-          return f32p(cache) + ((int64_t(blocks[j / block_size]) * n_head_kv + g) * block_size + j % block_size) * head_dim;
+          const int64_t at = ((int64_t(blocks[j / block_size]) * n_head_kv + g) * block_size + j % block_size) * head_dim;
+          return static_cast<const uint8_t*>(cache.data()) + size_t(at) * elem;
         };
-        const float* qv = f32p(q) + th * head_dim;
-        scores.resize(size_t(n_kv));
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < n_kv; ++j) {
-          scores[size_t(j)] = dot(qv, row(k_cache, j), head_dim) * scale;
-          mx = std::max(mx, scores[size_t(j)]);
-        }
-        float sum = 0.f;
-        for (float& s : scores) sum += (s = std::exp(s - mx));
-        float* o = f32p(out) + th * head_dim;
-        std::fill(o, o + head_dim, 0.f);
-        for (int64_t j = 0; j < n_kv; ++j) {
-          const float p = scores[size_t(j)] / sum;
-          const float* vv = row(v_cache, j);
-          for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
+        for (int64_t h = g * group; h < (g + 1) * group; ++h) {
+          const float* qv = f32p(q) + (t * n_head + h) * head_dim;
+          scores.resize(size_t(n_kv));
+          float mx = -INFINITY;
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const uint8_t* kr = row(k_cache, j);
+            const float d = dot_k ? dot_k(head_dim, kr, qv) : dot(qv, reinterpret_cast<const float*>(kr), head_dim);
+            scores[size_t(j)] = d * scale;
+            mx = std::max(mx, scores[size_t(j)]);
+          }
+          float sum = 0.f;
+          for (float& s : scores) sum += (s = std::exp(s - mx));
+          float* o = f32p(out) + (t * n_head + h) * head_dim;
+          std::fill(o, o + head_dim, 0.f);
+          for (int64_t j = 0; j < n_kv; ++j) {
+            const float p = scores[size_t(j)] / sum;
+            const uint8_t* vr = row(v_cache, j);
+            if (exact_) {
+              const auto* vv = reinterpret_cast<const float*>(vr);
+              for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
+            } else {
+              kernels_.axpy_f16(head_dim, p, reinterpret_cast<const uint16_t*>(vr), o);
+            }
+          }
         }
       }
     });
@@ -285,12 +283,12 @@ class CpuBackend final : public Backend {
   }
 
   // Writes token i's k and v, [n_tokens, n_head_kv, head_dim] f32, at slot slot_mapping[i] of the
-  // caches [n_blocks, n_head_kv, block_size, head_dim] f32; a slot of -1 is skipped.
+  // caches [n_blocks, n_head_kv, block_size, head_dim] of kv_dtype(); a slot of -1 is skipped.
   void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
                 Tensor& v_cache) {
     const int64_t n_tokens = slot_mapping.numel(), head_dim = k.dim(-1), n_head_kv = k.dim(-2);
     const int64_t block_size = k_cache.dim(2), n_slots = k_cache.dim(0) * block_size;
-    check_f32(k_cache, "k_cache");
+    HERD_CHECK(k_cache.dtype == kv_dtype(), "k_cache is ", dtype_name(k_cache.dtype));
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int32_t slot = i32p(slot_mapping)[t];
       if (slot < 0) continue;
@@ -299,47 +297,25 @@ class CpuBackend final : public Backend {
       for (int64_t h = 0; h < n_head_kv; ++h) {
         const int64_t dst = ((block * n_head_kv + h) * block_size + offset) * head_dim;
         const int64_t src = (t * n_head_kv + h) * head_dim;
-        std::memcpy(f32p(k_cache) + dst, f32p(k) + src, size_t(head_dim) * 4);
-        std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
+        if (k_cache.dtype == DType::f32) {
+          std::memcpy(f32p(k_cache) + dst, f32p(k) + src, size_t(head_dim) * 4);
+          std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
+          continue;
+        }
+        auto* kc = static_cast<uint16_t*>(k_cache.data()) + dst;
+        auto* vc = static_cast<uint16_t*>(v_cache.data()) + dst;
+        for (int64_t i = 0; i < head_dim; ++i) {
+          kc[i] = f32_to_f16(f32p(k)[src + i]);
+          vc[i] = f32_to_f16(f32p(v)[src + i]);
+        }
       }
     }
-  }
-
-  // Calls fn(i) for tokens [0, n), on the pool when there are enough to share.
-  template <typename Fn>
-  void for_tokens(int64_t n, const Fn& fn) {
-    if (n < 8) {
-      for (int64_t i = 0; i < n; ++i) fn(i);
-      return;
-    }
-    pool_.parallel_for(n, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) fn(i);
-    });
-  }
-
-  // Calls fn(token i, first row j, rows) over every pair of a [n, m] product, rows `step` at a
-  // time (fewer at the end of the matrix). Threads split the rows; within a thread, rows go in
-  // chunks whose weights stay in cache while every token tile passes over them, and a token
-  // tile's activations stay in cache across the chunk's rows.
-  template <typename Fn>
-  void tiled(int64_t n, int64_t m, int64_t step, const Fn& fn) {
-    constexpr int64_t kRows = 16, kTokens = 32;
-    pool_.parallel_for((m + kRows - 1) / kRows, [&](int64_t begin, int64_t end) {
-      for (int64_t c = begin; c < end; ++c) {
-        const int64_t j_end = std::min(m, (c + 1) * kRows);
-        for (int64_t t0 = 0; t0 < n; t0 += kTokens)
-          for (int64_t j = c * kRows; j < j_end; j += step) {
-            const int64_t rows = std::min(step, j_end - j);
-            for (int64_t i = t0; i < std::min(n, t0 + kTokens); ++i) fn(i, j, rows);
-          }
-      }
-    });
   }
 
   ThreadPool pool_;
   const bool exact_;
   const CpuKernels kernels_;
-  std::vector<Q8Block> q8_;  // the current matmul's quantized activations, [n_tokens, k / 32]
+  FastMatmul fast_;
 };
 
 }  // namespace

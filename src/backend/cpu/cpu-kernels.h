@@ -42,6 +42,8 @@ using QuantizeQ8Fn = void (*)(const float* x, int64_t n, Q8Block* out);
 // The dot product of n elements of a weight row w (whole blocks of its type) with activations.
 using DotQ8Fn = float (*)(int64_t n, const void* w, const Q8Block* a);
 using DotF32Fn = float (*)(int64_t n, const void* w, const float* x);
+// y[0, n) += a * x[0, n), x in f16: attention's weighted sum over an f16 KV cache.
+using AxpyF16Fn = void (*)(int64_t n, float a, const uint16_t* x, float* y);
 // Four rows at once against the same activations: out[r] = the dot product of the row at
 // w + r * row_bytes with a, r in [0, 4). Sharing the activations' loads and scales across rows is
 // what makes decode bound by reading the weights rather than by the kernel's own work.
@@ -56,6 +58,7 @@ DotQ8Fn dot_q8_kquant_kernel(DType t, CpuLevel level);     // q4_k, q5_k, q6_k: 
 DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level);
 DotQ8x4Fn dot_q8x4_kquant_kernel(DType t, CpuLevel level);
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
+AxpyF16Fn axpy_f16_kernel(CpuLevel level);                 // dot-float.cpp
 
 // The kernels one backend uses, resolved once.
 struct CpuKernels {
@@ -64,6 +67,7 @@ struct CpuKernels {
   DotQ8Fn dot_q8[16] = {};   // by DType, for the quantized types
   DotQ8x4Fn dot_q8x4[16] = {};  // by DType; null: four calls of dot_q8
   DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
+  AxpyF16Fn axpy_f16 = nullptr;
 };
 CpuKernels resolve_cpu_kernels(CpuLevel level);
 

@@ -91,7 +91,48 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_avx512(int64_t n,
 
 #endif
 
+void axpy_f16_scalar(int64_t n, float a, const uint16_t* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+}
+
+#if defined(__x86_64__)
+
+__attribute__((target("avx2,fma,f16c"))) void axpy_f16_avx2(int64_t n, float a, const uint16_t* x, float* y) {
+  const __m256 va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void axpy_f16_avx512(int64_t n, float a, const uint16_t* x, float* y) {
+  const __m512 va = _mm512_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, xv, _mm512_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+}
+
+#endif
+
 }  // namespace
+
+AxpyF16Fn axpy_f16_kernel(CpuLevel level) {
+  switch (level) {
+    case CpuLevel::scalar: return axpy_f16_scalar;
+#if defined(__x86_64__)
+    case CpuLevel::avx2: return axpy_f16_avx2;
+    case CpuLevel::avx512: return axpy_f16_avx512;
+#else
+    default: return nullptr;
+#endif
+  }
+  return nullptr;
+}
 
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level) {
   switch (level) {

@@ -65,6 +65,14 @@ using namespace x86;
 
 constexpr int kQ8_0 = 34, kQ4_0 = 18, kQ4_1 = 20;  // block bytes
 
+// Every SIMD kernel below computes R rows (1 or 4) at w + r * row_bytes against the same
+// activations: the activation side (quants, scales d, sums) is loaded and converted once per
+// block for all R rows, and each row keeps its own accumulators, so four rows are four
+// independent FMA chains whose weight loads interleave. One row alternates two chains instead.
+// The single-row and four-row kernels are the same code, so they agree exactly.
+template <int R>
+constexpr int kChains = R == 1 ? 2 : 1;
+
 // ---- AVX2: one block per register.
 
 // A Q4_0/Q4_1 block's 16 bytes of nibbles as 32 unsigned quants in element order.
@@ -73,166 +81,261 @@ HERD_AVX2 inline __m256i q4_quants(const uint8_t* q) {
   return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
 }
 
-HERD_AVX2 inline __m256i q8_0_block_avx2(const uint8_t* b, const Q8Block* a) {
+// The int32 lanes of one weight block's integer dot product with activation quants aq.
+HERD_AVX2 inline __m256i q8_0_block_avx2(const uint8_t* b, __m256i aq) {
   const __m256i w = load32(b + 2);
-  return dot_u8s8(_mm256_abs_epi8(w), _mm256_sign_epi8(load32(a->q), w));
+  return dot_u8s8(_mm256_abs_epi8(w), _mm256_sign_epi8(aq, w));
 }
+HERD_AVX2 inline __m256i q4_0_block_avx2(const uint8_t* b, __m256i aq) { return dot_u8s8(q4_quants(b + 2), aq); }
+HERD_AVX2 inline __m256i q4_1_block_avx2(const uint8_t* b, __m256i aq) { return dot_u8s8(q4_quants(b + 4), aq); }
 
-HERD_AVX2 inline __m256i q4_block_avx2(const uint8_t* q, const Q8Block* a) { return dot_u8s8(q4_quants(q), load32(a->q)); }
-
-HERD_AVX2 float dot_q8_0_avx2(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
+// The three legacy types differ in block size, in where the quants lie and how they meet the
+// activations (Block), and in the offset term: none (Q8_0), -8 * d * a.d * sum (Q4_0) or
+// m * a.d * sum (Q4_1). Per eight blocks the weight scales come in one gather per row.
+template <int R, int kBytes, __m256i (*Block)(const uint8_t*, __m256i)>
+HERD_AVX2 void dot_legacy_avx2(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out) {
+  constexpr int C = kChains<R>;
   const int64_t nb = n / 32;
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  const uint8_t* row[R];
+  __m256 acc[R][C], offs[R];
+  float offs_tail[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = static_cast<const uint8_t*>(w) + size_t(r) * row_bytes;
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
+    offs[r] = _mm256_setzero_ps();
+    offs_tail[r] = 0.f;
+  }
   int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ8_0, a += 8) {
-    alignas(32) float sc[8];
-    _mm256_store_ps(sc, _mm256_mul_ps(f16_lo_to_f32(block_heads8(b, kQ8_0)), act_d8(a)));
-    for (int j = 0; j < 8; ++j)
-      acc[j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block_avx2(b + j * kQ8_0, a + j)), _mm256_broadcast_ss(sc + j), acc[j & 1]);
-  }
-  for (; i < nb; ++i, b += kQ8_0, ++a)
-    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block_avx2(b, a)), _mm256_set1_ps(f16(b) * a->d), acc[0]);
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
-}
-
-HERD_AVX2 float dot_q4_0_avx2(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
-  const int64_t nb = n / 32;
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, offs = _mm256_setzero_ps();
-  float offs_tail = 0.f;
-  int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ4_0, a += 8) {
-    alignas(32) float sc[8];
-    const __m256 s8 = _mm256_mul_ps(f16_lo_to_f32(block_heads8(b, kQ4_0)), act_d8(a));
-    _mm256_store_ps(sc, s8);
-    offs = _mm256_fmadd_ps(s8, act_sum8(a), offs);
-    for (int j = 0; j < 8; ++j)
-      acc[j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_block_avx2(b + j * kQ4_0 + 2, a + j)), _mm256_broadcast_ss(sc + j), acc[j & 1]);
-  }
-  for (; i < nb; ++i, b += kQ4_0, ++a) {
-    const float s = f16(b) * a->d;
-    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_block_avx2(b + 2, a)), _mm256_set1_ps(s), acc[0]);
-    offs_tail += s * float(int32_t(a->sum[0]) + a->sum[1]);
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) - 8.f * (hsum(offs) + offs_tail);
-}
-
-HERD_AVX2 float dot_q4_1_avx2(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
-  const int64_t nb = n / 32;
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()}, mins = _mm256_setzero_ps();
-  float mins_tail = 0.f;
-  int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ4_1, a += 8) {
-    alignas(32) float sc[8];
-    const __m256i dm = block_heads8(b, kQ4_1);
-    const __m256 ad = act_d8(a);
-    _mm256_store_ps(sc, _mm256_mul_ps(f16_lo_to_f32(dm), ad));
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(f16_lo_to_f32(_mm256_srli_epi32(dm, 16)), ad), act_sum8(a), mins);
-    for (int j = 0; j < 8; ++j)
-      acc[j & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_block_avx2(b + j * kQ4_1 + 4, a + j)), _mm256_broadcast_ss(sc + j), acc[j & 1]);
-  }
-  for (; i < nb; ++i, b += kQ4_1, ++a) {
-    acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_block_avx2(b + 4, a)), _mm256_set1_ps(f16(b) * a->d), acc[0]);
-    mins_tail += f16(b + 2) * a->d * float(int32_t(a->sum[0]) + a->sum[1]);
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + hsum(mins) + mins_tail;
-}
-
-// ---- AVX-512: two blocks per register (lanes [0, 8) the first); the last n/32 % 8 blocks one
-// at a time with 256-bit VNNI.
-
-// Q8_0 weights + 128 (unsigned bytes) times the activations: the dot product plus 128 times
-// the activation sum, which the caller subtracts through the blocks' sums.
-HERD_AVX512 inline __m512i q8_0_pair(const uint8_t* b, const Q8Block* a) {
-  const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load32(b + 2)), load32(b + kQ8_0 + 2), 1);
-  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))), act_q_pair(a));
-}
-
-// Two Q4 blocks' nibbles (q0, q1: their 16 bytes) as 64 unsigned quants in element order.
-HERD_AVX512 inline __m512i q4_quants_pair(const uint8_t* q0, const uint8_t* q1) {
-  const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))),
-                                            _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)), 1);
-  const __m512i x = _mm512_shuffle_i64x2(_mm512_castsi256_si512(t), _mm512_castsi256_si512(t), 0x50);  // q0 q0 q1 q1
-  return _mm512_and_si512(_mm512_mask_srli_epi16(x, 0xFF00FF00, x, 4), _mm512_set1_epi8(0x0F));
-}
-
-HERD_AVX512 inline __m512i q4_pair(const uint8_t* q0, const uint8_t* q1, const Q8Block* a) {
-  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), q4_quants_pair(q0, q1), act_q_pair(a));
-}
-
-HERD_AVX512 inline __m256i q8_0_block_vnni(const uint8_t* b, const Q8Block* a) {
-  const __m256i w = load32(b + 2);
-  return dot_u8s8_vnni(_mm256_abs_epi8(w), _mm256_sign_epi8(load32(a->q), w));
-}
-
-HERD_AVX512 float dot_q8_0_avx512(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
-  const int64_t nb = n / 32;
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  __m256 offs = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ8_0, a += 8) {
-    const __m256 s8 = _mm256_mul_ps(f16_lo_to_f32(block_heads8(b, kQ8_0)), act_d8(a));
-    offs = _mm256_fmadd_ps(s8, act_sum8(a), offs);
-    for (int j = 0; j < 8; j += 2)
-      acc[j / 2 & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q8_0_pair(b + j * kQ8_0, a + j)), pair_lanes(s8, j), acc[j / 2 & 1]);
-  }
-  __m256 tail = fold(_mm512_add_ps(acc[0], acc[1]));
-  for (; i < nb; ++i, b += kQ8_0, ++a)
-    tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block_vnni(b, a)), _mm256_set1_ps(f16(b) * a->d), tail);
-  return hsum(tail) - 128.f * hsum(offs);
-}
-
-HERD_AVX512 float dot_q4_0_avx512(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
-  const int64_t nb = n / 32;
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  __m256 offs = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ4_0, a += 8) {
-    const __m256 s8 = _mm256_mul_ps(f16_lo_to_f32(block_heads8(b, kQ4_0)), act_d8(a));
-    offs = _mm256_fmadd_ps(s8, act_sum8(a), offs);
-    for (int j = 0; j < 8; j += 2) {
-      const uint8_t* q = b + j * kQ4_0 + 2;
-      acc[j / 2 & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_pair(q, q + kQ4_0, a + j)), pair_lanes(s8, j), acc[j / 2 & 1]);
+  for (; i + 8 <= nb; i += 8, a += 8) {
+    const __m256 ad = act_d8(a), sum = act_sum8(a);
+    alignas(32) float sc[R][8];
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = row[r] + i * kBytes;
+      const __m256i heads = block_heads8(b, kBytes);
+      const __m256 s8 = _mm256_mul_ps(f16_lo_to_f32(heads), ad);
+      _mm256_store_ps(sc[r], s8);
+      if (kBytes == kQ4_0) offs[r] = _mm256_fmadd_ps(s8, sum, offs[r]);
+      if (kBytes == kQ4_1) offs[r] = _mm256_fmadd_ps(_mm256_mul_ps(f16_lo_to_f32(_mm256_srli_epi32(heads, 16)), ad), sum, offs[r]);
+    }
+    for (int j = 0; j < 8; ++j) {
+      const __m256i aq = load32(a[j].q);
+      for (int r = 0; r < R; ++r)
+        acc[r][j % C] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Block(row[r] + (i + j) * kBytes, aq)), _mm256_broadcast_ss(sc[r] + j),
+                                        acc[r][j % C]);
     }
   }
-  __m256 tail = fold(_mm512_add_ps(acc[0], acc[1]));
-  float offs_tail = 0.f;
-  for (; i < nb; ++i, b += kQ4_0, ++a) {
-    const float s = f16(b) * a->d;
-    tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8_vnni(q4_quants(b + 2), load32(a->q))), _mm256_set1_ps(s), tail);
-    offs_tail += s * float(int32_t(a->sum[0]) + a->sum[1]);
-  }
-  return hsum(tail) - 8.f * (hsum(offs) + offs_tail);
-}
-
-HERD_AVX512 float dot_q4_1_avx512(int64_t n, const void* w, const Q8Block* a) {
-  const auto* b = static_cast<const uint8_t*>(w);
-  const int64_t nb = n / 32;
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-  __m256 mins = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= nb; i += 8, b += 8 * kQ4_1, a += 8) {
-    const __m256i dm = block_heads8(b, kQ4_1);
-    const __m256 ad = act_d8(a), s8 = _mm256_mul_ps(f16_lo_to_f32(dm), ad);
-    mins = _mm256_fmadd_ps(_mm256_mul_ps(f16_lo_to_f32(_mm256_srli_epi32(dm, 16)), ad), act_sum8(a), mins);
-    for (int j = 0; j < 8; j += 2) {
-      const uint8_t* q = b + j * kQ4_1 + 4;
-      acc[j / 2 & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q4_pair(q, q + kQ4_1, a + j)), pair_lanes(s8, j), acc[j / 2 & 1]);
+  for (; i < nb; ++i, ++a) {
+    const __m256i aq = load32(a->q);
+    const float sum = float(int32_t(a->sum[0]) + a->sum[1]);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = row[r] + i * kBytes;
+      const float s = f16(b) * a->d;
+      acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Block(b, aq)), _mm256_set1_ps(s), acc[r][0]);
+      if (kBytes == kQ4_0) offs_tail[r] += s * sum;
+      if (kBytes == kQ4_1) offs_tail[r] += f16(b + 2) * a->d * sum;
     }
   }
-  __m256 tail = fold(_mm512_add_ps(acc[0], acc[1]));
-  float mins_tail = 0.f;
-  for (; i < nb; ++i, b += kQ4_1, ++a) {
-    tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8_vnni(q4_quants(b + 4), load32(a->q))), _mm256_set1_ps(f16(b) * a->d), tail);
-    mins_tail += f16(b + 2) * a->d * float(int32_t(a->sum[0]) + a->sum[1]);
+  for (int r = 0; r < R; ++r) {
+    const __m256 dots = C == 1 ? acc[r][0] : _mm256_add_ps(acc[r][0], acc[r][C - 1]);
+    const float o = hsum(offs[r]) + offs_tail[r];
+    out[r] = hsum(dots) + (kBytes == kQ4_0 ? -8.f * o : o);
   }
-  return hsum(tail) + hsum(mins) + mins_tail;
 }
 
+// ---- AVX-512, per eight blocks: the weight scales of a row as 16 f32 lanes [d0, m0, d1, m1, ...]
+// (one conversion of eight f16 pairs; Q8_0 and Q4_0 have quants where Q4_1 has m, so their odd
+// lanes are masked off), times the activation scales duplicated likewise; the offset term is one
+// FMA of those lanes with the activation sums placed in the d lanes (Q8_0, Q4_0) or m lanes (Q4_1).
+// Q4 blocks go four to a register, block k in 128-bit lane k, low nibbles and high nibbles against
+// the matching halves of the activation blocks, both into one VNNI sum (four int32 lanes a
+// block); Q8_0 goes two blocks to a register. The last n/32 % 8 blocks go one at a time with
+// 256-bit VNNI.
+
+HERD_AVX512 inline __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
+HERD_AVX512 inline __m512i load16x4(const void* p0, const void* p1, const void* p2, const void* p3) {
+  auto l = [](const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); };
+  const __m512i x = _mm512_inserti32x4(_mm512_castsi128_si512(l(p0)), l(p1), 1);
+  return _mm512_inserti32x4(_mm512_inserti32x4(x, l(p2), 2), l(p3), 3);
+}
+
+// 16 f32 lanes whose lane 2i + 1 (odd) or 2i (even) is v[i] (8 lanes), the others zero; or both.
+HERD_AVX512 inline __m512 dup_lanes(__m256 v, __mmask16 lanes) {
+  const __m512i idx = _mm512_set_epi32(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2, 1, 1, 0, 0);
+  return _mm512_maskz_permutexvar_ps(lanes, idx, _mm512_castps256_ps512(v));
+}
+
+// The activation side of eight blocks, shared by every row: duplicated scales and placed sums.
+struct ActScales8 {
+  __m512 d, sum;
+};
+template <__mmask16 kSumLanes>
+HERD_AVX512 inline ActScales8 act_scales8(const Q8Block* a) {
+  return {dup_lanes(act_d8(a), 0xFFFF), dup_lanes(act_sum8(a), kSumLanes)};
+}
+
+// Activation quants of eight blocks for Q4: lo[h] lane k = a[4h + k].q[0, 16), hi[h] = q[16, 32).
+struct ActQuads {
+  __m512i lo[2], hi[2];
+};
+HERD_AVX512 inline ActQuads act_quads(const Q8Block* a) {
+  ActQuads q;
+  for (int h = 0; h < 2; ++h)
+    for (int half = 0; half < 2; ++half)
+      (half ? q.hi : q.lo)[h] = load16x4(a[4 * h].q + 16 * half, a[4 * h + 1].q + 16 * half, a[4 * h + 2].q + 16 * half,
+                                         a[4 * h + 3].q + 16 * half);
+  return q;
+}
+// Activation quants of eight blocks for Q8_0: pair[j] = blocks 2j, 2j + 1.
+struct ActPairs {
+  __m512i pair[4];
+};
+HERD_AVX512 inline ActPairs act_pairs(const Q8Block* a) {
+  ActPairs p;
+  for (int j = 0; j < 4; ++j) p.pair[j] = act_q_pair(a + 2 * j);
+  return p;
+}
+
+// Four Q4 blocks' nibbles (16 bytes each, block k in lane k) against activation quads: the
+// int32 sums, four lanes a block.
+HERD_AVX512 inline __m512i q4_quad_dot(__m512i nibbles, __m512i alo, __m512i ahi) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
+  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+}
+
+// acc += the int32 lanes of blocks whose scales sit at even lanes `first`, first + 2, ... of sc,
+// each repeated over `width` lanes (4 for quads, 8 for pairs).
+template <int kWidth>
+HERD_AVX512 inline __m512 scale_acc(__m512i p, __m512 sc, int first, __m512 acc) {
+  alignas(64) int32_t idx[16];
+  for (int l = 0; l < 16; ++l) idx[l] = first + 2 * (l / kWidth);
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_permutexvar_ps(_mm512_load_si512(idx), sc), acc);
+}
+
+struct Q4_1Avx512 {
+  static constexpr int kBytes = kQ4_1;
+  static constexpr __mmask16 kSumLanes = 0xAAAA, kScaleLanes = 0xFFFF;
+  static constexpr float kOffset = 1.f;
+  using Act = ActQuads;
+  static Act act(const Q8Block* a) HERD_AVX512 { return act_quads(a); }
+  // Eight blocks are 160 bytes, 40 dwords, so every block's d|m and its 16 bytes of quants are
+  // whole dwords: three loads and dword permutes, instead of gathers and 128-bit inserts.
+  static __m512 dot8(const uint8_t* b, const Act& a, __m512 ad, __m512 sum, __m512* offs, __m512 acc) HERD_AVX512 {
+    const __m512i l0 = load64(b), l1 = load64(b + 64), l2 = _mm512_castsi256_si512(load32(b + 128));
+    const __m512i q0 = _mm512_permutex2var_epi32(l0, _mm512_setr_epi32(1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17, 18, 19), l1);
+    const __m512i q1 = _mm512_permutex2var_epi32(l1, _mm512_setr_epi32(5, 6, 7, 8, 10, 11, 12, 13, 15, 16, 17, 18, 20, 21, 22, 23), l2);
+    int32_t last;
+    std::memcpy(&last, b + 140, 4);
+    const __m512i heads = _mm512_mask_set1_epi32(
+        _mm512_permutex2var_epi32(l0, _mm512_setr_epi32(0, 5, 10, 15, 20, 25, 30, 0, 0, 0, 0, 0, 0, 0, 0, 0), l1), 0x80, last);
+    const __m512 sc = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(heads)), ad);
+    *offs = _mm512_fmadd_ps(sc, sum, *offs);
+    acc = scale_acc<4>(q4_quad_dot(q0, a.lo[0], a.hi[0]), sc, 0, acc);
+    return scale_acc<4>(q4_quad_dot(q1, a.lo[1], a.hi[1]), sc, 8, acc);
+  }
+  static __m256i block(const uint8_t* b, __m256i aq) HERD_AVX512 { return dot_u8s8_vnni(q4_quants(b + 4), aq); }
+};
+
+struct Q4_0Avx512 {
+  static constexpr int kBytes = kQ4_0;
+  static constexpr __mmask16 kSumLanes = 0x5555, kScaleLanes = 0x5555;
+  static constexpr float kOffset = -8.f;
+  using Act = ActQuads;
+  static Act act(const Q8Block* a) HERD_AVX512 { return act_quads(a); }
+  static __m512 dot8(const uint8_t* b, const Act& a, __m512 ad, __m512 sum, __m512* offs, __m512 acc) HERD_AVX512 {
+    const __m512 sc = _mm512_maskz_mul_ps(kScaleLanes, _mm512_cvtph_ps(block_heads8(b, kBytes)), ad);
+    *offs = _mm512_fmadd_ps(sc, sum, *offs);
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* q = b + 4 * h * kBytes + 2;
+      acc = scale_acc<4>(q4_quad_dot(load16x4(q, q + kBytes, q + 2 * kBytes, q + 3 * kBytes), a.lo[h], a.hi[h]), sc, 8 * h, acc);
+    }
+    return acc;
+  }
+  static __m256i block(const uint8_t* b, __m256i aq) HERD_AVX512 { return dot_u8s8_vnni(q4_quants(b + 2), aq); }
+};
+
+// Q8_0's weights + 128 as unsigned bytes: the pair products carry 128 times the activation sums,
+// which the offset term takes back. The tail blocks use signed products and no offset.
+struct Q8_0Avx512 {
+  static constexpr int kBytes = kQ8_0;
+  static constexpr __mmask16 kSumLanes = 0x5555, kScaleLanes = 0x5555;
+  static constexpr float kOffset = -128.f;
+  using Act = ActPairs;
+  static Act act(const Q8Block* a) HERD_AVX512 { return act_pairs(a); }
+  static __m512 dot8(const uint8_t* b, const Act& a, __m512 ad, __m512 sum, __m512* offs, __m512 acc) HERD_AVX512 {
+    const __m512 sc = _mm512_maskz_mul_ps(kScaleLanes, _mm512_cvtph_ps(block_heads8(b, kBytes)), ad);
+    *offs = _mm512_fmadd_ps(sc, sum, *offs);
+    for (int j = 0; j < 4; ++j) {
+      const uint8_t* q = b + 2 * j * kBytes + 2;
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load32(q)), load32(q + kBytes), 1);
+      const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))), a.pair[j]);
+      acc = scale_acc<8>(p, sc, 4 * j, acc);
+    }
+    return acc;
+  }
+  static __m256i block(const uint8_t* b, __m256i aq) HERD_AVX512 {
+    const __m256i w = load32(b + 2);
+    return dot_u8s8_vnni(_mm256_abs_epi8(w), _mm256_sign_epi8(aq, w));
+  }
+};
+
+template <int R, class T>
+HERD_AVX512 void dot_legacy_avx512(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out) {
+  constexpr int C = kChains<R>, kBytes = T::kBytes;
+  const int64_t nb = n / 32;
+  const uint8_t* row[R];
+  __m512 acc[R][C], offs[R];
+  float offs_tail[R];
+  for (int r = 0; r < R; ++r) {
+    row[r] = static_cast<const uint8_t*>(w) + size_t(r) * row_bytes;
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_setzero_ps();
+    offs[r] = _mm512_setzero_ps();
+    offs_tail[r] = 0.f;
+  }
+  int64_t i = 0;
+  for (; i + 8 <= nb; i += 8, a += 8) {
+    const ActScales8 s = act_scales8<T::kSumLanes>(a);
+    const typename T::Act q = T::act(a);
+    for (int r = 0; r < R; ++r) {
+      __m512& c = acc[r][i / 8 % C];
+      c = T::dot8(row[r] + i * kBytes, q, s.d, s.sum, &offs[r], c);
+    }
+  }
+  __m256 tail[R];
+  for (int r = 0; r < R; ++r) tail[r] = fold(C == 1 ? acc[r][0] : _mm512_add_ps(acc[r][0], acc[r][C - 1]));
+  for (; i < nb; ++i, ++a) {
+    const __m256i aq = load32(a->q);
+    const float sum = float(int32_t(a->sum[0]) + a->sum[1]);
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = row[r] + i * kBytes;
+      const float s = f16(b) * a->d;
+      tail[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(T::block(b, aq)), _mm256_set1_ps(s), tail[r]);
+      if (kBytes == kQ4_0) offs_tail[r] += s * sum;
+      if (kBytes == kQ4_1) offs_tail[r] += f16(b + 2) * a->d * sum;
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(tail[r]) + T::kOffset * (hsum(fold(offs[r])) + offs_tail[r]);
+}
+
+template <DotQ8x4Fn F>
+HERD_AVX2 float one_row_avx2(int64_t n, const void* w, const Q8Block* a) {
+  float out;
+  F(n, w, 0, a, &out);
+  return out;
+}
+template <DotQ8x4Fn F>
+HERD_AVX512 float one_row_avx512(int64_t n, const void* w, const Q8Block* a) {
+  float out;
+  F(n, w, 0, a, &out);
+  return out;
+}
+
+template <int R> constexpr DotQ8x4Fn q8_0_avx2 = dot_legacy_avx2<R, kQ8_0, q8_0_block_avx2>;
+template <int R> constexpr DotQ8x4Fn q4_0_avx2 = dot_legacy_avx2<R, kQ4_0, q4_0_block_avx2>;
+template <int R> constexpr DotQ8x4Fn q4_1_avx2 = dot_legacy_avx2<R, kQ4_1, q4_1_block_avx2>;
+template <int R> constexpr DotQ8x4Fn q8_0_avx512 = dot_legacy_avx512<R, Q8_0Avx512>;
+template <int R> constexpr DotQ8x4Fn q4_0_avx512 = dot_legacy_avx512<R, Q4_0Avx512>;
+template <int R> constexpr DotQ8x4Fn q4_1_avx512 = dot_legacy_avx512<R, Q4_1Avx512>;
 #endif
 
 }  // namespace
@@ -244,11 +347,11 @@ DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level) {
            : t == DType::q4_1 ? dot_q4_1_scalar : nullptr;
 #if defined(__x86_64__)
     case CpuLevel::avx2:
-      return t == DType::q8_0 ? dot_q8_0_avx2 : t == DType::q4_0 ? dot_q4_0_avx2
-           : t == DType::q4_1 ? dot_q4_1_avx2 : nullptr;
+      return t == DType::q8_0 ? one_row_avx2<q8_0_avx2<1>> : t == DType::q4_0 ? one_row_avx2<q4_0_avx2<1>>
+           : t == DType::q4_1 ? one_row_avx2<q4_1_avx2<1>> : nullptr;
     case CpuLevel::avx512:
-      return t == DType::q8_0 ? dot_q8_0_avx512 : t == DType::q4_0 ? dot_q4_0_avx512
-           : t == DType::q4_1 ? dot_q4_1_avx512 : nullptr;
+      return t == DType::q8_0 ? one_row_avx512<q8_0_avx512<1>> : t == DType::q4_0 ? one_row_avx512<q4_0_avx512<1>>
+           : t == DType::q4_1 ? one_row_avx512<q4_1_avx512<1>> : nullptr;
 #else
     default: return nullptr;
 #endif
@@ -256,7 +359,16 @@ DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level) {
   return nullptr;
 }
 
-// No four-row kernels yet: the matmul calls the single-row kernel four times.
-DotQ8x4Fn dot_q8x4_legacy_kernel(DType, CpuLevel) { return nullptr; }
+DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level) {
+  switch (level) {
+#if defined(__x86_64__)
+    case CpuLevel::avx2:
+      return t == DType::q8_0 ? q8_0_avx2<4> : t == DType::q4_0 ? q4_0_avx2<4> : t == DType::q4_1 ? q4_1_avx2<4> : nullptr;
+    case CpuLevel::avx512:
+      return t == DType::q8_0 ? q8_0_avx512<4> : t == DType::q4_0 ? q4_0_avx512<4> : t == DType::q4_1 ? q4_1_avx512<4> : nullptr;
+#endif
+    default: return nullptr;
+  }
+}
 
 }  // namespace herd
