@@ -1,7 +1,8 @@
 // Speed of the CPU backend's dot-product kernels, at every level this machine supports: one
 // token's activations against a ROWS x COLS weight matrix of each type (a matrix-vector product,
 // decode's inner loop), single thread. Prints ns per row and GB/s of weights read, and checks
-// each level's outputs against the scalar level's.
+// each level's outputs against the scalar level's. Quantized types at levels with four-row
+// kernels get a second line, LEVEL x4: the rows four at a time, as the matmul runs them.
 //
 // usage: bench-cpu-kernels [ROWS [COLS]]   (default 4096 x 4096; a few hundred rows stay in L2)
 #include <algorithm>
@@ -67,15 +68,15 @@ double cpu_seconds() {
   return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
 }
 
-// Seconds per matrix-vector product (the best of several timed passes) and the outputs.
-template <class Dot>
-double time_rows(int64_t rows, Dot&& dot, std::vector<float>& out) {
-  for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = dot(r);  // warm-up
+// Seconds per matrix-vector product (the best of several timed passes); `pass` writes the outputs.
+template <class Pass>
+double time_pass(Pass&& pass) {
+  pass();  // warm-up
   double best = 1e9;
   const double start = cpu_seconds();
-  for (int pass = 0; pass < 100 && cpu_seconds() - start < 0.3; ++pass) {
+  for (int i = 0; i < 100 && cpu_seconds() - start < 0.3; ++i) {
     const double t0 = cpu_seconds();
-    for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = dot(r);
+    pass();
     best = std::min(best, cpu_seconds() - t0);
   }
   return best;
@@ -99,7 +100,7 @@ int main(int argc, char** argv) {
   ref.quantize(x.data(), cols, a.data());
 
   std::printf("%lld rows x %lld columns, one thread\n", (long long)rows, (long long)cols);
-  std::printf("%-6s %-7s %10s %9s %9s  %s\n", "type", "level", "ns/row", "GB/s", "speed-up", "vs scalar");
+  std::printf("%-6s %-9s %10s %9s %9s  %s\n", "type", "level", "ns/row", "GB/s", "speed-up", "vs scalar");
   bool all_ok = true;
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::f32,
                   DType::f16, DType::bf16}) {
@@ -107,19 +108,9 @@ int main(int argc, char** argv) {
     const size_t row_bytes = herd::dtype_nbytes(t, cols);
     std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));
     double scalar_s = 0;
-    for (int l = 0; l <= int(top); ++l) {
-      const herd::CpuKernels k = herd::resolve_cpu_kernels(CpuLevel(l));
-      std::vector<float>& out = l == 0 ? want : got;
-      double s;
-      if (t == DType::f32 || t == DType::f16 || t == DType::bf16) {
-        const herd::DotF32Fn f = k.dot_f32[int(t)];
-        s = time_rows(rows, [&](int64_t r) { return f(cols, w.data() + size_t(r) * row_bytes, x.data()); }, out);
-      } else {
-        const herd::DotQ8Fn f = k.dot_q8[int(t)];
-        s = time_rows(rows, [&](int64_t r) { return f(cols, w.data() + size_t(r) * row_bytes, a.data()); }, out);
-      }
-      if (l == 0) scalar_s = s;
-      // Agreement with scalar, relative to the largest |output| (the test checks it properly).
+    // One line: a pass's time and its outputs' agreement with scalar, relative to the largest
+    // |output| (the test checks it properly).
+    auto report = [&](const std::string& level, double s, const std::vector<float>& out) {
       double worst = 0, scale = 1e-30;
       for (int64_t r = 0; r < rows; ++r) {
         worst = std::max(worst, double(std::fabs(out[size_t(r)] - want[size_t(r)])));
@@ -127,9 +118,33 @@ int main(int argc, char** argv) {
       }
       const bool ok = worst <= 1e-4 * scale;
       all_ok &= ok;
-      std::printf("%-6s %-7s %10.1f %9.2f %8.2fx  %s\n", std::string(herd::dtype_name(t)).c_str(),
-                  herd::cpu_level_name(CpuLevel(l)), s / double(rows) * 1e9, double(row_bytes) * double(rows) / s / 1e9,
-                  scalar_s / s, ok ? "ok" : "MISMATCH");
+      std::printf("%-6s %-9s %10.1f %9.2f %8.2fx  %s\n", std::string(herd::dtype_name(t)).c_str(), level.c_str(),
+                  s / double(rows) * 1e9, double(row_bytes) * double(rows) / s / 1e9, scalar_s / s, ok ? "ok" : "MISMATCH");
+    };
+    for (int l = 0; l <= int(top); ++l) {
+      const herd::CpuKernels k = herd::resolve_cpu_kernels(CpuLevel(l));
+      std::vector<float>& out = l == 0 ? want : got;
+      double s;
+      if (t == DType::f32 || t == DType::f16 || t == DType::bf16) {
+        const herd::DotF32Fn f = k.dot_f32[int(t)];
+        s = time_pass([&] {
+          for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = f(cols, w.data() + size_t(r) * row_bytes, x.data());
+        });
+      } else {
+        const herd::DotQ8Fn f = k.dot_q8[int(t)];
+        s = time_pass([&] {
+          for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = f(cols, w.data() + size_t(r) * row_bytes, a.data());
+        });
+      }
+      if (l == 0) scalar_s = s;
+      report(herd::cpu_level_name(CpuLevel(l)), s, out);
+      if (const herd::DotQ8x4Fn f4 = k.dot_q8x4[int(t)]; f4 && rows % 4 == 0) {
+        std::fill(got.begin(), got.end(), 0.f);
+        s = time_pass([&] {
+          for (int64_t r = 0; r < rows; r += 4) f4(cols, w.data() + size_t(r) * row_bytes, row_bytes, a.data(), &got[size_t(r)]);
+        });
+        report(std::string(herd::cpu_level_name(CpuLevel(l))) + " x4", s, got);
+      }
     }
   }
   return all_ok ? 0 : 1;
