@@ -111,6 +111,34 @@ TEST_P(GgufQuant, MatchesDequantizedTransformersAndLlamaCpp) { check_file(GetPar
 
 TEST_P(GgufQuant, FastKernelsSitAsCloseAsLlamaCpp) { check_file(GetParam(), /*exact=*/false); }
 
+// Every output of the fast path is computed by one kernel call whatever the split, so the thread
+// count changes nothing, bit for bit: logits at every position, and greedy tokens.
+TEST_P(GgufQuant, ThreadCountsGiveIdenticalResults) {
+  if (kDevice != "cpu") GTEST_SKIP() << "a CPU property";
+  const Ref ref = load_ref(GetParam());
+  std::vector<float> first_logits;
+  std::vector<int32_t> first_tokens;
+  for (int threads : {1, 2, 3}) {
+    herd::ModelOptions opt;
+    opt.device = kDevice;
+    opt.n_threads = threads;
+    opt.max_context = 128;
+    std::unique_ptr<herd::Model> model;
+    ASSERT_TRUE(herd::Model::load(kDir + "quant-" + GetParam() + ".gguf", opt, &model));
+    std::vector<float> logits;
+    std::vector<int32_t> tokens;
+    ASSERT_TRUE(model->logits(ref.ids, /*all_positions=*/true, &logits));
+    ASSERT_TRUE(model->generate_greedy(ref.ids, 16, &tokens));
+    if (threads == 1) {
+      first_logits = logits;
+      first_tokens = tokens;
+      continue;
+    }
+    EXPECT_EQ(logits, first_logits) << threads << " threads";
+    EXPECT_EQ(tokens, first_tokens) << threads << " threads";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Files, GgufQuant, testing::Values("Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q5_K_M"));
 
 }  // namespace
