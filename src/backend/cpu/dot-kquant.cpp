@@ -117,6 +117,7 @@ HERD_AVX2 void dot_k4_avx2(int64_t n, const void* w, size_t row_bytes, const Q8B
 #pragma GCC unroll 4
     for (int j = 0; j < 4; ++j) {
       const __m256i a0 = load32(a[2 * j].q), a1 = load32(a[2 * j + 1].q);
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
         const __m256i q = load32(rows.p[r] + blk * kBytes + (five_bits ? 48 : 16) + 32 * j);
         __m256i lo = _mm256_and_si256(q, low4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
@@ -163,6 +164,7 @@ HERD_AVX2 void dot_q6_k_avx2(int64_t n, const void* w, size_t row_bytes, const Q
       for (int j = 0; j < 4; ++j) {
         const int k = 4 * h + j;
         const __m256i aq = load32(a[k].q);
+#pragma GCC unroll 4
         for (int r = 0; r < R; ++r) {
           // Quants of activation block k: the low (j < 2) or high nibbles of ql's 32 bytes at
           // 64h + 32(j % 2), the top bits from qh's 32 bytes at 128 + 32h, bits 2j and 2j + 1.

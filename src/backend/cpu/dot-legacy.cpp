@@ -91,34 +91,38 @@ HERD_AVX2 inline __m256i q4_1_block_avx2(const uint8_t* b, __m256i aq) { return 
 
 // The three legacy types differ in block size, in where the quants lie and how they meet the
 // activations (Block), and in the offset term: none (Q8_0), -8 * d * a.d * sum (Q4_0) or
-// m * a.d * sum (Q4_1). Per eight blocks the weight scales come in one gather per row.
+// m * a.d * sum (Q4_1). Per eight blocks the weight scales come in one gather per row, and the
+// offset term of the eight blocks goes into the row's accumulator as one FMA (only the lanes'
+// total matters), which leaves AVX2's 16 registers enough for four rows.
 template <int R, int kBytes, __m256i (*Block)(const uint8_t*, __m256i)>
 HERD_AVX2 void dot_legacy_avx2(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out) {
   constexpr int C = kChains<R>;
   const int64_t nb = n / 32;
   const uint8_t* row[R];
-  __m256 acc[R][C], offs[R];
+  __m256 acc[R][C];
   float offs_tail[R];
   for (int r = 0; r < R; ++r) {
     row[r] = static_cast<const uint8_t*>(w) + size_t(r) * row_bytes;
     for (int c = 0; c < C; ++c) acc[r][c] = _mm256_setzero_ps();
-    offs[r] = _mm256_setzero_ps();
     offs_tail[r] = 0.f;
   }
   int64_t i = 0;
   for (; i + 8 <= nb; i += 8, a += 8) {
-    const __m256 ad = act_d8(a), sum = act_sum8(a);
+    const __m256 ad = act_d8(a);
+    const __m256 sum = kBytes == kQ8_0 ? _mm256_setzero_ps() : _mm256_mul_ps(act_sum8(a), _mm256_set1_ps(kBytes == kQ4_0 ? -8.f : 1.f));
     alignas(32) float sc[R][8];
     for (int r = 0; r < R; ++r) {
       const uint8_t* b = row[r] + i * kBytes;
       const __m256i heads = block_heads8(b, kBytes);
       const __m256 s8 = _mm256_mul_ps(f16_lo_to_f32(heads), ad);
       _mm256_store_ps(sc[r], s8);
-      if (kBytes == kQ4_0) offs[r] = _mm256_fmadd_ps(s8, sum, offs[r]);
-      if (kBytes == kQ4_1) offs[r] = _mm256_fmadd_ps(_mm256_mul_ps(f16_lo_to_f32(_mm256_srli_epi32(heads, 16)), ad), sum, offs[r]);
+      if (kBytes == kQ4_0) acc[r][C - 1] = _mm256_fmadd_ps(s8, sum, acc[r][C - 1]);
+      if (kBytes == kQ4_1) acc[r][C - 1] = _mm256_fmadd_ps(_mm256_mul_ps(f16_lo_to_f32(_mm256_srli_epi32(heads, 16)), ad), sum, acc[r][C - 1]);
     }
+#pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       const __m256i aq = load32(a[j].q);
+#pragma GCC unroll 4
       for (int r = 0; r < R; ++r)
         acc[r][j % C] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Block(row[r] + (i + j) * kBytes, aq)), _mm256_broadcast_ss(sc[r] + j),
                                         acc[r][j % C]);
@@ -131,15 +135,11 @@ HERD_AVX2 void dot_legacy_avx2(int64_t n, const void* w, size_t row_bytes, const
       const uint8_t* b = row[r] + i * kBytes;
       const float s = f16(b) * a->d;
       acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(Block(b, aq)), _mm256_set1_ps(s), acc[r][0]);
-      if (kBytes == kQ4_0) offs_tail[r] += s * sum;
+      if (kBytes == kQ4_0) offs_tail[r] -= 8.f * s * sum;
       if (kBytes == kQ4_1) offs_tail[r] += f16(b + 2) * a->d * sum;
     }
   }
-  for (int r = 0; r < R; ++r) {
-    const __m256 dots = C == 1 ? acc[r][0] : _mm256_add_ps(acc[r][0], acc[r][C - 1]);
-    const float o = hsum(offs[r]) + offs_tail[r];
-    out[r] = hsum(dots) + (kBytes == kQ4_0 ? -8.f * o : o);
-  }
+  for (int r = 0; r < R; ++r) out[r] = hsum(C == 1 ? acc[r][0] : _mm256_add_ps(acc[r][0], acc[r][C - 1])) + offs_tail[r];
 }
 
 // ---- AVX-512, per eight blocks: the weight scales of a row as 16 f32 lanes [d0, m0, d1, m1, ...]
