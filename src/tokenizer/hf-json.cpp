@@ -109,7 +109,10 @@ std::unique_ptr<Model> build(const json& root, const std::string& source) {
     tokens.push_back(*by_id[id]);
   }
   SpecialTokens specials;
-  for (int32_t id : special_ids) specials.add(std::string(tokens.bytes(id)), id);
+  for (int32_t id : special_ids) {
+    HERD_REQUIRE(!tokens.bytes(id).empty(), source, ": added token ", id, " has empty content");
+    specials.add(std::string(tokens.bytes(id)), id);
+  }
   const int32_t bos = bos_from(root, specials);
   return std::make_unique<BpeModel>(std::move(tokens), special_ids, pre, bos, source);
 }

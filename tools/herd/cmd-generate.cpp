@@ -95,7 +95,7 @@ void add_generate_command(CLI::App& app, int& rc) {
   auto* chat_opt = cmd->add_flag("--chat", f->chat,
                                  "The prompt text is one user turn, rendered in the model's chat format: Llama 3.1, or ChatML when its template is ChatML (docs/prompt-format.md)");
   auto* aliases_opt = cmd->add_flag("--aliases", f->aliases,
-                                    "In the prompt text, the brief's notation <<start>> <<system>> <<user>> <<assistant>> "
+                                    "In the prompt text, the alias notation <<start>> <<system>> <<user>> <<assistant>> "
                                     "<<ipython>> <<end>> <<stop>> <<continue>> stands for the special tokens, and "
                                     "special-token text is honoured; no BOS is added (write <<start>>)");
   chat_opt->excludes(aliases_opt)->excludes(ids_opt);
