@@ -151,14 +151,14 @@ try:
           and j.get("kv_capacity_tokens", 0) > 0 and j.get("kv_capacity_tokens", 1) % j.get("block_size", 0) == 0
           and j.get("chat_format", "").startswith("Llama 3.1") and j.get("device", "").startswith("cpu")
           and j.get("threads") == 1
-          and j.get("kv_bytes_per_token") == 2 * CONFIG["num_hidden_layers"] * 8 * 2 * 2, j)
+          and j.get("kv_bytes_per_token") == 2 * CONFIG["num_hidden_layers"] * 8 * 2, j)  # K and V in f16
     # No generation_config.json: herd chat's own defaults, and a reply cap.
     check("info: herd chat's sampling defaults for a model without any", j.get("model_sampling", 0) is None
           and close(j.get("chat_sampling"), {"temperature": 0.7, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.1,
                                              "max_tokens": 1024, "source": "herd chat's defaults: the model has none"}),
           j.get("chat_sampling"))
-    rc, text, err = info(model, "--kv-memory", "128KiB")
-    j_small = json.loads(info(model, "--kv-memory", "128KiB", "--json")[1] or "{}")
+    rc, text, err = info(model, "--kv-memory", "64KiB")
+    j_small = json.loads(info(model, "--kv-memory", "64KiB", "--json")[1] or "{}")
     check("info: text lines with the same numbers", rc == 0 and "model:       tiny (llama, " in text
           and f"context:     {j_small.get('context')} tokens (the model's is 4096)" in text
           and f"KV cache:    {j_small.get('kv_capacity_tokens')} tokens" in text and "1 threads" in text
@@ -187,7 +187,7 @@ try:
     check("info: a missing model is bad input", rc == 2 and err.startswith("herd: error: ") and err.count("\n") == 1, err)
 
     # herd chat's start-up lines: the same facts, and the same context and KV capacity as /stats.
-    rc, out, err = chat(model, ["/stats"], "--kv-memory", "128KiB", "--threads", "1")
+    rc, out, err = chat(model, ["/stats"], "--kv-memory", "64KiB", "--threads", "1")
     stats_ctx = re.search(r"tokens of a (\d+)-token context", err)
     stats_kv = re.search(r"\((\d+) tokens each, (\d+) tokens in all\)", err)
     check("chat start-up lines agree with herd info and /stats", rc == 0 and stats_ctx and stats_kv
