@@ -108,14 +108,18 @@ class CpuBackend final : public Backend {
   void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) override {
     const int64_t d = x.dim(-1), n = x.numel() / d;
     check_f32(x, "rms_norm input");
-    std::vector<float> wf(static_cast<size_t>(d));
-    load_row(w.data(), w.dtype, 0, d, wf.data());
-    for (int64_t r = 0; r < n; ++r) {
+    const float* wf = f32p(w);
+    if (w.dtype != DType::f32) {  // norms are f32 in every format herd loads; others converted once
+      norm_w_.resize(size_t(d));
+      load_row(w.data(), w.dtype, 0, d, norm_w_.data());
+      wf = norm_w_.data();
+    }
+    for_rows(n, d, [&](int64_t r) {
       const float* xr = f32p(x) + r * d;
       float* yr = f32p(out) + r * d;
       const float scale = 1.0f / std::sqrt(dot(xr, xr, d) / float(d) + eps);
-      for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * scale * wf[size_t(i)];
-    }
+      for (int64_t i = 0; i < d; ++i) yr[i] = xr[i] * scale * wf[i];
+    });
   }
 
   // The reference is the composition itself: the CUDA kernel fuses the two passes.
@@ -233,11 +237,13 @@ class CpuBackend final : public Backend {
   }
 
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
-    const int64_t n = gate.numel();
-    for (int64_t i = 0; i < n; ++i) {
-      const float g = f32p(gate)[i];
-      f32p(out)[i] = g / (1.0f + std::exp(-g)) * f32p(up)[i];
-    }
+    const int64_t f = gate.dim(-1);
+    for_rows(gate.numel() / f, f, [&](int64_t r) {
+      for (int64_t i = r * f; i < (r + 1) * f; ++i) {
+        const float g = f32p(gate)[i];
+        f32p(out)[i] = g / (1.0f + std::exp(-g)) * f32p(up)[i];
+      }
+    });
   }
 
   void argmax(const Tensor& x, Tensor& out) override {
@@ -277,9 +283,24 @@ class CpuBackend final : public Backend {
 
   // x += y, both [n, d] f32.
   void add(Tensor& x, const Tensor& y) {
-    const int64_t n = x.numel();
-    HERD_CHECK(y.numel() == n);
-    for (int64_t i = 0; i < n; ++i) f32p(x)[i] += f32p(y)[i];
+    const int64_t d = x.dim(-1);
+    HERD_CHECK(y.numel() == x.numel());
+    for_rows(x.numel() / d, d, [&](int64_t r) {
+      for (int64_t i = r * d; i < (r + 1) * d; ++i) f32p(x)[i] += f32p(y)[i];
+    });
+  }
+
+  // fn(r) for rows [0, n) of d elements each: on the pool when there is enough work to share
+  // (a prefill chunk), inline for a few rows (decode), where waking the pool costs more.
+  template <typename Fn>
+  void for_rows(int64_t n, int64_t d, const Fn& fn) {
+    if (n * d < (int64_t(1) << 15)) {
+      for (int64_t r = 0; r < n; ++r) fn(r);
+      return;
+    }
+    pool_.parallel_for(n, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) fn(r);
+    });
   }
 
   // Writes token i's k and v, [n_tokens, n_head_kv, head_dim] f32, at slot slot_mapping[i] of the
@@ -316,6 +337,7 @@ class CpuBackend final : public Backend {
   const bool exact_;
   const CpuKernels kernels_;
   FastMatmul fast_;
+  std::vector<float> norm_w_;  // a norm weight stored in another type, as f32
 };
 
 }  // namespace
