@@ -150,7 +150,9 @@ TEST_F(Weights, NonFiniteNormWeightsAreNamed) {
       {"model.layers.0.post_attention_layernorm.weight", {DType::bf16, {32}, norm.data()}},
       {"model.norm.weight", {DType::f32, {32}, inf_norm.data()}},
   };
-  for (const auto& [name, view] : cases) {
+  for (const auto& c : cases) {
+    const char* name = c.first;  // clang 14 cannot capture structured bindings in lambdas
+    const TensorView& view = c.second;
     const auto d = write_variant(str_cat("nan-", name), [&](auto& ts) {
       for (auto& t : ts)
         if (t.name == name) t.view = view;
