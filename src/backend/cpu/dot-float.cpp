@@ -2,17 +2,8 @@
 // bf16 are widened exactly to f32 (F16C, or a 16-bit shift for bf16) rather than rounding the
 // activations to 16 bits for vdpbf16ps: decode is bound by reading the weights, not by these
 // instructions, and the products stay those of the exact path up to summation order.
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-// GCC 12 warns about the deliberately undefined vectors inside its own AVX-512 reduction
-// intrinsics (_mm512_reduce_*); the warning is about the header, not this code.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include "backend/cpu/cpu-kernels.h"
+#include "backend/cpu/simd-x86.h"
 
 namespace herd {
 namespace {
@@ -48,13 +39,6 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 load8_avx2(const void* w,
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
 }
 
-__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 template <DType T>
 __attribute__((target("avx2,fma,f16c"))) float dot_avx2(int64_t n, const void* w, const float* x) {
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
@@ -63,7 +47,7 @@ __attribute__((target("avx2,fma,f16c"))) float dot_avx2(int64_t n, const void* w
     for (int j = 0; j < 4; ++j)
       acc[j] = _mm256_fmadd_ps(load8_avx2<T>(w, i + 8 * j), _mm256_loadu_ps(x + i + 8 * j), acc[j]);
   for (; i + 8 <= n; i += 8) acc[0] = _mm256_fmadd_ps(load8_avx2<T>(w, i), _mm256_loadu_ps(x + i), acc[0]);
-  float s = hsum_avx2(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
+  float s = x86::hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])));
   for (; i < n; ++i) s += at<T>(w, i) * x[i];
   return s;
 }

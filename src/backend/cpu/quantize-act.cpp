@@ -5,17 +5,8 @@
 #include <cmath>
 #include <limits>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-// GCC 12 warns about the deliberately undefined vectors inside its own AVX-512 reduction
-// intrinsics (_mm512_reduce_*); the warning is about the header, not this code.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-
 #include "backend/cpu/cpu-kernels.h"
+#include "backend/cpu/simd-x86.h"
 
 namespace herd {
 namespace {

@@ -1,4 +1,5 @@
-// x86 building blocks shared by the quantized dot products (dot-legacy.cpp, dot-kquant.cpp).
+// x86 building blocks shared by the CPU kernels (dot-legacy.cpp, dot-kquant.cpp, dot-float.cpp,
+// quantize-act.cpp).
 // Every function carries its level's target attributes, so the files that include this header
 // still build for any x86-64 and run each level only where cpu-level.cpp found it.
 #pragma once
@@ -8,7 +9,7 @@
 
 #include <cstdint>
 // GCC 12 warns about the deliberately undefined vectors inside its own AVX-512 intrinsics
-// (_mm512_castsi256_si512 and friends); the warning is about the header, not this code.
+// (_mm512_castsi256_si512, the _mm512_reduce_* family); the warning is about the header.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
