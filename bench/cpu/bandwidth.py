@@ -7,7 +7,8 @@ from common import BenchError, log, run
 
 SOURCE = Path(__file__).resolve().parent / "membw.c"
 WHAT = ("read bandwidth from DRAM: {threads} threads each sum 64-bit words of their slice of a {mib} MiB "
-        "buffer (L3: {l3}), {reps} passes; 1 GB = 1e9 bytes")
+        "buffer (L3: {l3}); the best of {passes} passes, half before and half after the benchmarks; "
+        "1 GB = 1e9 bytes")
 
 
 def l3_bytes():
@@ -32,24 +33,25 @@ def buffer_mib():
     return want >> 20
 
 
-def measure(scratch, threads, reps=7):
-    """GB/s of each of reps passes (membw is built first when missing or older than its source)."""
+def measure(scratch, threads, mib, reps=7):
+    """GB/s of each of reps passes over mib MiB (membw is built first when missing or older than its
+    source)."""
     exe = Path(scratch) / "membw" / "membw"
     if not exe.exists() or exe.stat().st_mtime < SOURCE.stat().st_mtime:
         exe.parent.mkdir(parents=True, exist_ok=True)
         cc = os.environ.get("CC", "cc")
         run([cc, "-O3", "-march=native", "-fopenmp", SOURCE, "-o", exe], "compiling membw.c (needs a C compiler with OpenMP)")
-    log(f"memory bandwidth: {threads} threads over {buffer_mib()} MiB, {reps} passes")
-    samples = [float(x) for x in run([exe, buffer_mib(), threads, reps], "membw").split()]
+    log(f"memory bandwidth: {threads} threads over {mib} MiB, {reps} passes")
+    samples = [float(x) for x in run([exe, mib, threads, reps], "membw").split()]
     if not samples:
         raise BenchError("membw printed nothing")
     return samples
 
 
-def summary(samples, threads):
+def summary(samples, threads, mib):
     """The bound uses the best pass: other jobs on the machine only ever slow a pass down."""
     l3 = l3_bytes()
     return {"gbps": max(samples), "gbps_median": statistics.median(samples), "samples": samples,
-            "buffer_mib": buffer_mib(),
-            "what": WHAT.format(threads=threads, mib=buffer_mib(), passes=len(samples),
+            "buffer_mib": mib,
+            "what": WHAT.format(threads=threads, mib=mib, passes=len(samples),
                                 l3=f"{l3 >> 20} MiB" if l3 else "unknown")}

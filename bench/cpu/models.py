@@ -139,23 +139,16 @@ def smollm2():
     return path
 
 
-def weight_bytes_per_token(path):
-    """Bytes of the matrices one decode step reads: every linear weight and the LM head (token_embd when
-    tied, output.weight otherwise; an untied token_embd is only looked up, one row per token). Norms and
+def inspect(path):
+    """{'tensor_types': {'Q4_K': 97, 'Q6_K': 17, ...}, 'weight_bytes_per_token': N}: the bytes of the
+    matrices one decode step reads, every linear weight and the LM head (token_embd when tied,
+    output.weight otherwise; an untied token_embd is only looked up, one row per token). Norms and
     rope_freqs are a few kilobytes and left out."""
     r = gguf.GGUFReader(str(path))
     names = {t.name for t in r.tensors}
-    total = 0
+    types, total = {}, 0
     for t in r.tensors:
-        if len(t.shape) < 2 or (t.name == "token_embd.weight" and "output.weight" in names):
-            continue
-        total += int(t.n_bytes)
-    return total
-
-
-def describe(path):
-    """Tensor types with their counts, e.g. {'Q4_K': 97, 'Q6_K': 17, 'F32': 33}."""
-    counts = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
-    return counts
+        types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+        if len(t.shape) >= 2 and not (t.name == "token_embd.weight" and "output.weight" in names):
+            total += int(t.n_bytes)
+    return {"tensor_types": types, "weight_bytes_per_token": total}

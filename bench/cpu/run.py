@@ -16,8 +16,9 @@ In one run it:
      and herd's decode of 8 sequences at once;
   5. prints a Markdown table per model, and writes --out JSON and a --plot PNG of the ratios.
 
-Within one invocation each engine runs each test twice without warm-up and keeps the faster run (the
-first one also maps the weights in); the median over rounds is reported. Everything downloaded or built
+Within one invocation each engine runs each test --inner times (default 2) without warm-up and keeps the
+fastest run (the first one also maps the weights in, and other jobs on the machine only ever slow a run
+down); the median over rounds is reported. Everything downloaded or built
 goes to the scratch folder (default ~/.cache/herd; $HERD_MODEL_CACHE as for scripts/fetch-model), with the
 Python packages in a virtual environment there (bench-venv).
 """
@@ -30,12 +31,18 @@ import sys
 import time
 from pathlib import Path
 
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources
+import bandwidth  # noqa: E402 (the modules beside this one need only the standard library)
+import herd  # noqa: E402
+import llamacpp  # noqa: E402
+import report  # noqa: E402
+from common import BenchError, log  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 VENV_PACKAGES = ["gguf==0.19.0", "numpy==2.4.6", "matplotlib==3.11.2"]
 MODELS = ["F16", "Q8_0", "Q4_0", "Q4_K_M", "SmolLM2"]
 N_PROMPT = 128
-INNER_REPS = 2  # runs of each test per invocation; the faster one counts (see above)
 
 
 def default_scratch():
@@ -55,6 +62,8 @@ def parse_args():
     ap.add_argument("--tg64", action="store_true", help="also decode 64 tokens at batch 1")
     ap.add_argument("--batch", type=int, default=8, help="herd's batched decode: sequences at once (default 8)")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma list from {','.join(MODELS)}")
+    ap.add_argument("--inner", type=int, default=2,
+                    help="runs of each test within one invocation, the fastest kept (default 2)")
     ap.add_argument("--out", type=Path, help="write the results as JSON here")
     ap.add_argument("--plot", type=Path, help="write a PNG bar plot of herd / llama.cpp here")
     a = ap.parse_args()
@@ -62,7 +71,7 @@ def parse_args():
     bad = [m for m in a.models if m not in MODELS]
     if bad or not a.models:
         ap.error(f"--models: unknown {','.join(bad) or '(empty)'}; choose from {','.join(MODELS)}")
-    for flag in ("threads", "reps", "layers", "batch"):
+    for flag in ("threads", "reps", "layers", "batch", "inner"):
         if getattr(a, flag) < 1:
             ap.error(f"--{flag} must be at least 1")
     if not os.access(a.herd, os.X_OK):
@@ -80,7 +89,7 @@ def ensure_venv(scratch):
     stamp = venv / "herd-bench-packages.txt"
     wanted = "\n".join(VENV_PACKAGES)
     if not (python.exists() and stamp.exists() and stamp.read_text() == wanted):
-        print(f"[bench] making the Python environment {venv} ({', '.join(VENV_PACKAGES)})", file=sys.stderr)
+        log(f"making the Python environment {venv} ({', '.join(VENV_PACKAGES)})")
         try:
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
             subprocess.run([str(python), "-m", "pip", "install", "--quiet", *VENV_PACKAGES], check=True)
@@ -90,16 +99,17 @@ def ensure_venv(scratch):
     os.execv(str(python), [str(python), str(Path(__file__).resolve()), *sys.argv[1:]])
 
 
-def herd_round(herd, args, model, gens):
+def herd_round(args, model, gens):
     """herd's tests of one round: pp128 and decode at batch 1, then decode of args.batch sequences. The
-    decode-only runs prefill one token per sequence (herd bench always runs a prefill test first, and
-    8 x 128 tokens would take most of the round)."""
-    r = herd.bench(args.herd, model, args.threads, N_PROMPT, gens[0], [1], INNER_REPS)
+    decode-only invocations prefill one token per sequence (herd bench always runs a prefill test first,
+    and 8 x 128 tokens would take most of the round). That prefill already maps in every weight, so the
+    batched decode runs once per round."""
+    r = herd.bench(args.herd, model, args.threads, N_PROMPT, gens[0], [1], args.inner)
     out = {f"pp{N_PROMPT}": r[(f"pp{N_PROMPT}", 1)], f"tg{gens[0]}": r[(f"tg{gens[0]}", 1)]}
     for n in gens[1:]:
-        out[f"tg{n}"] = herd.bench(args.herd, model, args.threads, 1, n, [1], INNER_REPS)[(f"tg{n}", 1)]
+        out[f"tg{n}"] = herd.bench(args.herd, model, args.threads, 1, n, [1], args.inner)[(f"tg{n}", 1)]
     b = args.batch
-    out[f"tg{gens[0]} b{b}"] = herd.bench(args.herd, model, args.threads, 1, gens[0], [b], INNER_REPS)[(f"tg{gens[0]}", b)]
+    out[f"tg{gens[0]} b{b}"] = herd.bench(args.herd, model, args.threads, 1, gens[0], [b], 1)[(f"tg{gens[0]}", b)]
     return out
 
 
@@ -115,21 +125,9 @@ def hardware():
     return info
 
 
-def main():
-    args = parse_args()
-    args.scratch.mkdir(parents=True, exist_ok=True)
-    ensure_venv(args.scratch)
-
-    import bandwidth
-    import herd
-    import llamacpp
-    import models
-    import report
-    from common import log
-
-    started = time.monotonic()
-    tools = llamacpp.build(args.scratch)
-    log(f"llama.cpp {tools['version']}")
+def model_entries(args, tools):
+    """The models to measure, made or fetched when missing, each with what the tables need."""
+    import models  # needs gguf and numpy, from the virtual environment
 
     paths = {}
     if any(m != "SmolLM2" for m in args.models):
@@ -137,7 +135,6 @@ def main():
         paths.update({m: made[m] for m in args.models if m in made})
     if "SmolLM2" in args.models:
         paths["SmolLM2"] = models.smollm2()
-
     entries = []
     for name in args.models:
         p = paths[name]
@@ -146,13 +143,13 @@ def main():
         else:
             title, short = f"Llama 3.2 1B shape, {args.layers} layers, random weights, {name}", name
         entries.append({"name": name, "title": title, "short": short, "file": str(p),
-                        "file_bytes": p.stat().st_size, "tensor_types": models.describe(p),
-                        "weight_bytes_per_token": models.weight_bytes_per_token(p), "rounds": []})
+                        "file_bytes": p.stat().st_size, **models.inspect(p), "rounds": []})
+    return entries
 
-    bw_before = bandwidth.measure(args.scratch, args.threads)
-    gens = [32, 64] if args.tg64 else [32]
-    tests = [f"pp{N_PROMPT}"] + [f"tg{n}" for n in gens]
-    llama_row = {}  # llama-bench's description of itself and the CPU
+
+def measure_rounds(args, tools, entries, gens):
+    """Fills each entry's 'rounds'; returns llama-bench's description of itself and the CPU."""
+    llama_row = {}
     for rnd in range(args.reps):
         for m in entries:
             # Alternate which engine goes first, so that neither always follows the other.
@@ -161,27 +158,45 @@ def main():
             for engine in order:
                 log(f"round {rnd + 1}/{args.reps}: {engine} on {m['short']}")
                 if engine == "herd":
-                    res["herd"] = herd_round(herd, args, m["file"], gens)
+                    res["herd"] = herd_round(args, m["file"], gens)
                 else:
-                    res["llamacpp"], llama_row = llamacpp.bench(tools, m["file"], args.threads, N_PROMPT, gens, INNER_REPS)
+                    res["llamacpp"], llama_row = llamacpp.bench(tools, m["file"], args.threads, N_PROMPT, gens,
+                                                                args.inner)
             m["rounds"].append(res)
-    bw = bandwidth.summary(bw_before + bandwidth.measure(args.scratch, args.threads), args.threads)
+    return {k: llama_row.get(k) for k in ("cpu_info", "backends")}
 
+
+def main():
+    args = parse_args()
+    args.scratch.mkdir(parents=True, exist_ok=True)
+    ensure_venv(args.scratch)
+    started = time.monotonic()
+    tools = llamacpp.build(args.scratch)
+    v = tools["version"]
+    log(f"llama.cpp {v['llama_cpp_commit']} (llama-cpp-python {v['llama_cpp_python']}, ggml {v['ggml']})")
+    entries = model_entries(args, tools)
+
+    gens = [32, 64] if args.tg64 else [32]
+    tests = [f"pp{N_PROMPT}"] + [f"tg{n}" for n in gens]
+    mib = bandwidth.buffer_mib()
+    bw_before = bandwidth.measure(args.scratch, args.threads, mib)
+    llama_info = measure_rounds(args, tools, entries, gens)
+    bw = bandwidth.summary(bw_before + bandwidth.measure(args.scratch, args.threads, mib), args.threads, mib)
     for m in entries:
         report.summarise(m, tests, args.batch, bw["gbps"])
+
     result = {
         "command": "python3 bench/cpu/run.py " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "herd_commit": herd.commit(ROOT), "herd_binary": str(args.herd),
-        "llamacpp": {**tools["version"], "cpu_info": llama_row.get("cpu_info"), "backends": llama_row.get("backends")},
-        "hardware": hardware(), "threads": args.threads, "reps": args.reps,
-        "inner_reps": INNER_REPS, "bandwidth": bw, "tests": tests, "batch": args.batch, "models": entries,
+        "herd_commit": herd.commit(ROOT), "herd_binary": str(args.herd), "llamacpp": {**v, **llama_info},
+        "hardware": hardware(), "threads": args.threads, "reps": args.reps, "inner": args.inner,
+        "bandwidth": bw, "tests": tests, "batch": args.batch, "models": entries,
         "seconds": round(time.monotonic() - started),
     }
     hw = result["hardware"]
-    print(f"herd {result['herd_commit']} vs llama.cpp {tools['version'].get('llama_cpp_commit')} "
-          f"(llama-cpp-python {tools['version']['llama_cpp_python']}), {args.threads} threads, "
-          f"{args.reps} rounds; {hw.get('Model name', '?')}, {hw['cpus']} CPUs")
+    print(f"herd {result['herd_commit']} vs llama.cpp {v['llama_cpp_commit']} (llama-cpp-python "
+          f"{v['llama_cpp_python']}), {args.threads} threads, {args.reps} rounds; "
+          f"{hw.get('Model name', '?')}, {hw['cpus']} CPUs")
     print(f"memory read bandwidth: {bw['gbps']:.1f} GB/s best, {bw['gbps_median']:.1f} median ({bw['what']})\n")
     for m in entries:
         print(report.table(m, tests, args.batch) + "\n")
@@ -196,9 +211,6 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-    sys.path.insert(0, str(HERE))
-    from common import BenchError
     try:
         main()
     except BenchError as e:
