@@ -19,8 +19,8 @@ TEST(Score, MultipleChoiceAccVersusAccNorm) {
   EXPECT_EQ(r.record["pred"], 0);
   EXPECT_EQ(r.record["pred_norm"], 1);
   EXPECT_EQ(r.record["correct"], false);
-  EXPECT_EQ(r.record["logprobs"], nlohmann::json::array({-5.0, -8.0}));
-  EXPECT_EQ(r.record["n_tokens"], nlohmann::json::array({1, 4}));
+  EXPECT_EQ(r.record["logprobs"], nlohmann::ordered_json::array({-5.0, -8.0}));
+  EXPECT_EQ(r.record["n_tokens"], nlohmann::ordered_json::array({1, 4}));
   EXPECT_EQ(r.record["id"], "q");
   EXPECT_EQ(r.record["type"], "multiple_choice");
 }
