@@ -256,6 +256,7 @@ try:
     home = os.path.join(tmp, "home")
     os.makedirs(home)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "dumb", "HOME": home}
+    env.update({k: v for k, v in os.environ.items() if k.endswith("SAN_OPTIONS")})  # sanitizer builds
     saved = os.path.join(tmp, "paste.json")
     t = Pty(["chat", "-m", model, "--device", "cpu", "-n", "4", "--seed", "1"], env)
     first = t.read_until(lambda b: b"\x1b[?2004h>>> " in b, 20)
