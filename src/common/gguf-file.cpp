@@ -256,7 +256,8 @@ void GgufFile::parse(const uint8_t* data, size_t size) {
     int64_t numel = 1;
     for (uint32_t d = 0; d < n_dims; ++d) {
       const uint64_t n = c.read<uint64_t>(name);
-      HERD_REQUIRE(n >= 1 && n <= (uint64_t(1) << 40) && uint64_t(numel) * n <= (uint64_t(1) << 48), source_,
+      // Divided, not multiplied: the product of two hostile dimensions can wrap around.
+      HERD_REQUIRE(n >= 1 && n <= (uint64_t(1) << 40) && n <= (uint64_t(1) << 48) / uint64_t(numel), source_,
                    ": tensor \"", name, "\" has an impossible dimension ", n);
       ne[d] = int64_t(n);
       numel *= int64_t(n);
