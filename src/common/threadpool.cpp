@@ -29,8 +29,12 @@ constexpr auto kSpin = std::chrono::microseconds(100);
 
 }  // namespace
 
+int ThreadPool::resolve_size(int n_threads) {
+  return n_threads > 0 ? n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 ThreadPool::ThreadPool(int n_threads) {
-  if (n_threads <= 0) n_threads = int(std::max(1u, std::thread::hardware_concurrency()));
+  n_threads = resolve_size(n_threads);
   for (int i = 1; i < n_threads; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
 

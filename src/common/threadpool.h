@@ -25,6 +25,8 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return int(workers_.size()) + 1; }
+  // The pool size a request of n_threads gets: n_threads <= 0 is one per hardware thread.
+  static int resolve_size(int n_threads);
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n); returns when all are done. One
   // caller at a time.

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <map>
-#include <thread>
 
 #include "common/check.h"
+#include "common/threadpool.h"
 #include "model/synthetic.h"
 
 namespace herd {
@@ -77,9 +77,9 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   const HostWeights& w = m->files.weights;
   i.dtype = std::string(dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype));
   i.device = m->backend->name();
-  // ThreadPool's rule for 0: one per hardware thread.
+  // The CPU pool's size, as ThreadPool resolves it (0: one per hardware thread).
   if (i.device.starts_with("cpu"))
-    i.n_threads = backend.n_threads > 0 ? backend.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    i.n_threads = ThreadPool::resolve_size(backend.n_threads);
   describe_files(m->files, i);
   return m;
 }

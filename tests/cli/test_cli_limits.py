@@ -184,6 +184,8 @@ try:
           err)
     expect_bad_input("generate -f missing", ["generate", "-m", GGUF, "-f", os.path.join(tmp, "nope.txt")], "nope.txt")
     expect_bad_input("generate -f with -p", ["generate", "-m", GGUF, "-f", prompt, "-p", "x"], "excludes")
+    expect_bad_input("generate -f /dev/zero", ["generate", "-m", GGUF, "-f", "/dev/zero"], "/dev/zero")
+    expect_bad_input("generate -f a directory", ["generate", "-m", GGUF, "-f", tmp], tmp)
     rc, out, _ = run("--help")
     check("herd --help names llama.cpp's spellings", rc == 0 and b"-c/--ctx-size" in out and b"-f FILE" in out, out[-400:])
     rc, out, _ = run("perplexity", "--help")

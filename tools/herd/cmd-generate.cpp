@@ -1,32 +1,13 @@
 // herd generate: continue a prompt through the batching engine, streamed as it is made.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "commands.h"
 
 namespace herd_cli {
 namespace {
-
-// -f FILE: a regular file (a FIFO would block, /dev/zero never ends) of at most 64 MiB, far
-// beyond any context.
-herd::Status read_prompt_file(const std::string& path, std::string* out) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec))
-    return herd::Status::invalid_input(path + ": no such prompt file (or not a regular file)");
-  if (std::filesystem::file_size(path, ec) > (uint64_t(64) << 20))
-    return herd::Status::invalid_input(path + ": the prompt file is larger than 64 MiB");
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) return herd::Status::invalid_input(path + ": cannot read the prompt file");
-  *out = text.str();
-  return herd::Status::ok();
-}
 
 // A token's text as a quoted, escaped literal ("\n", " Paris"); bytes that are not whole UTF-8
 // characters (half of one, a byte token) show as \xNN.
@@ -122,7 +103,7 @@ void add_generate_command(CLI::App& app, int& rc) {
   cmd->callback([f, &rc, ids_opt, p_opt, file_opt] {
     if (ids_opt->count() + p_opt->count() + file_opt->count() == 0)
       throw CLI::ValidationError("--ids, -p or -f", "give the prompt as token ids, text, or a text file");
-    if (file_opt->count() && (rc = report(read_prompt_file(f->prompt_file, &f->prompt)))) return;
+    if (file_opt->count() && (rc = report(herd::read_file(f->prompt_file, herd::FileKind::text, &f->prompt)))) return;
     herd::GenerateRequest req;
     if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
     else req.text = f->prompt;
