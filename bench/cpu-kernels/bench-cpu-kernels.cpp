@@ -2,7 +2,9 @@
 // token's activations against a ROWS x COLS weight matrix of each type (a matrix-vector product,
 // decode's inner loop), single thread. Prints ns per row and GB/s of weights read, and checks
 // each level's outputs against the scalar level's. Quantized types at levels with four-row
-// kernels get a second line, LEVEL x4: the rows four at a time, as the matmul runs them.
+// kernels get a second line, LEVEL x4: the rows four at a time. Levels with panel kernels get
+// LEVEL p1 and p8: the weights repacked into panels, against one token and against 8 tokens at
+// once (times per token: how far a weight block's reuse across tokens cuts the cost).
 //
 // usage: bench-cpu-kernels [ROWS [COLS]]   (default 4096 x 4096; a few hundred rows stay in L2)
 #include <algorithm>
@@ -144,6 +146,30 @@ int main(int argc, char** argv) {
           for (int64_t r = 0; r < rows; r += 4) f4(cols, w.data() + size_t(r) * row_bytes, row_bytes, a.data(), &got[size_t(r)]);
         });
         report(std::string(herd::cpu_level_name(CpuLevel(l))) + " x4", s, got);
+      }
+      if (const herd::PanelKernel pk = k.panel[int(t)]; pk.gemm) {
+        // The weights repacked into panels: one token, then kBatch tokens (the same activations
+        // each) per pass, timed per token.
+        constexpr int64_t kBatch = 8;
+        const int64_t n_panels = (rows + herd::kPanelRows - 1) / herd::kPanelRows, nb = cols / 32;
+        const size_t pb = pk.panel_bytes(cols);
+        auto* panels = static_cast<uint8_t*>(std::aligned_alloc(64, size_t(n_panels) * pb));
+        for (int64_t p = 0; p < n_panels; ++p)
+          pk.pack(w.data() + size_t(p * herd::kPanelRows) * row_bytes, row_bytes,
+                  int(std::min<int64_t>(herd::kPanelRows, rows - p * herd::kPanelRows)), cols, panels + size_t(p) * pb);
+        std::vector<herd::Q8Block> batch(size_t(kBatch * nb));
+        for (int64_t i = 0; i < kBatch; ++i) std::copy(a.begin(), a.end(), batch.begin() + i * nb);
+        std::vector<float> outs(size_t(kBatch * rows));
+        for (int64_t n_tok : {int64_t(1), kBatch}) {
+          s = time_pass([&] {
+            for (int64_t p = 0; p < n_panels; ++p)
+              pk.gemm(cols, panels + size_t(p) * pb, batch.data(), n_tok, outs.data() + p * herd::kPanelRows, rows,
+                      int(std::min<int64_t>(herd::kPanelRows, rows - p * herd::kPanelRows)));
+          });
+          std::copy(outs.begin(), outs.begin() + rows, got.begin());
+          report(std::string(herd::cpu_level_name(CpuLevel(l))) + " p" + std::to_string(n_tok), s / double(n_tok), got);
+        }
+        std::free(panels);
       }
     }
   }

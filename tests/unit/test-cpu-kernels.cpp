@@ -131,6 +131,64 @@ TEST(CpuKernels, FourRowKernelsEqualFourSingleRows) {
   }
 }
 
+// The panel kernels (weights repacked, several tokens at once) equal the scalar level's single
+// rows to f32 rounding, on row counts that are not whole panels, 1 to 9 tokens and 1 to 17
+// blocks; and a token's result is bit-identical whatever the number of tokens beside it.
+TEST(CpuKernels, PanelKernelsEqualScalarRows) {
+  std::mt19937 rng(29);
+  const CpuKernels ref = resolve_cpu_kernels(CpuLevel::scalar);
+  int tested = 0;
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+    for (int64_t n_blocks : {1, 2, 17}) {
+      const int64_t k = n_blocks * dtype_block(t).elems, nb = k / 32;
+      const size_t row_bytes = dtype_nbytes(t, k);
+      for (int64_t m : {1, 16, 21, 35}) {
+        const auto w = random_row(t, m * n_blocks, rng);  // m rows back to back
+        for (CpuLevel l : levels()) {
+          const PanelKernel pk = resolve_cpu_kernels(l).panel[int(t)];
+          if (!pk.gemm) continue;
+          ++tested;
+          const int64_t n_panels = (m + kPanelRows - 1) / kPanelRows;
+          std::vector<uint8_t> buf(size_t(n_panels) * pk.panel_bytes(k) + 64);
+          uint8_t* panels = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+          for (int64_t p = 0; p < n_panels; ++p)
+            pk.pack(w.data() + size_t(p * kPanelRows) * row_bytes, row_bytes, int(std::min<int64_t>(kPanelRows, m - p * kPanelRows)),
+                    k, panels + size_t(p) * pk.panel_bytes(k));
+          for (int64_t n_tok : {1, 2, 3, 4, 5, 7, 8, 9}) {
+            std::vector<Q8Block> a(size_t(n_tok * nb));
+            std::vector<std::vector<float>> xs;
+            for (int64_t i = 0; i < n_tok; ++i) {
+              xs.push_back(random_acts(k, rng));
+              ref.quantize(xs.back().data(), k, a.data() + i * nb);
+            }
+            std::vector<float> out(size_t(n_tok * m), NAN);
+            for (int64_t p = 0; p < n_panels; ++p)
+              pk.gemm(k, panels + size_t(p) * pk.panel_bytes(k), a.data(), n_tok, out.data() + p * kPanelRows, m,
+                      int(std::min<int64_t>(kPanelRows, m - p * kPanelRows)));
+            for (int64_t i = 0; i < n_tok; ++i) {
+              std::vector<float> alone(size_t(m), NAN);
+              for (int64_t p = 0; p < n_panels; ++p)
+                pk.gemm(k, panels + size_t(p) * pk.panel_bytes(k), a.data() + i * nb, 1, alone.data() + p * kPanelRows, m,
+                        int(std::min<int64_t>(kPanelRows, m - p * kPanelRows)));
+              for (int64_t r = 0; r < m; ++r) {
+                double abs_sum = 0;
+                exact_dot(t, w.data() + size_t(r) * row_bytes, xs[size_t(i)], &abs_sum);
+                const float want = ref.dot_q8[int(t)](k, w.data() + size_t(r) * row_bytes, a.data() + i * nb);
+                const float got = out[size_t(i * m + r)];
+                EXPECT_NEAR(got, want, 2e-6 * abs_sum + 1e-6)
+                    << dtype_name(t) << " k " << k << " m " << m << " tokens " << n_tok << " token " << i << " row " << r << " "
+                    << cpu_level_name(l);
+                EXPECT_EQ(got, alone[size_t(r)]) << dtype_name(t) << " tokens " << n_tok << " token " << i << " row " << r;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no level of this machine has panel kernels";
+}
+
 TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0.f, 1.f);
@@ -154,6 +212,54 @@ TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
       }
     }
   }
+}
+
+// The multi-token float kernels: 1 to 4 rows times 1 to 9 tokens, lengths that are not whole
+// vectors, against the exact product; a token's result is bit-identical alone and in a tile.
+TEST(CpuKernels, FloatTilesAgreeWithTheExactProduct) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> d(0.f, 1.f);
+  int tested = 0;
+  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+    for (int64_t n : {1, 7, 16, 33, 100}) {
+      const size_t row_bytes = dtype_nbytes(t, n);
+      std::vector<uint8_t> w(4 * row_bytes);
+      for (int64_t i = 0; i < 4 * n; ++i) {
+        const float v = d(rng);
+        if (t == DType::f32) std::memcpy(w.data() + 4 * i, &v, 4);
+        const uint16_t h = t == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+        if (t != DType::f32) std::memcpy(w.data() + 2 * i, &h, 2);
+      }
+      for (CpuLevel l : levels()) {
+        const DotF32TileFn tile = resolve_cpu_kernels(l).dot_f32_tile[int(t)];
+        if (!tile) continue;
+        ++tested;
+        for (int rows = 1; rows <= 4; ++rows)
+          for (int64_t n_tok = 1; n_tok <= 9; ++n_tok) {
+            std::vector<float> x;
+            for (int64_t i = 0; i < n_tok; ++i) {
+              const auto xi = random_acts(n, rng);
+              x.insert(x.end(), xi.begin(), xi.end());
+            }
+            std::vector<float> out(size_t(n_tok * 4), NAN);
+            tile(n, w.data(), row_bytes, rows, x.data(), n, n_tok, out.data(), 4);
+            for (int64_t i = 0; i < n_tok; ++i) {
+              float alone[4];
+              tile(n, w.data(), row_bytes, rows, x.data() + i * n, n, 1, alone, 4);
+              const std::vector<float> xi(x.begin() + i * n, x.begin() + (i + 1) * n);
+              for (int r = 0; r < rows; ++r) {
+                double abs_sum = 0;
+                const double exact = exact_dot(t, w.data() + size_t(r) * row_bytes, xi, &abs_sum);
+                EXPECT_NEAR(out[size_t(i * 4 + r)], exact, 1e-6 * abs_sum + 1e-6)
+                    << dtype_name(t) << " n " << n << " rows " << rows << " tokens " << n_tok << " " << cpu_level_name(l);
+                EXPECT_EQ(out[size_t(i * 4 + r)], alone[r]) << dtype_name(t) << " n " << n << " tokens " << n_tok;
+              }
+            }
+          }
+      }
+    }
+  }
+  if (tested == 0) GTEST_SKIP() << "no level of this machine has multi-token float kernels";
 }
 
 TEST(CpuKernels, NonFiniteActivationsReachTheResult) {

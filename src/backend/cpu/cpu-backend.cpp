@@ -64,6 +64,7 @@ class CpuBackend final : public Backend {
   Tensor upload_weight(const TensorView& host) override {
     // Alias the mapped file: weights are never copied on the CPU.
     Tensor t{host.dtype, host.shape, std::shared_ptr<void>(const_cast<void*>(host.data), [](void*) {})};
+    if (!exact_) fast_.add_weight(t);  // repacked for the multi-token kernels at its first product
     return t;
   }
 

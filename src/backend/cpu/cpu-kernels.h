@@ -49,6 +49,11 @@ using AxpyF16Fn = void (*)(int64_t n, float a, const uint16_t* x, float* y);
 // what makes decode bound by reading the weights rather than by the kernel's own work.
 using DotQ8x4Fn = void (*)(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out);
 
+// Up to four plain rows (rows of them, at w + r * row_bytes) times n_tok tokens (x + t * x_stride):
+// out[t * out_stride + r] = their dot product. A token's result does not depend on n_tok or rows.
+using DotF32TileFn = void (*)(int64_t n, const void* w, size_t row_bytes, int rows, const float* x, int64_t x_stride,
+                              int64_t n_tok, float* out, int64_t out_stride);
+
 // Each returns the kernel of (type, level), or nullptr when that level has none for the type;
 // resolve_cpu_kernels then takes the next level down.
 QuantizeQ8Fn quantize_q8_kernel(CpuLevel level);          // quantize-act.cpp
@@ -59,6 +64,25 @@ DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level);
 DotQ8x4Fn dot_q8x4_kquant_kernel(DType t, CpuLevel level);
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
 AxpyF16Fn axpy_f16_kernel(CpuLevel level);                 // dot-float.cpp
+DotF32TileFn dot_f32_tile_kernel(DType t, CpuLevel level);  // dot-float.cpp; avx512 only
+
+// Quantized weights repacked into panels of kPanelRows rows whose blocks are interleaved, for
+// kernels that multiply a panel with several tokens at once (packed-gemm.cpp has the layout).
+// Prefill and batched decode reuse each unpacked weight block for every token of a tile.
+constexpr int kPanelRows = 16;
+struct PanelKernel {
+  // Bytes of one panel of a weight with k columns (a multiple of 64).
+  size_t (*panel_bytes)(int64_t k) = nullptr;
+  // Packs `rows` (1 to kPanelRows) rows at w, row_bytes apart, into one panel at `panel`
+  // (64-byte aligned); the rows past them are zero.
+  void (*pack)(const void* w, size_t row_bytes, int rows, int64_t k, uint8_t* panel) = nullptr;
+  // out[t * out_stride + r] = row r of the panel times token t's activations a[t * k / 32, ...),
+  // for t in [0, n_tok) and r in [0, rows). A token's result does not depend on n_tok.
+  void (*gemm)(int64_t k, const uint8_t* panel, const Q8Block* a, int64_t n_tok, float* out, int64_t out_stride,
+               int rows) = nullptr;
+};
+// Empty where the level has no panel kernels for t: such weights stay in their own layout.
+PanelKernel panel_kernel(DType t, CpuLevel level);                 // packed-gemm.cpp
 
 // The kernels one backend uses, resolved once.
 struct CpuKernels {
@@ -66,7 +90,9 @@ struct CpuKernels {
   QuantizeQ8Fn quantize = nullptr;
   DotQ8Fn dot_q8[16] = {};   // by DType, for the quantized types
   DotQ8x4Fn dot_q8x4[16] = {};  // by DType; null: four calls of dot_q8
+  PanelKernel panel[16] = {}; // by DType, only at the level asked for (a packed layout is per level)
   DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
+  DotF32TileFn dot_f32_tile[16] = {};  // by DType; null: dot_f32 per row and token
   AxpyF16Fn axpy_f16 = nullptr;
 };
 CpuKernels resolve_cpu_kernels(CpuLevel level);

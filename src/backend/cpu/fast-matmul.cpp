@@ -1,6 +1,7 @@
 #include "backend/cpu/fast-matmul.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "common/check.h"
 
@@ -8,12 +9,43 @@ namespace herd {
 
 namespace {
 
-// Rows go to threads in chunks of kRows; within a chunk, tokens in tiles of kTokens. A chunk's
-// weights stay in cache while every token tile passes over them, and a tile's activations stay
-// in cache across the chunk's rows.
-constexpr int64_t kRows = 16, kTokens = 32;
+// Rows go to threads in chunks of kRows (one panel for packed weights); within a chunk, tokens in
+// tiles of kTokens. A chunk's weights stay in cache while every token tile passes over them, and
+// a tile's activations stay in cache across the chunk's rows.
+constexpr int64_t kRows = kPanelRows, kTokens = 32;
 
 }  // namespace
+
+void FastMatmul::add_weight(const Tensor& w) {
+  if (w.shape.size() != 2 || k_.panel[int(w.dtype)].gemm == nullptr || w.dim(1) % 32 != 0) return;
+  // Drop the entries of weights that are gone (a model unloaded), then note this one.
+  std::erase_if(packed_, [](const auto& e) { return e.second.owner.expired(); });
+  packed_[w.data()] = Packed{w.storage, nullptr, 0};
+}
+
+const FastMatmul::Packed* FastMatmul::panels_of(const Tensor& w) {
+  const auto it = packed_.find(w.data());
+  if (it == packed_.end()) return nullptr;
+  Packed& p = it->second;
+  const auto& owner = p.owner;
+  if (owner.owner_before(w.storage) || w.storage.owner_before(owner)) return nullptr;  // another tensor
+  if (!p.panels) {
+    const PanelKernel& pk = k_.panel[int(w.dtype)];
+    const int64_t m = w.dim(0), k = w.dim(1), n_panels = (m + kPanelRows - 1) / kPanelRows;
+    p.panel_bytes = pk.panel_bytes(k);
+    p.panels = std::shared_ptr<uint8_t>(static_cast<uint8_t*>(std::aligned_alloc(64, size_t(n_panels) * p.panel_bytes)),
+                                        std::free);
+    HERD_CHECK(p.panels != nullptr, "out of host memory repacking a ", shape_str(w.shape), " weight");
+    const size_t row_bytes = dtype_nbytes(w.dtype, k);
+    const auto* wb = static_cast<const uint8_t*>(w.data());
+    pool_.parallel_for(n_panels, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        pk.pack(wb + size_t(i * kPanelRows) * row_bytes, row_bytes, int(std::min<int64_t>(kPanelRows, m - i * kPanelRows)), k,
+                p.panels.get() + size_t(i) * p.panel_bytes);
+    });
+  }
+  return &p;
+}
 
 void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
   HERD_CHECK(x.dtype == DType::f32, "matmul input must be f32, is ", dtype_name(x.dtype));
@@ -22,6 +54,7 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
 
   bool any_quantized = false;
   std::vector<int64_t> first_chunk{0};  // part p owns chunks [first_chunk[p], first_chunk[p + 1])
+  std::vector<const Packed*> packed;    // part p's panels, or null
   for (const MatmulOut& p : parts) {
     const int64_t m = p.w.dim(0);
     HERD_CHECK(p.w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(p.w.shape));
@@ -30,6 +63,7 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
                "no CPU kernel for ", dtype_name(p.w.dtype));
     any_quantized |= is_quantized(p.w.dtype);
     first_chunk.push_back(first_chunk.back() + (m + kRows - 1) / kRows);
+    packed.push_back(panels_of(p.w));
   }
 
   // Each token's activations quantized once, for every quantized weight.
@@ -52,6 +86,12 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
       const Tensor& w = parts[p].w;
       float* ys = static_cast<float*>(parts[p].out.data());
       const int64_t m = w.dim(0), j0 = (c - first_chunk[p]) * kRows, j1 = std::min(m, j0 + kRows);
+      if (const Packed* pw = packed[p]) {
+        // Every token against the panel; the panel kernel tiles the tokens itself.
+        k_.panel[int(w.dtype)].gemm(k, pw->panels.get() + size_t(c - first_chunk[p]) * pw->panel_bytes, a, n, ys + j0, m,
+                                    int(j1 - j0));
+        continue;
+      }
       const auto* wb = static_cast<const uint8_t*>(w.data());
       const size_t row_bytes = dtype_nbytes(w.dtype, k);
       if (is_quantized(w.dtype)) {
@@ -69,6 +109,14 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
         }
       } else {
         const DotF32Fn dot = k_.dot_f32[int(w.dtype)];
+        if (const DotF32TileFn tile = k_.dot_f32_tile[int(w.dtype)]) {
+          // Four rows at a time against a tile of tokens; the kernel tiles the tokens itself.
+          for (int64_t t0 = 0; t0 < n; t0 += kTokens)
+            for (int64_t j = j0; j < j1; j += 4)
+              tile(k, wb + size_t(j) * row_bytes, row_bytes, int(std::min<int64_t>(4, j1 - j)), xs + t0 * k, k,
+                   std::min(kTokens, n - t0), ys + t0 * m + j, m);
+          continue;
+        }
         for (int64_t t0 = 0; t0 < n; t0 += kTokens)
           for (int64_t j = j0; j < j1; ++j)
             for (int64_t i = t0; i < std::min(n, t0 + kTokens); ++i) ys[i * m + j] = dot(k, wb + size_t(j) * row_bytes, xs + i * k);
