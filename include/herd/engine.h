@@ -2,15 +2,19 @@
 // Submit from any thread; the engine steps on its own thread and streams events back.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "herd/chat.h"
 #include "herd/export.h"
 #include "herd/model.h"
 #include "herd/status.h"
+#include "herd/tokenizer.h"
 
 namespace herd {
 
@@ -26,6 +30,10 @@ struct EngineOptions {
   int32_t block_size = 16;         // tokens per KV block
   int32_t max_batch_tokens = 512;  // token budget of one step (decode tokens + prefill chunks)
   int32_t max_seqs = 256;          // most requests running at once
+  // Requests that may wait for a place among the max_seqs running ones: submit() refuses a request
+  // that would make the engine hold more than max_seqs + max_queued unfinished requests (each
+  // sample counted) with resource_exhausted, so a server can answer 429. 0: no bound.
+  int32_t max_queued = 0;
 };
 
 // How a request picks its tokens (docs/sampling.md). Unset fields take the model's
@@ -44,9 +52,13 @@ struct SamplingOptions {
   int32_t logprobs = 0;           // > 0: each token event carries its logprob and this many alternatives
 };
 
+// The prompt is the first of these that is set: token ids, text, or a conversation.
 struct GenerateRequest {
   std::vector<int32_t> prompt;  // token ids, used as given
-  std::string text;             // used when prompt is empty: encoded with BOS by the model's tokenizer
+  std::string text;             // encoded by the model's tokenizer, with BOS when the model adds one
+  // Rendered in the model's prompt format by render_prompt_ids (special-token text inside message
+  // content stays plain text), with the tokenizer the engine loaded.
+  std::optional<Conversation> conversation;
   int max_tokens = 16;          // >= 1
   bool ignore_eos = false;      // keep going past end-of-sequence ids (benchmarks)
   // The logprob of each prompt token given those before it (evaluation scores choices this
@@ -89,6 +101,10 @@ struct Event {
   FinishReason finish_reason = FinishReason::stop;  // Type::finished
   Usage usage;                                      // Type::finished
   std::string error;                                // FinishReason::error: why
+  // FinishReason::stop: the end-of-sequence id that ended the request (for Llama 3.1,
+  // <|eot_id|> ends a turn and <|eom_id|> asks for a tool's result), or -1 when a stop string did.
+  int32_t stop_token = -1;
+  std::string stop_string;  // FinishReason::stop by a stop string: which one
 };
 
 struct GenerateResult {
@@ -98,6 +114,8 @@ struct GenerateResult {
   std::string text;
   FinishReason finish_reason = FinishReason::stop;
   Usage usage;
+  int32_t stop_token = -1;  // as in Event
+  std::string stop_string;
 };
 
 struct EngineStats {
@@ -129,16 +147,33 @@ class HERD_API Engine {
   // Whether the model had a tokenizer (in its directory, or inside its GGUF file): then events
   // carry text.
   bool has_tokenizer() const;
+  // The engine's tokenizer (null without one), for encoding, decoding and rendering prompts
+  // without loading it again. It lives as long as the engine.
+  const Tokenizer* tokenizer() const;
 
   // Queues a request (with n_samples > 1, its samples have ids *id .. *id + n_samples - 1).
-  // Invalid input when it can never fit: prompt + max_tokens beyond the model's
-  // context or the whole KV budget, an id outside the vocabulary, text without a tokenizer.
+  // invalid_input when it can never run (prompt + max_tokens beyond the model's context, an id
+  // outside the vocabulary, text without a tokenizer, a bad option); resource_exhausted when it
+  // needs more than the whole KV cache, or when max_queued requests are already waiting.
   Status submit(const GenerateRequest& request, RequestId* id);
+
+  // Reading events. Any thread may read, but each request's events go to one reader at a time;
+  // events of one request arrive in order and end with one Type::finished event, after which the
+  // request is forgotten. An event wakes only the thread waiting on its request.
+  //
   // Waits for the request's next event. False once its finished event has been returned, or for
-  // an unknown id. Each request's events go to one reader.
+  // an unknown or released id.
   bool next_event(RequestId id, Event* event);
-  // Ends a request: its blocks are freed before the engine's next step; it finishes as cancelled.
+  // Waits at most `timeout` for the next event of any of `ids` and returns the id it belongs to;
+  // nullopt on timeout, or at once when none of `ids` has events left to read. One thread can
+  // serve many requests this way, and a server can check for gone clients between waits.
+  std::optional<RequestId> wait_any(std::span<const RequestId> ids, std::chrono::milliseconds timeout, Event* event);
+  // Ends a request: its blocks are freed before the engine's next step; it finishes as cancelled
+  // (its finished event is still delivered). Unknown or finished ids are ignored.
   void cancel(RequestId id);
+  // The caller will read no more of this request's events (its client went away): cancels it if
+  // it runs, frees its blocks before the next step, and drops its events, read or not.
+  void release(RequestId id);
   // submit + wait: the simple blocking call.
   Status generate(const GenerateRequest& request, GenerateResult* result);
 

@@ -9,8 +9,9 @@
 
 namespace herd {
 
-// What kind of failure: bad input (user-fixable, exit 2) or an internal bug (exit 1).
-enum class ErrorKind { invalid_input, internal };
+// What kind of failure: bad input, a missing file or id, a full budget (all user-fixable, exit 2),
+// or an internal bug (exit 1). The API boundary maps each to its Status code.
+enum class ErrorKind { invalid_input, not_found, resource_exhausted, internal };
 
 class Error : public std::runtime_error {
  public:

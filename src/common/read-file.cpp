@@ -14,7 +14,7 @@ namespace herd {
 namespace {
 
 [[noreturn]] void fail_errno(const std::string& path, int err) {
-  if (err == ENOENT) fail_input(path, ": cannot open: no such file");
+  if (err == ENOENT) throw Error(ErrorKind::not_found, path + ": cannot open: no such file");
   if (err == ELOOP) fail_input(path, ": cannot open: too many levels of symbolic links (a symlink loop?)");
   if (err == EACCES) fail_input(path, ": cannot open: permission denied");
   fail_input(path, ": cannot open: ", std::strerror(err));

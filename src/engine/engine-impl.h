@@ -5,11 +5,13 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -30,13 +32,26 @@ struct Engine::Impl {
   std::unique_ptr<Scheduler> scheduler;
   int64_t kv_bytes_per_token = 0;
 
+  // A request's undelivered events, and the reader waiting on it (at most one; see
+  // Engine::wait_any), which alone is woken when an event arrives.
+  struct Channel {
+    std::deque<Event> events;
+    std::condition_variable* reader = nullptr;
+  };
+
   std::mutex mu;
-  std::condition_variable work_cv, event_cv;
+  std::condition_variable work_cv;
   std::deque<std::unique_ptr<Live>> inbox;
   std::unordered_set<RequestId> cancels;
-  std::unordered_map<RequestId, std::deque<Event>> channels;  // each request's undelivered events
+  // Every request submitted and not yet read to its end. A request without a channel was
+  // released: its events are dropped.
+  std::unordered_map<RequestId, Channel> channels;
   bool stopping = false;
   RequestId next_id = 1;
+  // Requests (each sample counted) submitted whose finished event has not been emitted yet, and
+  // how many of them submit() admits: max_seqs running plus max_queued waiting (0: no bound).
+  int64_t n_unfinished = 0;
+  int64_t max_unfinished = 0;
 
   std::unordered_map<RequestId, std::unique_ptr<Live>> live;  // the worker's
   std::atomic<int32_t> stat_free{0}, stat_cached{0}, stat_running{0}, stat_waiting{0};
@@ -45,6 +60,10 @@ struct Engine::Impl {
 
 
   static std::unique_ptr<Impl> open(ModelFiles&& files, const std::string& tokenizer_dir, const EngineOptions& o);
+  // The API's wait: the next event of any of ids, waiting until `deadline` (forever without one);
+  // the id it belongs to, or nullopt. Called with mu held through `lock`.
+  std::optional<RequestId> take_event(std::unique_lock<std::mutex>& lock, std::span<const RequestId> ids,
+                                      std::optional<std::chrono::steady_clock::time_point> deadline, Event* event);
 
   // --- the worker thread (worker.cpp) ---
   void loop();
@@ -55,8 +74,10 @@ struct Engine::Impl {
   // Appends a token to l (sampled from `logits`, or `picked` on the device), emits it, and ends
   // the request at a stop or its length.
   void take_token(Live& l, std::span<const float> logits, int32_t picked = -1);
+  // Queues an event for the request's reader (dropped once the request was released).
   void emit(RequestId id, Event e);
   // Ends a request: its last text, usage and reason, its unbranched samples, its blocks freed.
+  // A stop-string or end-of-sequence stop says which in l.stop_token / l.stop_string.
   void finish(Live& l, FinishReason reason, std::string error = {});
   // A running request, or a sample that has not branched off its request yet.
   void cancel_now(RequestId id);

@@ -83,6 +83,8 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
                                   " tokens (", block_bytes, " bytes); raise it");
                      return int32_t(n + 1);  // + the null block
                    });
+  HERD_REQUIRE(o.max_queued >= 0, "the request queue bound must not be negative");
+  e.max_unfinished = o.max_queued > 0 ? int64_t(o.max_seqs) + o.max_queued : 0;
   e.kv = std::make_unique<KvCacheManager>(e.m->n_blocks, o.block_size);
   e.scheduler = std::make_unique<Scheduler>(*e.kv, o.max_batch_tokens, o.max_seqs);
   e.m->info.max_context = std::min(e.m->info.n_ctx_train, e.kv->capacity_tokens());
@@ -102,6 +104,8 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
 const ModelInfo& Engine::info() const { return impl_->m->info; }
 
 bool Engine::has_tokenizer() const { return impl_->tokenizer != nullptr; }
+
+const Tokenizer* Engine::tokenizer() const { return impl_->tokenizer.get(); }
 
 EngineStats Engine::stats() const {
   const Impl& e = *impl_;
@@ -125,10 +129,14 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     auto l = std::make_unique<Live>();
     if (!r.prompt.empty()) {
       l->seq.tokens = r.prompt;
-    } else {
-      HERD_REQUIRE(e.tokenizer, "the request has text but the model directory has no tokenizer; send token ids");
-      HERD_REQUIRE(!r.text.empty(), "the request has neither token ids nor text");
+    } else if (!r.text.empty()) {
+      HERD_REQUIRE(e.tokenizer, "the request has text but the model has no tokenizer; send token ids");
       const Status s = e.tokenizer->encode(r.text, /*allow_special=*/false, e.tokenizer->adds_bos(), &l->seq.tokens);
+      HERD_REQUIRE(s.is_ok(), s.message());
+    } else {
+      HERD_REQUIRE(r.conversation, "the request has no token ids, text or conversation");
+      HERD_REQUIRE(e.tokenizer, "the request has a conversation but the model has no tokenizer; send token ids");
+      const Status s = render_prompt_ids(*r.conversation, *e.tokenizer, /*special_in_content=*/false, &l->seq.tokens);
       HERD_REQUIRE(s.is_ok(), s.message());
     }
     check_token_ids(l->seq.tokens, e.m->info.n_vocab);
@@ -136,8 +144,10 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     const int64_t need = int64_t(l->seq.tokens.size()) + r.max_tokens;
     HERD_REQUIRE(need <= e.m->info.n_ctx_train, l->seq.tokens.size(), " prompt tokens plus ", r.max_tokens,
                  " to generate exceed the model's context of ", e.m->info.n_ctx_train, " tokens");
-    HERD_REQUIRE(need <= e.kv->capacity_tokens(), l->seq.tokens.size(), " prompt tokens plus ", r.max_tokens,
-                 " to generate exceed the KV cache of ", e.kv->capacity_tokens(), " tokens; give the engine more KV memory");
+    if (need > e.kv->capacity_tokens())
+      throw Error(ErrorKind::resource_exhausted,
+                  str_cat(l->seq.tokens.size(), " prompt tokens plus ", r.max_tokens, " to generate exceed the KV cache of ",
+                          e.kv->capacity_tokens(), " tokens; give the engine more KV memory"));
     l->seq.n_prompt = int64_t(l->seq.tokens.size());
     l->seq.max_tokens = r.max_tokens;
     l->ignore_eos = r.ignore_eos;
@@ -163,6 +173,11 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     if (e.tokenizer) l->text = std::make_unique<TokenStream>(*e.tokenizer);
     {
       std::lock_guard lock(e.mu);
+      if (e.max_unfinished > 0 && e.n_unfinished + r.n_samples > e.max_unfinished)
+        throw Error(ErrorKind::resource_exhausted,
+                    str_cat("the engine holds ", e.n_unfinished, " requests and admits ", e.max_unfinished,
+                            " (running and queued); retry later"));
+      e.n_unfinished += r.n_samples;
       l->seq.id = l->seq.arrival = e.next_id;
       *id = l->seq.id;
       // Sample i of the request has id *id + i; each draws with seed + i.
@@ -179,23 +194,64 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
 }
 
 bool Engine::next_event(RequestId id, Event* event) {
-  Impl& e = *impl_;
-  std::unique_lock lock(e.mu);
-  auto it = e.channels.find(id);
-  if (it == e.channels.end()) return false;
-  // A reference, not the iterator: other requests' channels may be added (and the map rehashed)
-  // while this one waits; elements of an unordered_map stay where they are.
-  std::deque<Event>& queue = it->second;
-  e.event_cv.wait(lock, [&] { return !queue.empty(); });
-  *event = std::move(queue.front());
-  queue.pop_front();
-  if (event->type == Event::Type::finished) e.channels.erase(id);
-  return true;
+  std::unique_lock lock(impl_->mu);
+  return impl_->take_event(lock, std::span(&id, 1), std::nullopt, event).has_value();
+}
+
+std::optional<RequestId> Engine::wait_any(std::span<const RequestId> ids, std::chrono::milliseconds timeout,
+                                          Event* event) {
+  const auto deadline = std::chrono::steady_clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  std::unique_lock lock(impl_->mu);
+  return impl_->take_event(lock, ids, deadline, event);
+}
+
+std::optional<RequestId> Engine::Impl::take_event(std::unique_lock<std::mutex>& lock, std::span<const RequestId> ids,
+                                                  std::optional<std::chrono::steady_clock::time_point> deadline,
+                                                  Event* event) {
+  // The waiting reader's own condition variable, registered on each of its channels while it
+  // sleeps, so an event wakes this reader and no other. emit() notifies it with mu held, so it is
+  // never notified after this function has returned.
+  std::condition_variable wake;
+  auto set_reader = [&](std::condition_variable* cv) {
+    for (RequestId id : ids)
+      if (auto it = channels.find(id); it != channels.end()) it->second.reader = cv;
+  };
+  for (bool expired = false;;) {
+    bool any = false;
+    for (RequestId id : ids) {
+      auto it = channels.find(id);
+      if (it == channels.end()) continue;
+      any = true;
+      if (it->second.events.empty()) continue;
+      *event = std::move(it->second.events.front());
+      it->second.events.pop_front();
+      if (event->type == Event::Type::finished) channels.erase(it);
+      return id;
+    }
+    // An event that came with the timeout was taken above.
+    if (!any || expired) return std::nullopt;
+    set_reader(&wake);
+    if (deadline) expired = wake.wait_until(lock, *deadline) == std::cv_status::timeout;
+    else wake.wait(lock);
+    set_reader(nullptr);
+  }
 }
 
 void Engine::cancel(RequestId id) {
   {
     std::lock_guard lock(impl_->mu);
+    impl_->cancels.insert(id);
+  }
+  impl_->work_cv.notify_one();
+}
+
+void Engine::release(RequestId id) {
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->channels.find(id);
+    if (it == impl_->channels.end()) return;  // finished and read, or never submitted
+    if (it->second.reader) it->second.reader->notify_one();  // a reader on another thread sees it gone
+    impl_->channels.erase(it);
     impl_->cancels.insert(id);
   }
   impl_->work_cv.notify_one();
@@ -220,6 +276,8 @@ Status Engine::generate(const GenerateRequest& request, GenerateResult* result) 
     }
     result->finish_reason = e.finish_reason;
     result->usage = e.usage;
+    result->stop_token = e.stop_token;
+    result->stop_string = e.stop_string;
     if (e.finish_reason == FinishReason::error) return Status::internal(e.error);
   }
   return Status::ok();

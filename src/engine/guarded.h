@@ -15,7 +15,13 @@ Status guarded(Fn&& fn) {
     fn();
     return Status::ok();
   } catch (const Error& e) {
-    return e.kind() == ErrorKind::invalid_input ? Status::invalid_input(e.what()) : Status::internal(e.what());
+    switch (e.kind()) {
+      case ErrorKind::invalid_input: return Status::invalid_input(e.what());
+      case ErrorKind::not_found: return Status::not_found(e.what());
+      case ErrorKind::resource_exhausted: return Status::resource_exhausted(e.what());
+      case ErrorKind::internal: break;
+    }
+    return Status::internal(e.what());
   } catch (const std::bad_alloc&) {
     return Status::internal("out of memory");
   } catch (const std::exception& e) {

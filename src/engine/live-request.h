@@ -34,6 +34,8 @@ struct Live {
   int32_t n_logprobs = 0;
   std::vector<Logprob> prompt_lp;  // prompt tokens 1.. scored so far (token 0 has no context)
   bool ignore_eos = false;
+  int32_t stop_token = -1;  // the end-of-sequence id that ended it
+  std::string stop_string;  // or the stop string
 
   // Forks draw from the parent's logits row, so a request with samples to branch needs it too.
   bool needs_logits() const { return sampler != nullptr || n_logprobs > 0 || !forks.empty(); }

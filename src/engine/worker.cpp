@@ -13,11 +13,13 @@ bool all_finite(std::span<const float> row) {
 }
 
 void Engine::Impl::emit(RequestId id, Event e) {
-  {
-    std::lock_guard lock(mu);
-    channels[id].push_back(std::move(e));
-  }
-  event_cv.notify_all();
+  std::lock_guard lock(mu);
+  if (e.type == Event::Type::finished) --n_unfinished;
+  auto it = channels.find(id);
+  if (it == channels.end()) return;  // released: nobody reads it
+  it->second.events.push_back(std::move(e));
+  // With mu held: the reader's condition variable lives only while it waits under mu.
+  if (it->second.reader) it->second.reader->notify_one();
 }
 
 void Engine::Impl::finish(Live& l, FinishReason reason, std::string error) {
@@ -25,6 +27,8 @@ void Engine::Impl::finish(Live& l, FinishReason reason, std::string error) {
   e.type = Event::Type::finished;
   e.finish_reason = reason;
   e.error = std::move(error);
+  e.stop_token = l.stop_token;
+  e.stop_string = l.stop_string;
   // What the detokenizer still holds, and then what the stop matcher held back, unless a stop
   // string already ended the text.
   if (l.text) l.text->flush(&e.text);
@@ -164,7 +168,9 @@ void Engine::Impl::take_token(Live& l, std::span<const float> logits, int32_t pi
     StopStep st = l.stops->feed(e.text);
     e.text = std::move(st.text);
     stop_hit = st.stop.has_value();
+    if (stop_hit) l.stop_string = l.stop_strings[*st.stop];
   }
+  if (eos_hit) l.stop_token = e.token;
   emit(l.seq.id, std::move(e));
   if (eos_hit || stop_hit) finish(l, FinishReason::stop);
   else if (l.seq.n_generated() >= l.seq.max_tokens) finish(l, FinishReason::length);

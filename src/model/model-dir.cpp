@@ -25,7 +25,7 @@ bool has_entry(const fs::path& p) {
 ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
-  HERD_REQUIRE(st.type() != fs::file_type::not_found, path, ": no such file or directory");
+  if (st.type() == fs::file_type::not_found) throw Error(ErrorKind::not_found, path + ": no such file or directory");
   HERD_REQUIRE(!ec, path, ": ", ec.message());
   if (is_gguf_file(path)) return load_gguf_model(path);
   HERD_REQUIRE(fs::is_directory(st), path,

@@ -22,10 +22,11 @@ herd::ModelOptions cpu_options() {
   return o;
 }
 
-TEST(Api, LoadErrorsAreInvalidInputNamingThePath) {
+TEST(Api, LoadErrorsNameThePath) {
   std::unique_ptr<herd::Model> m;
   const auto s = herd::Model::load("/nonexistent/model", cpu_options(), &m);
-  EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
+  EXPECT_EQ(s.code(), herd::Status::Code::not_found);
+  EXPECT_TRUE(s.is_caller_error());
   EXPECT_NE(s.message().find("/nonexistent/model"), std::string::npos);
   EXPECT_EQ(m, nullptr);
 

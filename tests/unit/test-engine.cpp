@@ -195,7 +195,7 @@ TEST(Engine, RefusesWhatCanNeverFit) {
   r.prompt.assign(100, 5);
   r.max_tokens = 29;
   auto s = e->submit(r, &id);
-  EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
+  EXPECT_EQ(s.code(), herd::Status::Code::resource_exhausted);
   EXPECT_NE(s.message().find("exceed the KV cache of 128 tokens; give the engine more KV memory"), std::string::npos) << s.message();
   r.max_tokens = 28;
   EXPECT_TRUE(e->submit(r, &id));

@@ -32,13 +32,13 @@ class ReadFile : public testing::Test {
   fs::path dir_;
 };
 
-// The message of the invalid-input Error that fn throws.
+// The message of the caller's-fault Error (bad input or a missing file) that fn throws.
 template <typename Fn>
 std::string error_of(Fn&& fn) {
   try {
     fn();
   } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
+    EXPECT_NE(e.kind(), ErrorKind::internal);
     const std::string msg = e.what();
     EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
     return msg;
@@ -81,6 +81,12 @@ TEST_F(ReadFile, RefusesWhatIsNotARegularFile) {
   EXPECT_EQ(read_error(path("loop-a")),
             path("loop-a") + ": cannot open: too many levels of symbolic links (a symlink loop?)");
   EXPECT_EQ(read_error(path("missing")), path("missing") + ": cannot open: no such file");
+  try {
+    read_file(path("missing"), 100, "a JSON config");
+    ADD_FAILURE() << "a missing file was read";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::not_found);
+  }
   fs::create_symlink("missing", path("dangling"));
   EXPECT_EQ(read_error(path("dangling")), path("dangling") + ": cannot open: no such file");
 }

@@ -87,7 +87,7 @@ void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& s) {
 int report(const herd::Status& s) {
   if (s.is_ok()) return 0;
   std::cerr << "herd: error: " << s.message() << "\n";
-  return s.code() == herd::Status::Code::invalid_input ? 2 : 1;
+  return s.is_caller_error() ? 2 : 1;
 }
 
 int64_t parse_size(const std::string& text, const std::string& flag) {

@@ -152,7 +152,7 @@ TurnEnd ChatSession::generate(bool first_round, Completion* c) {
     herd::RequestId id = 0;
     if (herd::Status s = engine_.submit(req, &id); !s) {
       out_.info("the engine refused the request: " + s.message() + "; /reset starts over");
-      return s.code() == herd::Status::Code::invalid_input ? TurnEnd::overflow : TurnEnd::failed;
+      return s.is_caller_error() ? TurnEnd::overflow : TurnEnd::failed;
     }
     if (interrupts_) {
       interrupts_->watch(&engine_, id);
@@ -225,7 +225,31 @@ void ChatSession::show_tool_call(const herd::ToolCall& call) const {
 
 std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, const AskResult& ask_result) {
   const auto it = options_.tool_exec.find(call.name);
-  if (it == options_.tool_exec.end()) return ask_result(call);
+  if (it == options_.tool_exec.end()) {
+    // Built-in tools herd answers itself (docs/tools.md); a --tool-exec command wins over them.
+    std::optional<std::string> answer;
+    if (call.name == "brave_search" && options_.docs) {
+      answer = brave_search_result(*options_.docs, call, options_.docs_k);
+    } else if (call.name == "wolfram_alpha") {
+      out_.info("tool wolfram_alpha: not configured (--tool-exec wolfram_alpha=COMMAND); the model is told so");
+      answer = wolfram_alpha_unconfigured();
+    } else if (call.name == "code_interpreter" && options_.code) {
+      std::atomic<bool> no_stop{false};
+      if (interrupts_) interrupts_->flag() = false;
+      const auto code = json_value(call.arguments);
+      answer = run_code(code.is_object() && code.contains("code") && code["code"].is_string()
+                            ? code["code"].get<std::string>()
+                            : std::string(),
+                        *options_.code, interrupts_ ? interrupts_->flag() : no_stop);
+      if (interrupts_ && interrupts_->flag()) {
+        out_.info("tool code_interpreter: stopped; the reply ends here");
+        return std::nullopt;
+      }
+    }
+    if (!answer) return ask_result(call);
+    out_.info("tool result: " + visible_text(shortened(*answer, 200)));
+    return answer;
+  }
   // The call as `herd toolcall` prints it (docs/cli.md).
   const ordered_json input = {{"name", call.name}, {"arguments", json_value(call.arguments)}, {"raw", call.raw}};
   std::atomic<bool> no_stop{false};
@@ -248,7 +272,22 @@ std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, 
 
 TurnEnd ChatSession::user_turn(const std::string& text, const AskResult& ask_result) {
   const size_t mark = conversation_.messages.size();
-  conversation_.messages.push_back({"user", text, false, {}});
+  std::vector<herd::Passage> sources;
+  if (options_.docs) {
+    if (herd::Status s = options_.docs->search(text, options_.docs_k, &sources); !s)
+      out_.info("cannot search the documents: " + s.message() + "; this turn has no sources");
+    if (sources.empty()) out_.info("no passage of the documents matches this turn");
+  }
+  conversation_.messages.push_back({"user", sources.empty() ? text : grounded_message(text, sources), false, {}});
+  // After the reply, where its [n] point.
+  const auto show_sources = [&](TurnEnd end) {
+    if (sources.empty() || end == TurnEnd::overflow || end == TurnEnd::failed) return end;
+    std::string list = "sources:";
+    for (size_t i = 0; i < sources.size(); ++i)
+      list += "\n  [" + std::to_string(i + 1) + "] " + visible_text(passage_location(sources[i]));
+    out_.info(list);
+    return end;
+  };
   for (int round = 0;; ++round) {
     Completion c;
     const TurnEnd end = generate(round == 0, &c);
@@ -264,7 +303,7 @@ TurnEnd ChatSession::user_turn(const std::string& text, const AskResult& ask_res
                   " rounds in one turn");
       // An interrupted reply keeps what was shown (docs/chat.md); one with nothing shown is dropped.
       if (end == TurnEnd::done || !p.content.empty()) conversation_.messages.push_back({"assistant", p.content, false, {}});
-      return end;
+      return show_sources(end);
     }
     // The Llama 3.1 template renders one call per assistant message: one message and one
     // result per call, in order.
@@ -273,7 +312,7 @@ TurnEnd ChatSession::user_turn(const std::string& text, const AskResult& ask_res
       conversation_.messages.push_back({"assistant", i == 0 ? p.content : "", false, {call}});
       show_tool_call(call);
       std::optional<std::string> result = tool_result(call, ask_result);
-      if (!result) return TurnEnd::interrupted;
+      if (!result) return show_sources(TurnEnd::interrupted);
       conversation_.messages.push_back({"ipython", std::move(*result), false, {}});
     }
   }
@@ -339,7 +378,11 @@ std::string ChatSession::describe_tools() const {
   std::string s;
   auto runner = [&](const std::string& name) {
     const auto it = options_.tool_exec.find(name);
-    return it == options_.tool_exec.end() ? std::string("result asked from you") : "runs: " + it->second;
+    if (it != options_.tool_exec.end()) return "runs: " + it->second;
+    if (name == "brave_search" && options_.docs) return std::string("answered from the document index");
+    if (name == "wolfram_alpha") return std::string("not configured: the model is told so");
+    if (name == "code_interpreter" && options_.code) return std::string("runs python3 in the sandbox");
+    return std::string("result asked from you");
   };
   // Names from a loaded conversation are anyone's text: shown visibly.
   if (conversation_.tools)

@@ -55,10 +55,10 @@ int run_eval(EvalFlags& f) {
   eval::RunStats stats;
   double elapsed_s = 0;
   if (!todo.empty()) {
-    std::unique_ptr<herd::Tokenizer> tokenizer;
-    if (int rc = report(herd::Tokenizer::load(f.model, &tokenizer))) return rc;
     std::unique_ptr<herd::Engine> engine;
     if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
+    if (!engine->tokenizer()) return report(herd::Status::invalid_input(f.model + ": eval needs the model's tokenizer"));
+    const herd::Tokenizer& tokenizer = *engine->tokenizer();
     const herd::EngineStats st = engine->stats();
     std::cerr << "herd: " << engine->info().device << ", KV cache of " << st.kv_capacity_tokens << " tokens; "
               << todo.size() << " items to run, " << (f.run.concurrency ? std::to_string(f.run.concurrency) : "all")
@@ -67,7 +67,7 @@ int run_eval(EvalFlags& f) {
     Progress progress("eval", int64_t(todo.size()), "items");
     const auto start = std::chrono::steady_clock::now();
     const herd::Status s = eval::run_items(
-        *engine, *tokenizer, todo, f.run,
+        *engine, tokenizer, todo, f.run,
         [&](eval::ItemResult&& r) {
           scored.push_back(r.metrics);
           return f.out.empty() ? herd::Status::ok() : results.append(r.record);

@@ -104,43 +104,41 @@ void add_generate_command(CLI::App& app, int& rc) {
     if (ids_opt->count() + p_opt->count() + file_opt->count() == 0)
       throw CLI::ValidationError("--ids, -p or -f", "give the prompt as token ids, text, or a text file");
     if (file_opt->count() && (rc = report(herd::read_file(f->prompt_file, herd::FileKind::text, &f->prompt)))) return;
-    herd::GenerateRequest req;
-    if (ids_opt->count()) req.prompt = parse_ids(f->ids, "--ids");
-    else req.text = f->prompt;
-    if (f->chat || f->aliases) {  // tokenized here: these need the tokenizer's special tokens
-      std::unique_ptr<herd::Tokenizer> tok;
-      if ((rc = report(herd::Tokenizer::load(f->model, &tok)))) return;
-      herd::Status s;
-      if (f->chat) {
-        herd::Conversation conv;
-        herd::Message turn;
-        turn.role = "user";
-        turn.content = f->prompt;
-        conv.messages.push_back(std::move(turn));
-        s = herd::render_prompt_ids(conv, *tok, /*special_in_content=*/false, &req.prompt);
-      } else {
-        s = tok->encode(herd::expand_aliases(f->prompt), /*allow_special=*/true, /*add_bos=*/false, &req.prompt);
-      }
-      if ((rc = report(s))) return;
-    }
-    req.max_tokens = f->n;
-    req.sampling = f->sampling;
-    req.prompt_logprobs = f->prompt_logprobs;
-    req.n_samples = f->samples;
-
     std::unique_ptr<herd::Engine> engine;
     if ((rc = report(herd::Engine::load(f->model, f->engine, &engine)))) return;
     const herd::EngineStats st = engine->stats();
     std::cerr << "herd: " << engine->info().device << ", KV cache of " << st.kv_capacity_tokens << " tokens ("
               << st.kv_blocks_total << " blocks of " << st.block_size << ", "
               << (st.kv_capacity_tokens * st.kv_bytes_per_token) / (1 << 20) << " MiB)\n";
+    herd::GenerateRequest req;
+    if (ids_opt->count()) {
+      req.prompt = parse_ids(f->ids, "--ids");
+    } else if (f->chat) {
+      herd::Message turn;
+      turn.role = "user";
+      turn.content = f->prompt;
+      req.conversation.emplace();
+      req.conversation->messages.push_back(std::move(turn));
+    } else if (f->aliases) {  // tokenized here: the aliases stand for special tokens
+      const herd::Tokenizer* tok = engine->tokenizer();
+      herd::Status s = tok ? tok->encode(herd::expand_aliases(f->prompt), /*allow_special=*/true, /*add_bos=*/false,
+                                         &req.prompt)
+                           : herd::Status::invalid_input(f->model + ": --aliases needs the model's tokenizer");
+      if ((rc = report(s))) return;
+    } else {
+      req.text = f->prompt;
+    }
+    req.max_tokens = f->n;
+    req.sampling = f->sampling;
+    req.prompt_logprobs = f->prompt_logprobs;
+    req.n_samples = f->samples;
+
     herd::RequestId id;
     if ((rc = report(engine->submit(req, &id)))) return;
     const bool text_out = engine->has_tokenizer();
     // --logprobs as text shows each token's and its alternatives' text.
-    std::unique_ptr<herd::Tokenizer> tok;
+    const herd::Tokenizer* tok = engine->tokenizer();
     const bool logprob_lines = f->sampling.logprobs > 0 && !f->json;
-    if (logprob_lines && text_out && (rc = report(herd::Tokenizer::load(f->model, &tok)))) return;
     // Samples are read one after another: sample 0 streams as it is made, the others' events wait
     // in their queues. Each sample's output ends with a newline; a header line starts each after
     // the first.
@@ -167,7 +165,7 @@ void add_generate_command(CLI::App& app, int& rc) {
             logprobs.push_back({{"token", ev.token}, {"logprob", json_float(ev.logprob)}, {"top", top}});
           }
           // Text when the model has a tokenizer, else the ids, space-separated.
-          if (logprob_lines) std::cout << logprob_line(ev, tok.get()) << std::flush;
+          if (logprob_lines) std::cout << logprob_line(ev, tok) << std::flush;
           else if (!f->json) std::cout << (text_out ? ev.text : (out.size() > 1 ? " " : "") + std::to_string(ev.token)) << std::flush;
           continue;
         }

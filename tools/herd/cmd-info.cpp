@@ -24,9 +24,7 @@ void add_info_command(CLI::App& app, int& rc) {
   cmd->callback([f, &rc] {
     std::unique_ptr<herd::Engine> engine;
     if ((rc = report(herd::Engine::load(f->model, f->engine, &engine)))) return;
-    std::unique_ptr<herd::Tokenizer> tokenizer;
-    if (engine->has_tokenizer() && (rc = report(herd::Tokenizer::load(f->model, &tokenizer)))) return;
-    const auto summary = model_summary(*engine, tokenizer.get(), chat::chat_settings(engine->info(), {}, false, {}));
+    const auto summary = model_summary(*engine, engine->tokenizer(), chat::chat_settings(engine->info(), {}, false, {}));
     std::cout << (f->json ? summary.dump() + "\n" : summary_text(summary));
   });
 }

@@ -42,9 +42,7 @@ int run_prompt(const PromptFlags& f) {
   if (int rc = report(herd::Tokenizer::load(f.model, &tok))) return rc;
   std::vector<int32_t> ids;
   if (herd::Status s = herd::render_prompt_ids(conversation, *tok, f.special_in_content, &ids); !s)
-    return report(s.code() == herd::Status::Code::invalid_input
-                      ? herd::Status::invalid_input(f.conversation + ": " + s.message())
-                      : s);
+    return report(s.is_caller_error() ? s.with_prefix(f.conversation + ": ") : s);
   write_stdout(nlohmann::json(ids).dump() + "\n");
   return 0;
 }

@@ -1,7 +1,9 @@
 #include "runner.h"
 
 #include <algorithm>
-#include <deque>
+#include <chrono>
+#include <list>
+#include <unordered_map>
 
 #include "loglikelihood.h"
 
@@ -20,15 +22,21 @@ uint64_t item_seed(uint64_t seed, const TaskItem& item) {
 }
 
 herd::Status item_error(const TaskItem& item, const herd::Status& s) {
-  const std::string msg = item.origin + ": item '" + item.id + "': " + s.message();
-  return s.code() == herd::Status::Code::invalid_input ? herd::Status::invalid_input(msg) : herd::Status::internal(msg);
+  return s.with_prefix(item.origin + ": item '" + item.id + "': ");
 }
 
+// One item's requests, read event by event as the engine makes them.
 struct InFlight {
   const TaskItem* item = nullptr;
-  std::vector<herd::RequestId> ids;  // multiple choice: one per choice; generation: the first sample's
+  std::vector<herd::RequestId> ids;  // multiple choice: one per choice; generation: one per sample
   std::vector<ContinuationTokens> choices;
   std::string prompt_text;  // generation: the prompt as the record shows it
+  // Per request in ids: its text, prompt logprobs, and whether its finished event came.
+  std::vector<std::string> texts;
+  std::vector<std::vector<herd::Logprob>> prompt_lps;
+  size_t n_finished = 0;
+  bool done() const { return n_finished == ids.size() && ids.size() == expected(); }
+  size_t expected() const { return choices.empty() ? ids.size() : choices.size(); }
 };
 
 class Runner {
@@ -43,40 +51,50 @@ class Runner {
     return submit_generation(std::get<Generation>(item.kind), f);
   }
 
-  herd::Status collect(InFlight& f, ItemResult* out) {
+  // Takes one event of request f.ids[i]. A multiple-choice item submits its other choices once
+  // the first one has finished.
+  herd::Status take(InFlight& f, size_t i, herd::Event&& ev) {
+    f.texts[i] += ev.text;
+    if (ev.type == herd::Event::Type::prompt) f.prompt_lps[i] = std::move(ev.prompt_logprobs);
+    if (ev.type == herd::Event::Type::token) ++stats_->completion_tokens;
+    if (ev.type == herd::Event::Type::finished) {
+      if (ev.finish_reason == herd::FinishReason::error) return herd::Status::internal(ev.error);
+      if (ev.finish_reason == herd::FinishReason::cancelled) return herd::Status::internal("the request was cancelled");
+      ++f.n_finished;
+      // Only the first sample of a prompt counts its tokens (the others share its KV blocks).
+      if (!f.choices.empty() || i == 0) {
+        stats_->prompt_tokens += ev.usage.prompt_tokens;
+        stats_->cached_prompt_tokens += ev.usage.cached_prompt_tokens;
+      }
+      if (!f.choices.empty() && f.ids.size() == 1)
+        for (size_t j = 1; j < f.choices.size(); ++j)
+          if (herd::Status s = submit_choice(&f, j); !s) return s;
+    }
+    on_progress_(*stats_);
+    return herd::Status::ok();
+  }
+
+  ItemResult score(const InFlight& f) {
     const TaskItem& item = *f.item;
     if (const auto* mc = std::get_if<MultipleChoice>(&item.kind)) {
       std::vector<ChoiceScore> scores;
       for (size_t i = 0; i < f.choices.size(); ++i) {
-        if (i == 1)
-          for (size_t j = 1; j < f.choices.size(); ++j)
-            if (herd::Status s = submit_choice(&f, j); !s) return s;
-        std::string text;
-        std::vector<herd::Logprob> prompt_lp;
-        if (herd::Status s = drain(f.ids[i], true, &text, &prompt_lp); !s) return s;
         const size_t n_context = f.choices[i].n_context;
-        scores.push_back({continuation_logprob(prompt_lp), int(f.choices[i].ids.size() - n_context)});
+        scores.push_back({continuation_logprob(f.prompt_lps[i]), int(f.choices[i].ids.size() - n_context)});
       }
-      *out = score_multiple_choice(item, *mc, scores);
-      return herd::Status::ok();
-    }
-    const Generation& gen = std::get<Generation>(item.kind);
-    std::vector<std::string> outputs(size_t(gen.n));
-    for (int i = 0; i < gen.n; ++i) {
-      std::vector<herd::Logprob> unused;
-      if (herd::Status s = drain(f.ids[0] + uint64_t(i), i == 0, &outputs[size_t(i)], &unused); !s) return s;
+      return score_multiple_choice(item, *mc, scores);
     }
     const ExecLimits limits = options_.exec;
-    *out = score_generation(item, gen, f.prompt_text, outputs, [&limits](const TestCommand& t, const std::string& answer) {
-      return run_test_command(t, answer, limits);
-    });
-    return herd::Status::ok();
+    return score_generation(item, std::get<Generation>(item.kind), f.prompt_text, f.texts,
+                            [&limits](const TestCommand& t, const std::string& answer) {
+                              return run_test_command(t, answer, limits);
+                            });
   }
 
  private:
   // One request per choice, context + delimiter + choice, scored by the prompt logprobs of the
   // choice's tokens only, so the context before them may come from the prefix cache. Only the
-  // first choice is submitted here; collect() submits the others once it has finished, when the
+  // first choice is submitted here; take() submits the others once it has finished, when the
   // context's full blocks are in the cache (requests admitted in the same step would each
   // compute it). Items in flight together still run their first choices side by side.
   herd::Status submit_choices(const MultipleChoice& mc, InFlight* f) {
@@ -85,6 +103,8 @@ class Runner {
       if (herd::Status s = tokenize_continuation(tokenizer_, mc.context, mc.delimiter + choice, &tokens); !s) return s;
       f->choices.push_back(std::move(tokens));
     }
+    f->texts.resize(f->choices.size());
+    f->prompt_lps.resize(f->choices.size());
     return submit_choice(f, 0);
   }
 
@@ -108,9 +128,10 @@ class Runner {
       if (herd::Status s = encode_text(tokenizer_, *gen.prompt, &r.prompt); !s) return s;
       f->prompt_text = *gen.prompt;
     } else {
-      herd::Conversation conv;
-      conv.messages = gen.messages;
-      if (herd::Status s = herd::render_prompt_ids(conv, tokenizer_, /*special_in_content=*/false, &r.prompt); !s) return s;
+      r.conversation.emplace();
+      r.conversation->messages = gen.messages;
+      if (herd::Status s = herd::render_prompt_ids(*r.conversation, tokenizer_, /*special_in_content=*/false, &r.prompt); !s)
+        return s;
       if (herd::Status s = tokenizer_.decode(r.prompt, &f->prompt_text); !s) return s;
     }
     const int64_t room = engine_.info().max_context - int64_t(r.prompt.size());
@@ -126,27 +147,9 @@ class Runner {
     r.sampling.seed = item_seed(options_.seed, *f->item);
     herd::RequestId id;
     if (herd::Status s = engine_.submit(r, &id); !s) return s;
-    f->ids.push_back(id);
-    return herd::Status::ok();
-  }
-
-  // Reads one request's events to its end. Only the first sample of a prompt counts its tokens.
-  herd::Status drain(herd::RequestId id, bool count_prompt, std::string* text, std::vector<herd::Logprob>* prompt_lp) {
-    herd::Event ev;
-    while (engine_.next_event(id, &ev)) {
-      *text += ev.text;
-      if (ev.type == herd::Event::Type::prompt) *prompt_lp = std::move(ev.prompt_logprobs);
-      if (ev.type == herd::Event::Type::token) ++stats_->completion_tokens;
-      if (ev.type == herd::Event::Type::finished) {
-        if (ev.finish_reason == herd::FinishReason::error) return herd::Status::internal(ev.error);
-        if (ev.finish_reason == herd::FinishReason::cancelled) return herd::Status::internal("the request was cancelled");
-        if (count_prompt) {
-          stats_->prompt_tokens += ev.usage.prompt_tokens;
-          stats_->cached_prompt_tokens += ev.usage.cached_prompt_tokens;
-        }
-      }
-      on_progress_(*stats_);
-    }
+    for (int i = 0; i < gen.n; ++i) f->ids.push_back(id + uint64_t(i));
+    f->texts.resize(size_t(gen.n));
+    f->prompt_lps.resize(size_t(gen.n));
     return herd::Status::ok();
   }
 
@@ -164,19 +167,36 @@ herd::Status run_items(herd::Engine& engine, const herd::Tokenizer& tokenizer, c
                        const std::function<void(const RunStats&)>& on_progress, RunStats* stats) {
   Runner runner(engine, tokenizer, options, on_progress, stats);
   const size_t window = options.concurrency == 0 ? items.size() : options.concurrency;
-  std::deque<InFlight> in_flight;
+  // Items in flight, by the ids of their requests; an item is scored as soon as its last
+  // request finishes, whatever the order they were submitted in.
+  std::list<InFlight> in_flight;
+  std::unordered_map<herd::RequestId, std::pair<std::list<InFlight>::iterator, size_t>> owner;
+  std::vector<herd::RequestId> waiting;  // the ids in owner, oldest item first
   size_t next = 0;
   // Requests still in flight when this returns early are cancelled by the engine's destructor.
   while (next < items.size() || !in_flight.empty()) {
+    const size_t n_requests = owner.size();
     while (next < items.size() && in_flight.size() < window) {
-      InFlight f;
-      if (herd::Status s = runner.submit(*items[next], &f); !s) return item_error(*items[next], s);
-      in_flight.push_back(std::move(f));
+      auto f = in_flight.emplace(in_flight.end());
+      if (herd::Status s = runner.submit(*items[next], &*f); !s) return item_error(*items[next], s);
       ++next;
     }
-    ItemResult result;
-    if (herd::Status s = runner.collect(in_flight.front(), &result); !s) return item_error(*in_flight.front().item, s);
-    in_flight.pop_front();
+    // Requests submitted since the last event (new items, the later choices of an item) join.
+    for (auto it = in_flight.begin(); it != in_flight.end(); ++it)
+      for (size_t i = 0; i < it->ids.size(); ++i) owner.try_emplace(it->ids[i], it, i);
+    if (owner.size() != n_requests) {
+      waiting.clear();
+      for (const InFlight& f : in_flight) waiting.insert(waiting.end(), f.ids.begin(), f.ids.end());
+    }
+    herd::Event ev;
+    const std::optional<herd::RequestId> id = engine.wait_any(waiting, std::chrono::hours(24), &ev);
+    if (!id) return herd::Status::internal("the engine has no events for the requests in flight");
+    auto [f, i] = owner.at(*id);
+    if (herd::Status s = runner.take(*f, i, std::move(ev)); !s) return item_error(*f->item, s);
+    if (!f->done()) continue;
+    ItemResult result = runner.score(*f);
+    for (herd::RequestId r : f->ids) owner.erase(r);
+    in_flight.erase(f);
     ++stats->items_done;
     if (herd::Status s = on_item(std::move(result)); !s) return s;
     on_progress(*stats);

@@ -1,7 +1,7 @@
 // Drives the engine for `herd eval`: keeps up to `concurrency` items in flight and lets the
 // engine's continuous batching run them together. A multiple-choice item is one request per
 // choice (its prompt logprobs give the choice's loglikelihood); a generation item is one request
-// of n samples sharing the prompt's KV blocks. Items finish in the order they were submitted.
+// of n samples sharing the prompt's KV blocks. Items finish in the order the engine finishes them.
 #pragma once
 
 #include <cstdint>
