@@ -5,5 +5,6 @@
 #include "herd/engine.h"
 #include "herd/files.h"
 #include "herd/model.h"
+#include "herd/retrieval.h"
 #include "herd/status.h"
 #include "herd/tokenizer.h"

@@ -223,13 +223,16 @@ void ChatSession::show_tool_call(const herd::ToolCall& call) const {
   out_.info("tool call: " + visible_text(call.name) + " " + json_value(call.arguments).dump(2, ' ', false, ordered_json::error_handler_t::replace));
 }
 
-std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, const AskResult& ask_result) {
+std::optional<std::string> ChatSession::tool_result(const herd::ToolCall& call, const AskResult& ask_result,
+                                                    bool* is_json) {
+  *is_json = false;
   const auto it = options_.tool_exec.find(call.name);
   if (it == options_.tool_exec.end()) {
     // Built-in tools herd answers itself (docs/tools.md); a --tool-exec command wins over them.
     std::optional<std::string> answer;
     if (call.name == "brave_search" && options_.docs) {
       answer = brave_search_result(*options_.docs, call, options_.docs_k);
+      *is_json = true;
     } else if (call.name == "wolfram_alpha") {
       out_.info("tool wolfram_alpha: not configured (--tool-exec wolfram_alpha=COMMAND); the model is told so");
       answer = wolfram_alpha_unconfigured();
@@ -311,9 +314,10 @@ TurnEnd ChatSession::user_turn(const std::string& text, const AskResult& ask_res
       const herd::ToolCall& call = p.tool_calls[i];
       conversation_.messages.push_back({"assistant", i == 0 ? p.content : "", false, {call}});
       show_tool_call(call);
-      std::optional<std::string> result = tool_result(call, ask_result);
+      bool is_json = false;
+      std::optional<std::string> result = tool_result(call, ask_result, &is_json);
       if (!result) return show_sources(TurnEnd::interrupted);
-      conversation_.messages.push_back({"ipython", std::move(*result), false, {}});
+      conversation_.messages.push_back({"ipython", std::move(*result), is_json, {}});
     }
   }
 }

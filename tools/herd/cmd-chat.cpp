@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -20,8 +21,9 @@ struct ChatFlags {
   herd::EngineOptions engine;
   std::string model, tools_file, builtin_tools, output_cap = "64KiB";
   std::vector<std::string> tool_exec;
+  std::string docs;
   chat::SessionOptions session;
-  bool no_history = false;
+  bool no_history = false, allow_unisolated_code = false;
 };
 
 // The options a chat was given, so that defaults fill only the rest.
@@ -90,6 +92,31 @@ int run_chat(ChatFlags& f, const GivenFlags& given) {
       if (used) flags += (flags.empty() ? "" : " and ") + std::string(flag);
     return report(herd::Status::invalid_input(f.model + ": this model's prompt format (ChatML) has no tool calling; "
                                               "drop " + flags));
+  }
+  if (!f.docs.empty()) {
+    std::unique_ptr<herd::DocumentIndex> index;
+    if (int rc = report(herd::DocumentIndex::open(f.docs, false, &index))) return rc;
+    f.session.docs = std::move(index);
+  }
+  const auto& builtins = f.session.builtin_tools;
+  if (builtins && std::find(builtins->begin(), builtins->end(), "code_interpreter") != builtins->end() &&
+      !f.session.tool_exec.count("code_interpreter")) {
+    // The model's code runs only when asked for by name, and only without network unless the
+    // user accepts otherwise (docs/tools.md).
+    const SandboxStatus& sandbox = sandbox_status();
+    if (!sandbox.network_error.empty() && !f.allow_unisolated_code)
+      return report(herd::Status::invalid_input(
+          "code_interpreter: the sandbox cannot cut off the network here (python3 " + sandbox.network_error +
+          "); pass --allow-unisolated-code to run the model's code with network access, or leave code_interpreter "
+          "out of --builtin-tools"));
+    if (!sandbox.network_error.empty())
+      std::cerr << "herd: warning: code_interpreter runs the model's code WITH network access: " << sandbox.network_error
+                << "\n";
+    std::cerr << "code_interpreter: python3 in a fresh directory, " << f.session.tool_limits.timeout_s << " s, 1 GiB, "
+              << (sandbox.network_error.empty() ? "no network" : "NETWORK REACHABLE") << ", "
+              << (sandbox.confined_writes ? "writes only in its directory" : "writes not confined (no Landlock)")
+              << (sandbox.as_nobody ? ", as nobody" : "") << "\n";
+    f.session.code = chat::code_limits(f.session.tool_limits, sandbox.network_error.empty());
   }
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
@@ -203,8 +230,18 @@ void add_chat_command(CLI::App& app, int& rc) {
   cmd->add_option("--system", f->session.system, "System message");
   cmd->add_option("--tools", f->tools_file, "JSON file: a list of JSON-schema function definitions");
   auto* builtin = cmd->add_option("--builtin-tools", f->builtin_tools,
-                                  "Comma-separated built-in tools the model is told about: brave_search, wolfram_alpha, "
-                                  "code_interpreter (none runs without --tool-exec)");
+                                  "Comma-separated built-in tools the model is told about: brave_search (answered from "
+                                  "--docs), wolfram_alpha (answers 'not configured'), code_interpreter (runs python3 in "
+                                  "a sandbox: docs/tools.md); --tool-exec overrides any of them");
+  cmd->add_option("--docs", f->docs,
+                  "A document index (herd index build): each user turn gets its best passages as numbered sources "
+                  "to cite (docs/rag.md), and brave_search is answered from it");
+  cmd->add_option("--docs-k", f->session.docs_k, "Passages per user turn and per brave_search call")
+      ->check(int_range(1, 20))
+      ->capture_default_str();
+  cmd->add_flag("--allow-unisolated-code", f->allow_unisolated_code,
+                "Run code_interpreter even where the kernel cannot cut off its network (the code can then reach "
+                "the network; a warning is printed)");
   cmd->add_option("--tool-exec", f->tool_exec,
                   "NAME=COMMAND (repeatable): answer tool NAME by running COMMAND with /bin/sh -c, the call's JSON "
                   "(as `herd toolcall` prints it) on stdin, its stdout as the result. Without it, you are asked "

@@ -32,6 +32,25 @@ inline ToolOutcome run_tool_command(const std::string& command, const std::strin
   return run_subprocess(command, input, limits, stop);
 }
 
+// --- what the chat answers itself (cmd-chat-builtin.cpp, docs/rag.md, docs/tools.md)
+
+// The user turn grounded in passages: the sources numbered [1]..[n] with their path:lines, the
+// instruction to cite them, then the question (docs/rag.md has the exact text).
+std::string grounded_message(const std::string& question, const std::vector<herd::Passage>& sources);
+// "path:12-20" (or "path:12").
+std::string passage_location(const herd::Passage& p);
+// brave_search answered from local documents: the JSON text of {"query", "top_k": [{"type",
+// "title", "url", "description"}]}, the shape of llama-stack's cleaned Brave results.
+std::string brave_search_result(const herd::Retriever& docs, const herd::ToolCall& call, int k);
+// wolfram_alpha with nothing configured for it: a JSON error the model can read.
+std::string wolfram_alpha_unconfigured();
+// The limits code_interpreter's code runs under: the chat's timeout and output cap, plus the
+// sandbox (network cut off only when `isolate_network`).
+ToolLimits code_limits(const ToolLimits& tool_limits, bool isolate_network);
+// The code run by python3 in the sandbox; its stdout and stderr (capped) are the result, followed
+// by a line saying why when it failed.
+std::string run_code(const std::string& code, const ToolLimits& limits, const std::atomic<bool>& stop);
+
 // --- Ctrl-C and line input (cmd-chat-input.cpp)
 
 // Turns SIGINT into actions outside the signal handler: a watcher thread cancels the request in
@@ -106,6 +125,11 @@ struct SessionOptions {
   herd::SamplingOptions sampling;
   bool verbose = false;  // a timing line after each reply
   int max_tool_rounds = 8;  // tool calls answered within one user turn
+  // --docs: passages put into each user turn, and brave_search's answers.
+  std::shared_ptr<const herd::Retriever> docs;
+  int docs_k = 3;
+  // code_interpreter was named in --builtin-tools: its code runs under these limits.
+  std::optional<ToolLimits> code;
 };
 
 // Where the chat writes: the reply text, and everything else (notices, tool calls, command
@@ -149,7 +173,8 @@ class ChatSession {
   TurnEnd generate(bool first_round, Completion* c);
   void show_tool_call(const herd::ToolCall& call) const;
   // A command's result is shown, shortened, once it is there.
-  std::optional<std::string> tool_result(const herd::ToolCall& call, const AskResult& ask_result);
+  // *is_json: the result is JSON text for the template to write as JSON (brave_search's).
+  std::optional<std::string> tool_result(const herd::ToolCall& call, const AskResult& ask_result, bool* is_json);
   bool is_end_token(int32_t id) const;
 
   herd::Engine& engine_;
