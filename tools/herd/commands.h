@@ -51,5 +51,6 @@ void add_perplexity_command(CLI::App& app, int& rc);
 void add_eval_command(CLI::App& app, int& rc);
 void add_info_command(CLI::App& app, int& rc);  // the model and how it would run
 void add_index_commands(CLI::App& app, int& rc);  // index build and index search (docs/rag.md)
+void add_serve_command(CLI::App& app, int& rc);   // the OpenAI-compatible server (docs/serve.md)
 
 }  // namespace herd_cli

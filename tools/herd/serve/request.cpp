@@ -1,0 +1,315 @@
+#include "request.h"
+
+#include <algorithm>
+
+#include "api-error.h"
+#include "request-fields.h"
+
+namespace herd_serve {
+namespace {
+
+using nlohmann::json;
+
+// The sampling fields both endpoints share, vLLM's extras (top_k, min_p, repetition_penalty)
+// included.
+void parse_sampling(const Fields& f, const RequestLimits& limits, ApiRequest* r) {
+  herd::SamplingOptions& s = r->gen.sampling;
+  if (auto v = f.number("temperature", 0, 2)) s.temperature = float(*v);
+  if (auto v = f.number("top_p", 0, 1)) {
+    if (*v == 0) bad_request("top_p", "must be greater than 0");
+    s.top_p = float(*v);
+  }
+  if (auto v = f.integer("top_k", -1, 1 << 20)) s.top_k = int32_t(std::max<int64_t>(*v, 0));  // -1: off, as vLLM
+  if (auto v = f.number("min_p", 0, 1)) s.min_p = float(*v);
+  if (auto v = f.number("repetition_penalty", 0, 10)) {
+    if (*v == 0) bad_request("repetition_penalty", "must be greater than 0");
+    s.repetition_penalty = float(*v);
+  }
+  if (auto v = f.number("frequency_penalty", -2, 2)) s.frequency_penalty = float(*v);
+  if (auto v = f.number("presence_penalty", -2, 2)) s.presence_penalty = float(*v);
+  if (auto v = f.integer("seed", INT64_MIN, INT64_MAX)) s.seed = uint64_t(*v);
+  if (const json* stop = f.get("stop")) {
+    std::vector<std::string> stops;
+    if (stop->is_string()) stops.push_back(stop->get<std::string>());
+    else if (stop->is_array()) {
+      for (const json& x : *stop) {
+        if (!x.is_string()) bad_request("stop", "must be a string or an array of strings");
+        stops.push_back(x.get<std::string>());
+      }
+    } else {
+      bad_request("stop", "must be a string or an array of strings");
+    }
+    if (int(stops.size()) > limits.max_stop) bad_request("stop", "at most " + std::to_string(limits.max_stop) + " stop strings");
+    for (const std::string& x : stops) {
+      if (x.empty()) bad_request("stop", "a stop string must not be empty");
+      if (x.size() > limits.max_stop_bytes)
+        bad_request("stop", "a stop string must be at most " + std::to_string(limits.max_stop_bytes) + " bytes");
+    }
+    s.stop = std::move(stops);
+  }
+  if (auto v = f.integer("n", 1, limits.max_n)) r->gen.n_samples = int(*v);
+  if (auto v = f.boolean("stream")) r->stream = *v;
+  if (const json* so = f.object("stream_options")) {
+    if (!r->stream) bad_request("stream_options", "only allowed with stream: true");
+    if (auto v = Fields(*so, "stream_options").boolean("include_usage")) r->include_usage = *v;
+  }
+}
+
+// max_tokens after the prompt: at most what the context leaves, and all of it when unset.
+// The prompt must leave room for one token; `prompt_field` names it in the error.
+void fit_max_tokens(std::optional<int64_t> asked, const char* prompt_field, const herd::Engine& engine, ApiRequest* r) {
+  const int64_t context = engine.info().max_context;
+  const int64_t n_prompt = int64_t(r->gen.prompt.size());
+  const int64_t room = context - n_prompt;
+  if (room < 1)
+    bad_request(prompt_field, "the prompt has " + std::to_string(n_prompt) + " tokens; the context holds " +
+                                std::to_string(context) + " (prompt and reply together)");
+  r->gen.max_tokens = int(std::min(asked.value_or(room), room));
+}
+
+const herd::Tokenizer& tokenizer_of(const herd::Engine& engine) {
+  if (!engine.tokenizer()) throw ApiError(400, "the served model has no tokenizer: send token ids to /v1/completions");
+  return *engine.tokenizer();
+}
+
+// A message's content: a string, null, or an array of {"type": "text", "text": ...} parts.
+std::string content_text(const json& m, const std::string& path) {
+  auto it = m.find("content");
+  if (it == m.end() || it->is_null()) return "";
+  if (it->is_string()) return it->get<std::string>();
+  if (!it->is_array()) bad_request(path + ".content", "must be a string, null or an array of text parts");
+  std::string text;
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& part = (*it)[i];
+    const std::string p = path + ".content[" + std::to_string(i) + "]";
+    if (!part.is_object()) bad_request(p, "must be an object");
+    Fields pf(part, p);
+    if (pf.string("type").value_or("") != "text") bad_request(p + ".type", "only \"text\" parts are supported");
+    auto t = pf.string("text");
+    if (!t) bad_request(p + ".text", "is required");
+    text += *t;
+  }
+  return text;
+}
+
+std::vector<herd::ToolCall> message_tool_calls(const json& calls, const std::string& path) {
+  if (!calls.is_array()) bad_request(path, "must be an array");
+  std::vector<herd::ToolCall> out;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const std::string p = path + "[" + std::to_string(i) + "]";
+    if (!calls[i].is_object()) bad_request(p, "must be an object");
+    const json* fn = Fields(calls[i], p).object("function");
+    if (!fn) bad_request(p + ".function", "is required");
+    Fields ff(*fn, p + ".function");
+    herd::ToolCall call;
+    auto name = ff.string("name");
+    if (!name || name->empty()) bad_request(p + ".function.name", "is required");
+    call.name = *name;
+    const std::string args = ff.string("arguments").value_or("{}");
+    const json parsed = json::parse(args, nullptr, false);
+    if (parsed.is_discarded() || !parsed.is_object())
+      bad_request(p + ".function.arguments", "must be a JSON object as a string");
+    call.arguments = dump(parsed);
+    out.push_back(std::move(call));
+  }
+  return out;
+}
+
+std::vector<herd::Message> parse_messages(const Fields& f, const RequestLimits& limits) {
+  const json* msgs = f.array("messages");
+  if (!msgs || msgs->empty()) bad_request("messages", "must be a non-empty array");
+  if (msgs->size() > limits.max_messages)
+    bad_request("messages", "at most " + std::to_string(limits.max_messages) + " messages");
+  std::vector<herd::Message> out;
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    const std::string path = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) bad_request(path, "must be an object");
+    Fields mf(m, path);
+    auto role = mf.string("role");
+    if (!role) bad_request(path + ".role", "is required");
+    herd::Message msg;
+    if (*role == "developer") msg.role = "system";  // OpenAI's newer name for the system turn
+    else if (*role == "system" || *role == "user" || *role == "assistant" || *role == "tool" || *role == "ipython")
+      msg.role = *role;
+    else
+      bad_request(path + ".role", "unknown role \"" + *role + "\" (system, user, assistant, tool or ipython)");
+    msg.content = content_text(m, path);
+    if (const json* calls = mf.get("tool_calls")) {
+      if (msg.role != "assistant") bad_request(path + ".tool_calls", "only assistant messages carry tool calls");
+      msg.tool_calls = message_tool_calls(*calls, path + ".tool_calls");
+      if (msg.tool_calls.size() > 1)
+        bad_request(path + ".tool_calls", "Llama 3.1 renders one tool call per assistant turn");
+    }
+    out.push_back(std::move(msg));
+  }
+  return out;
+}
+
+bool valid_function_name(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(),
+                     [](char c) { return std::isalnum(uint8_t(c)) || c == '_' || c == '-' || c == '.'; });
+}
+
+std::vector<herd::ToolDefinition> parse_tools(const json& tools, const RequestLimits& limits,
+                                              std::vector<std::string>* names) {
+  if (!tools.is_array()) bad_request("tools", "must be an array");
+  if (tools.size() > limits.max_tools) bad_request("tools", "at most " + std::to_string(limits.max_tools) + " tools");
+  std::vector<herd::ToolDefinition> out;
+  for (size_t i = 0; i < tools.size(); ++i) {
+    const std::string p = "tools[" + std::to_string(i) + "]";
+    if (!tools[i].is_object()) bad_request(p, "must be an object");
+    Fields tf(tools[i], p);
+    if (tf.string("type").value_or("function") != "function") bad_request(p + ".type", "must be \"function\"");
+    const json* fn = tf.object("function");
+    if (!fn) bad_request(p + ".function", "is required");
+    Fields ff(*fn, p + ".function");
+    auto name = ff.string("name");
+    if (!name || !valid_function_name(*name))
+      bad_request(p + ".function.name", "must be 1 to 64 letters, digits, '_', '-' or '.'");
+    ff.string("description");
+    ff.object("parameters");
+    names->push_back(*name);
+    json def = tools[i];
+    def["type"] = "function";
+    out.push_back({dump(def)});
+  }
+  return out;
+}
+
+// tool_choice: "none", "auto", "required" or {"type": "function", "function": {"name": ...}}. A
+// call is forced by starting the reply with the JSON the template asks calls to be written in.
+void apply_tool_choice(const Fields& f, const std::vector<std::string>& names, herd::Conversation* conv, ApiRequest* r) {
+  std::string choice = names.empty() ? "none" : "auto";
+  std::string forced;
+  if (const json* tc = f.get("tool_choice")) {
+    if (tc->is_string()) {
+      choice = tc->get<std::string>();
+      if (choice != "none" && choice != "auto" && choice != "required")
+        bad_request("tool_choice", "must be \"none\", \"auto\", \"required\" or a named function");
+    } else if (tc->is_object()) {
+      const json* fn = Fields(*tc, "tool_choice").object("function");
+      auto name = fn ? Fields(*fn, "tool_choice.function").string("name") : std::nullopt;
+      if (!name) bad_request("tool_choice.function.name", "is required");
+      if (std::find(names.begin(), names.end(), *name) == names.end())
+        bad_request("tool_choice.function.name", "\"" + *name + "\" is not one of the request's tools");
+      choice = "named";
+      forced = *name;
+    } else {
+      bad_request("tool_choice", "must be a string or an object");
+    }
+    if (choice != "none" && names.empty()) bad_request("tool_choice", "needs tools");
+  }
+  if (choice == "none") {
+    conv->tools.reset();
+    return;
+  }
+  r->parse_tools = true;
+  if (choice == "required") r->prefill = "{\"name\": \"";
+  if (choice == "named") r->prefill = "{\"name\": \"" + forced + "\", \"parameters\": ";
+}
+
+}  // namespace
+
+json parse_body(const std::string& body) {
+  if (!herd::check_json_nesting(body, "the request body")) throw ApiError(400, "the request body nests JSON too deeply");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw ApiError(400, "the request body is not valid JSON");
+  if (!j.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return j;
+}
+
+ApiRequest parse_chat_request(const json& body, const herd::Engine& engine, const RequestLimits& limits) {
+  Fields f(body);
+  ApiRequest r;
+  r.chat = true;
+  f.string("model");
+  parse_sampling(f, limits, &r);
+  if (auto v = f.boolean("logprobs")) r.logprobs = *v;
+  if (auto v = f.integer("top_logprobs", 0, 20)) {
+    if (!r.logprobs) bad_request("top_logprobs", "needs logprobs: true");
+    r.n_logprobs = int(*v);
+  }
+  // The engine computes logprobs with at least one alternative; the reply shows only those asked.
+  r.gen.sampling.logprobs = r.logprobs ? std::max(r.n_logprobs, 1) : 0;
+
+  const herd::Tokenizer& tok = tokenizer_of(engine);
+  herd::Conversation conv;
+  conv.messages = parse_messages(f, limits);
+  std::vector<std::string> names;
+  if (const json* tools = f.get("tools")) conv.tools = parse_tools(*tools, limits, &names);
+  apply_tool_choice(f, names, &conv, &r);
+  if (const json* builtin = f.array("builtin_tools")) {  // herd's extension: Llama 3.1's built-in tools
+    std::vector<std::string> list;
+    for (const json& b : *builtin) {
+      const std::string name = b.is_string() ? b.get<std::string>() : "";
+      if (name != "brave_search" && name != "wolfram_alpha" && name != "code_interpreter")
+        bad_request("builtin_tools", "must list brave_search, wolfram_alpha or code_interpreter");
+      list.push_back(name);
+    }
+    if (!list.empty()) conv.builtin_tools = list, r.parse_tools = true;
+  }
+  if (r.parse_tools && herd::prompt_format(tok) != herd::PromptFormat::llama3)
+    bad_request("tools", "the served model's prompt format has no tool calling (Llama 3.1's has)");
+  if (herd::Status s = herd::render_prompt_ids(conv, tok, /*special_in_content=*/false, &r.gen.prompt); !s)
+    bad_request("messages", s.message());
+  if (!r.prefill.empty())
+    if (herd::Status s = tok.encode(r.prefill, /*allow_special=*/false, /*add_bos=*/false, &r.gen.prompt); !s)
+      throw ApiError(500, s.message(), "server_error");
+  auto asked = f.integer("max_completion_tokens", 1, INT32_MAX);
+  if (!asked) asked = f.integer("max_tokens", 1, INT32_MAX);
+  fit_max_tokens(asked, "messages", engine, &r);
+  return r;
+}
+
+ApiRequest parse_completion_request(const json& body, const herd::Engine& engine, const RequestLimits& limits) {
+  Fields f(body);
+  ApiRequest r;
+  r.chat = false;
+  f.string("model");
+  parse_sampling(f, limits, &r);
+  if (auto v = f.integer("logprobs", 0, 20)) r.logprobs = *v > 0, r.n_logprobs = int(*v);
+  r.gen.sampling.logprobs = r.n_logprobs;
+  if (auto v = f.boolean("echo")) r.echo = *v;
+  if (f.get("suffix")) bad_request("suffix", "is not supported");
+  if (auto v = f.integer("best_of", 1, limits.max_n); v && *v != r.gen.n_samples)
+    bad_request("best_of", "is not supported beyond n");
+
+  const json* prompt = f.get("prompt");
+  if (!prompt) bad_request("prompt", "is required");
+  const json* one = prompt;
+  if (prompt->is_array() && !prompt->empty() && (*prompt)[0].is_string()) {
+    if (prompt->size() != 1) bad_request("prompt", "one prompt per request (send several requests)");
+    one = &(*prompt)[0];
+  }
+  const int64_t n_vocab = engine.info().n_vocab;
+  if (one->is_string()) {
+    const herd::Tokenizer& tok = tokenizer_of(engine);
+    r.prompt_text = one->get<std::string>();
+    // The client writes the whole prompt, so special-token text in it is honoured; BOS is added
+    // when the model adds one and the text does not begin with it.
+    if (herd::Status s = tok.encode(r.prompt_text, /*allow_special=*/true, /*add_bos=*/false, &r.gen.prompt); !s)
+      bad_request("prompt", s.message());
+    if (tok.adds_bos() && (r.gen.prompt.empty() || r.gen.prompt[0] != tok.bos_id()))
+      r.gen.prompt.insert(r.gen.prompt.begin(), tok.bos_id());
+  } else if (one->is_array()) {
+    for (size_t i = 0; i < one->size(); ++i) {
+      const json& id = (*one)[i];
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= n_vocab)
+        bad_request("prompt[" + std::to_string(i) + "]", "must be a token id in [0, " + std::to_string(n_vocab) + ")");
+      r.gen.prompt.push_back(id.get<int32_t>());
+    }
+    if (r.echo && engine.tokenizer())
+      if (herd::Status s = engine.tokenizer()->decode(r.gen.prompt, &r.prompt_text); !s) bad_request("prompt", s.message());
+  } else {
+    bad_request("prompt", "must be a string, an array of one string, or an array of token ids");
+  }
+  if (r.gen.prompt.empty()) bad_request("prompt", "must not be empty");
+  r.gen.prompt_logprobs = r.echo && r.logprobs && r.gen.prompt.size() > 1;
+  if (r.gen.prompt_logprobs && r.gen.n_samples > 1) bad_request("echo", "with logprobs, n must be 1");
+  fit_max_tokens(f.integer("max_tokens", 1, INT32_MAX).value_or(16), "prompt", engine, &r);
+  return r;
+}
+
+}  // namespace herd_serve
