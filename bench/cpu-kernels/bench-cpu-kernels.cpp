@@ -4,7 +4,8 @@
 // each level's outputs against the scalar level's. Quantized types at levels with four-row
 // kernels get a second line, LEVEL x4: the rows four at a time. Levels with panel kernels get
 // LEVEL p1 and p8: the weights repacked into panels, against one token and against 8 tokens at
-// once (times per token: how far a weight block's reuse across tokens cuts the cost).
+// once (times per token: how far a weight block's reuse across tokens cuts the cost). Float
+// types at levels with multi-token kernels get LEVEL t1 and t6 likewise (four rows, 1 and 6 tokens).
 //
 // usage: bench-cpu-kernels [ROWS [COLS]]   (default 4096 x 4096; a few hundred rows stay in L2)
 #include <algorithm>
@@ -132,6 +133,27 @@ int main(int argc, char** argv) {
         s = time_pass([&] {
           for (int64_t r = 0; r < rows; ++r) out[size_t(r)] = f(cols, w.data() + size_t(r) * row_bytes, x.data());
         });
+        if (const herd::DotF32TileFn tile = k.dot_f32_tile[int(t)]) {
+          report(herd::cpu_level_name(CpuLevel(l)), s, out);
+          // Four rows at a time against one token, then against kBatch tokens (copies of x), per token.
+          constexpr int64_t kBatch = 6;
+          std::vector<float> xb;
+          for (int64_t i = 0; i < kBatch; ++i) xb.insert(xb.end(), x.begin(), x.end());
+          std::vector<float> outs(size_t(kBatch * rows));
+          for (int64_t n_tok : {int64_t(1), kBatch}) {
+            const double st = time_pass([&] {
+              for (int64_t r = 0; r < rows; r += 4)
+                tile(cols, w.data() + size_t(r) * row_bytes, row_bytes, int(std::min<int64_t>(4, rows - r)), xb.data(), cols,
+                     n_tok, outs.data() + r, rows);
+            });
+            std::copy(outs.begin(), outs.begin() + rows, got.begin());
+            if (n_tok == kBatch) s = st / double(n_tok);
+            else report(std::string(herd::cpu_level_name(CpuLevel(l))) + " t1", st, got);
+          }
+          std::copy(outs.begin(), outs.begin() + rows, out.begin());
+          report(std::string(herd::cpu_level_name(CpuLevel(l))) + " t6", s, out);
+          continue;
+        }
       } else {
         const herd::DotQ8Fn f = k.dot_q8[int(t)];
         s = time_pass([&] {

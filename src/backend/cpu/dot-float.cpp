@@ -102,8 +102,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_avx512(int64_t n,
       for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
     }
   }
+  // Not _mm512_reduce_add_ps: with it GCC 12 keeps the accumulators in memory, storing every
+  // one of them on each pass of the loop.
   for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) out[t * out_stride + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < T; ++t) {
+      const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[r][t]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][t]), 1)));
+      __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+      out[t * out_stride + r] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+    }
 }
 
 template <DType Ty, int R>
