@@ -77,8 +77,12 @@ int run_chat(ChatFlags& f, const GivenFlags& given) {
   }
   if (given.builtin_tools) f.session.builtin_tools = split_list(f.builtin_tools);
 
-  std::unique_ptr<herd::Tokenizer> tokenizer;
-  if (int rc = report(herd::Tokenizer::load(f.model, &tokenizer))) return rc;
+  std::unique_ptr<herd::Engine> engine;
+  if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
+  if (!engine->tokenizer())
+    return report(herd::Status::invalid_input(f.model + ": directory has no tokenizer.json or tokenizer.model; "
+                                              "chat needs the model's tokenizer"));
+  const herd::Tokenizer* tokenizer = engine->tokenizer();
   // The prompt format comes from the model's chat template; only Llama 3.1's has tool calling.
   const herd::PromptFormat format = herd::prompt_format(*tokenizer);
   if (format == herd::PromptFormat::unsupported)
@@ -118,8 +122,6 @@ int run_chat(ChatFlags& f, const GivenFlags& given) {
               << (sandbox.as_nobody ? ", as nobody" : "") << "\n";
     f.session.code = chat::code_limits(f.session.tool_limits, sandbox.network_error.empty());
   }
-  std::unique_ptr<herd::Engine> engine;
-  if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
   const ChatSettings settings = chat::chat_settings(engine->info(), f.session.sampling, given.repeat_penalty,
                                                     given.max_tokens ? std::optional(f.session.max_tokens) : std::nullopt);
   f.session.sampling = settings.sampling;
@@ -127,7 +129,7 @@ int run_chat(ChatFlags& f, const GivenFlags& given) {
   f.session.default_cap = settings.default_cap;
   // What the chat runs with, before the first prompt: a newcomer sees the model, its limits and
   // the sampling in force (the same lines as `herd info`).
-  std::cerr << summary_text(model_summary(*engine, tokenizer.get(), settings)) << std::flush;
+  std::cerr << summary_text(model_summary(*engine, tokenizer, settings)) << std::flush;
 
   // A tool command that stops reading its input must not kill the chat.
   signal(SIGPIPE, SIG_IGN);

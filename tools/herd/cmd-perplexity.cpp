@@ -26,8 +26,8 @@ int run(const Flags& f) {
 
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
-  std::unique_ptr<herd::Tokenizer> tok;
-  if (int rc = report(herd::Tokenizer::load(f.model, &tok))) return rc;
+  const herd::Tokenizer* tok = engine->tokenizer();
+  if (!tok) return report(herd::Status::invalid_input(f.model + ": perplexity needs the model's tokenizer"));
   // BOS as the model's own text starts (a GGUF's tokenizer.ggml.add_bos_token), unless told.
   const bool add_bos = f.bos || (!f.no_bos && tok->adds_bos());
   if (add_bos && tok->bos_id() < 0)
