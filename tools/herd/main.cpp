@@ -107,7 +107,16 @@ int main(int argc, char** argv) {
   herd_cli::add_eval_command(app, rc);
   herd_cli::add_info_command(app, rc);
   herd_cli::add_index_commands(app, rc);
+#ifdef HERD_HAVE_SERVE
   herd_cli::add_serve_command(app, rc);
+#else
+  app.add_subcommand("serve", "An OpenAI-compatible HTTP server (not in this build)")
+      ->allow_extras()
+      ->callback([&rc] {
+        rc = herd_cli::report(herd::Status::invalid_input(
+            "this herd was built without cpp-httplib, so it cannot serve: install libcpp-httplib-dev and rebuild"));
+      });
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
