@@ -54,6 +54,14 @@ struct IndexReport {
   int64_t files = 0, passages = 0;  // in the index afterwards
 };
 
+// "path:12-20" (or "path:12" for one line): where a passage is, as a reply cites it.
+HERD_API std::string passage_location(const Passage& passage);
+
+// A user turn grounded in passages: an instruction to answer from the sources and cite them as
+// [n], the sources numbered [1]..[n] with their locations, then the question (docs/rag.md has
+// the exact text). `herd chat --docs` and `herd serve`'s retrieval extension build turns this way.
+HERD_API std::string grounded_message(const std::string& question, const std::vector<Passage>& sources);
+
 class HERD_API DocumentIndex : public Retriever {
  public:
   // Opens an index file; `writable` creates it when it does not exist. Refused with a message:

@@ -9,6 +9,21 @@ namespace herd {
 
 Retriever::~Retriever() = default;
 
+std::string passage_location(const Passage& p) {
+  std::string s = p.path + ":" + std::to_string(p.line_begin);
+  if (p.line_end != p.line_begin) s += "-" + std::to_string(p.line_end);
+  return s;
+}
+
+std::string grounded_message(const std::string& question, const std::vector<Passage>& sources) {
+  std::string s =
+      "Answer the question using the sources below. Cite each source you use by its number, like [1]. "
+      "If the sources do not hold the answer, say so.\n";
+  for (size_t i = 0; i < sources.size(); ++i)
+    s += "\n[" + std::to_string(i + 1) + "] " + passage_location(sources[i]) + "\n" + sources[i].text + "\n";
+  return s + "\nQuestion: " + question;
+}
+
 struct DocumentIndex::Impl {
   std::unique_ptr<rag::Index> index;
 };

@@ -9,26 +9,6 @@
 
 namespace herd_cli::chat {
 
-std::string passage_location(const herd::Passage& p) {
-  std::string s = p.path;
-  s += ':';
-  s += std::to_string(p.line_begin);
-  if (p.line_end != p.line_begin) {
-    s += '-';
-    s += std::to_string(p.line_end);
-  }
-  return s;
-}
-
-std::string grounded_message(const std::string& question, const std::vector<herd::Passage>& sources) {
-  std::string s =
-      "Answer the question using the sources below. Cite each source you use by its number, like [1]. "
-      "If the sources do not hold the answer, say so.\n";
-  for (size_t i = 0; i < sources.size(); ++i)
-    s += "\n[" + std::to_string(i + 1) + "] " + passage_location(sources[i]) + "\n" + sources[i].text + "\n";
-  return s + "\nQuestion: " + question;
-}
-
 std::string brave_search_result(const herd::Retriever& docs, const herd::ToolCall& call, int k) {
   using nlohmann::ordered_json;
   const ordered_json args = ordered_json::parse(call.arguments, nullptr, /*allow_exceptions=*/false);
@@ -42,7 +22,7 @@ std::string brave_search_result(const herd::Retriever& docs, const herd::ToolCal
     std::string url = "file://" + p.path + "#L" + std::to_string(p.line_begin);
     if (p.line_end != p.line_begin) url += "-L" + std::to_string(p.line_end);
     out["top_k"].push_back(
-        {{"type", "web"}, {"title", passage_location(p)}, {"url", url}, {"description", p.text}});
+        {{"type", "web"}, {"title", herd::passage_location(p)}, {"url", url}, {"description", p.text}});
   }
   return out.dump(-1, ' ', false, ordered_json::error_handler_t::replace);
 }

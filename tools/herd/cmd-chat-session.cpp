@@ -281,13 +281,13 @@ TurnEnd ChatSession::user_turn(const std::string& text, const AskResult& ask_res
       out_.info("cannot search the documents: " + s.message() + "; this turn has no sources");
     if (sources.empty()) out_.info("no passage of the documents matches this turn");
   }
-  conversation_.messages.push_back({"user", sources.empty() ? text : grounded_message(text, sources), false, {}});
+  conversation_.messages.push_back({"user", sources.empty() ? text : herd::grounded_message(text, sources), false, {}});
   // After the reply, where its [n] point.
   const auto show_sources = [&](TurnEnd end) {
     if (sources.empty() || end == TurnEnd::overflow || end == TurnEnd::failed) return end;
     std::string list = "sources:";
     for (size_t i = 0; i < sources.size(); ++i)
-      list += "\n  [" + std::to_string(i + 1) + "] " + visible_text(passage_location(sources[i]));
+      list += "\n  [" + std::to_string(i + 1) + "] " + visible_text(herd::passage_location(sources[i]));
     out_.info(list);
     return end;
   };

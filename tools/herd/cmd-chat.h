@@ -34,11 +34,6 @@ inline ToolOutcome run_tool_command(const std::string& command, const std::strin
 
 // --- what the chat answers itself (cmd-chat-builtin.cpp, docs/rag.md, docs/tools.md)
 
-// The user turn grounded in passages: the sources numbered [1]..[n] with their path:lines, the
-// instruction to cite them, then the question (docs/rag.md has the exact text).
-std::string grounded_message(const std::string& question, const std::vector<herd::Passage>& sources);
-// "path:12-20" (or "path:12").
-std::string passage_location(const herd::Passage& p);
 // brave_search answered from local documents: the JSON text of {"query", "top_k": [{"type",
 // "title", "url", "description"}]}, the shape of llama-stack's cleaned Brave results.
 std::string brave_search_result(const herd::Retriever& docs, const herd::ToolCall& call, int k);
