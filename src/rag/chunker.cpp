@@ -79,7 +79,9 @@ class Packer {
 
   void append(size_t first, size_t last, const std::string& text, int64_t n) {
     if (used_ == 0 && text_.empty()) first_ = first;
-    if (!text_.empty()) text_ += "\n\n";
+    // Lines of one paragraph (split because it is over budget) follow each other; paragraphs
+    // were apart, by blank lines, in the document.
+    if (!text_.empty()) text_ += first == last_ + 1 ? "\n" : "\n\n";
     text_ += text;
     last_ = last;
     used_ += n;

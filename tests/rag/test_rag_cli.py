@@ -105,6 +105,16 @@ try:
     rc, hits, _ = search(index, "tokenize_ledger pipes")
     check("source code found with its lines", hits and hits[0]["path"].endswith("parser.py")
           and hits[0]["line_begin"] <= 4 <= hits[0]["line_end"], hits)
+    # A paragraph over the passage budget is cut between its lines, which stay as they were.
+    para_dir = os.path.join(tmp, "para")
+    os.makedirs(para_dir)
+    para = [f"line{i} " + " ".join(f"w{i}x{j}" for j in range(9)) for i in range(5)]  # 10 words each
+    with open(os.path.join(para_dir, "para.txt"), "w") as f:
+        f.write("\n".join(para) + "\n")
+    rc, _, err = run("index", "build", para_dir, "-o", os.path.join(tmp, "para.db"), "--max-words", "30")
+    rc, hits, _ = search(os.path.join(tmp, "para.db"), "line0")
+    check("a long paragraph's lines are kept as written", rc == 0 and hits and hits[0]["text"] == "\n".join(para[:3])
+          and (hits[0]["line_begin"], hits[0]["line_end"]) == (1, 3), hits)
     rc, out, _ = run("index", "search", index, "mirror telescope", "-k", "1")
     check("search: text output has path:lines and score", rc == 0 and out.startswith("1. ")
           and "guide.md:6-9 (score " in out, out)
