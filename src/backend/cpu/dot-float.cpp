@@ -86,25 +86,38 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_masked
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+// One chunk of 16 columns (m: those present) into the accumulators.
+template <DType Ty, int R, int T>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void tile_step(
+    __m512 (&acc)[R][T], const void* w, size_t row_bytes, const float* x, int64_t x_stride, int64_t i, __mmask16 m) {
+  __m512 wv[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) wv[r] = load16_masked<Ty>(static_cast<const uint8_t*>(w) + size_t(r) * row_bytes, i, m);
+#pragma GCC unroll 6
+  for (int t = 0; t < T; ++t) {
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * x_stride + i);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+  }
+}
+
 template <DType Ty, int R, int T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_avx512(int64_t n, const void* w, size_t row_bytes,
                                                                       const float* x, int64_t x_stride, float* out,
                                                                       int64_t out_stride) {
   __m512 acc[R][T];
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1);
-    __m512 wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = load16_masked<Ty>(static_cast<const uint8_t*>(w) + size_t(r) * row_bytes, i, m);
-    for (int t = 0; t < T; ++t) {
-      const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * x_stride + i);
-      for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-    }
-  }
-  // Not _mm512_reduce_add_ps: with it GCC 12 keeps the accumulators in memory, storing every
-  // one of them on each pass of the loop.
+  // Whole chunks, then the last partial one under a mask: with the mask computed on every pass,
+  // GCC 12 keeps the accumulators in memory and stores them all on each pass.
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) tile_step<Ty, R, T>(acc, w, row_bytes, x, x_stride, i, 0xFFFF);
+  if (i < n) tile_step<Ty, R, T>(acc, w, row_bytes, x, x_stride, i, __mmask16((1u << (n - i)) - 1));
+#pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
+#pragma GCC unroll 6
     for (int t = 0; t < T; ++t) {
       const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[r][t]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][t]), 1)));
       __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
