@@ -9,6 +9,45 @@ namespace herd_serve {
 namespace {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
+
+// The template writes tool definitions and tool call arguments as the client wrote them, so they
+// keep the client's key order: they are parsed again as ordered_json (nlohmann::json sorts keys).
+// ordered_json finds a key by a linear search, quadratic in an object's size, so these values are
+// bounded first: at most 1024 keys in one object, 65536 in all of them together.
+class KeyBudget {
+ public:
+  void charge(const json& root, const std::string& param) {
+    std::vector<const json*> todo{&root};
+    while (!todo.empty()) {
+      const json* v = todo.back();
+      todo.pop_back();
+      if (v->is_object()) {
+        if (v->size() > 1024)
+          bad_request(param, "a JSON object here has " + std::to_string(v->size()) + " keys; at most 1024");
+        left_ -= int64_t(v->size());
+        if (left_ < 0) bad_request(param, "the tool definitions and tool call arguments hold more than 65536 keys together");
+      }
+      if (v->is_structured())
+        for (const json& x : *v) todo.push_back(&x);
+    }
+  }
+
+ private:
+  int64_t left_ = 65536;
+};
+
+std::string dump_ordered(const ordered_json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// The body's "tools" in the client's key order; everything else in the body is skipped unread.
+ordered_json ordered_tools(const std::string& body) {
+  const ordered_json doc = ordered_json::parse(
+      body, [](int depth, ordered_json::parse_event_t ev, ordered_json& parsed) {
+        return !(depth == 1 && ev == ordered_json::parse_event_t::key && parsed != "tools");
+      },
+      /*allow_exceptions=*/false);
+  return doc.is_object() && doc.contains("tools") ? doc.at("tools") : ordered_json::array();
+}
 
 // The sampling fields both endpoints share, vLLM's extras (top_k, min_p, repetition_penalty)
 // included.
@@ -92,7 +131,7 @@ std::string content_text(const json& m, const std::string& path) {
   return text;
 }
 
-std::vector<herd::ToolCall> message_tool_calls(const json& calls, const std::string& path) {
+std::vector<herd::ToolCall> message_tool_calls(const json& calls, const std::string& path, KeyBudget* keys) {
   if (!calls.is_array()) bad_request(path, "must be an array");
   std::vector<herd::ToolCall> out;
   for (size_t i = 0; i < calls.size(); ++i) {
@@ -106,16 +145,20 @@ std::vector<herd::ToolCall> message_tool_calls(const json& calls, const std::str
     if (!name || name->empty()) bad_request(p + ".function.name", "is required");
     call.name = *name;
     const std::string args = ff.string("arguments").value_or("{}");
+    // A string inside the body: the body's nesting bound did not see inside it.
+    if (!herd::check_json_nesting(args, p + ".function.arguments"))
+      bad_request(p + ".function.arguments", "nests JSON too deeply");
     const json parsed = json::parse(args, nullptr, false);
     if (parsed.is_discarded() || !parsed.is_object())
       bad_request(p + ".function.arguments", "must be a JSON object as a string");
-    call.arguments = dump(parsed);
+    keys->charge(parsed, p + ".function.arguments");
+    call.arguments = dump_ordered(ordered_json::parse(args));
     out.push_back(std::move(call));
   }
   return out;
 }
 
-std::vector<herd::Message> parse_messages(const Fields& f, const RequestLimits& limits) {
+std::vector<herd::Message> parse_messages(const Fields& f, const RequestLimits& limits, KeyBudget* keys) {
   const json* msgs = f.array("messages");
   if (!msgs || msgs->empty()) bad_request("messages", "must be a non-empty array");
   if (msgs->size() > limits.max_messages)
@@ -137,7 +180,7 @@ std::vector<herd::Message> parse_messages(const Fields& f, const RequestLimits& 
     msg.content = content_text(m, path);
     if (const json* calls = mf.get("tool_calls")) {
       if (msg.role != "assistant") bad_request(path + ".tool_calls", "only assistant messages carry tool calls");
-      msg.tool_calls = message_tool_calls(*calls, path + ".tool_calls");
+      msg.tool_calls = message_tool_calls(*calls, path + ".tool_calls", keys);
       if (msg.tool_calls.size() > 1)
         bad_request(path + ".tool_calls", "Llama 3.1 renders one tool call per assistant turn");
     }
@@ -152,8 +195,8 @@ bool valid_function_name(const std::string& name) {
                      [](char c) { return std::isalnum(uint8_t(c)) || c == '_' || c == '-' || c == '.'; });
 }
 
-std::vector<herd::ToolDefinition> parse_tools(const json& tools, const RequestLimits& limits,
-                                              std::vector<std::string>* names) {
+std::vector<herd::ToolDefinition> parse_tools(const json& tools, const std::string& body, const RequestLimits& limits,
+                                              KeyBudget* keys, std::vector<std::string>* names) {
   if (!tools.is_array()) bad_request("tools", "must be an array");
   if (tools.size() > limits.max_tools) bad_request("tools", "at most " + std::to_string(limits.max_tools) + " tools");
   std::vector<herd::ToolDefinition> out;
@@ -170,10 +213,14 @@ std::vector<herd::ToolDefinition> parse_tools(const json& tools, const RequestLi
       bad_request(p + ".function.name", "must be 1 to 64 letters, digits, '_', '-' or '.'");
     ff.string("description");
     ff.object("parameters");
+    keys->charge(tools[i], p);
     names->push_back(*name);
-    json def = tools[i];
-    def["type"] = "function";
-    out.push_back({dump(def)});
+  }
+  const ordered_json ordered = ordered_tools(body);
+  for (const ordered_json& tool : ordered) {
+    ordered_json def = {{"type", "function"}};  // first, where OpenAI's shape has it
+    def.update(tool);
+    out.push_back({dump_ordered(def)});
   }
   return out;
 }
@@ -210,6 +257,27 @@ void apply_tool_choice(const Fields& f, const std::vector<std::string>& names, h
   if (choice == "named") r->prefill = "{\"name\": \"" + forced + "\", \"parameters\": ";
 }
 
+// vLLM's extensions, spelled as vLLM spells them. continue_final_message: the reply continues the
+// final assistant message, whose text becomes the forced beginning of the reply (as a prefill:
+// the template would close that turn). add_generation_prompt: false renders no assistant header.
+void apply_continuation(const Fields& f, herd::Conversation* conv, ApiRequest* r) {
+  const std::optional<bool> add_generation_prompt = f.boolean("add_generation_prompt");
+  if (!f.boolean("continue_final_message").value_or(false)) {
+    conv->add_generation_prompt = add_generation_prompt.value_or(true);
+    return;
+  }
+  if (add_generation_prompt.value_or(false))
+    bad_request("add_generation_prompt", "cannot be true with continue_final_message (the reply continues the final message)");
+  if (!r->prefill.empty())
+    bad_request("tool_choice", "\"required\" or a named function cannot be combined with continue_final_message");
+  const herd::Message& last = conv->messages.back();
+  if (last.role != "assistant" || !last.tool_calls.empty())
+    bad_request("messages[" + std::to_string(conv->messages.size() - 1) + "]",
+                "continue_final_message needs a final assistant message with content and no tool_calls");
+  r->prefill = last.content;
+  conv->messages.pop_back();
+}
+
 }  // namespace
 
 json parse_body(const std::string& body) {
@@ -220,7 +288,8 @@ json parse_body(const std::string& body) {
   return j;
 }
 
-ApiRequest parse_chat_request(const json& body, const herd::Engine& engine, const RequestLimits& limits) {
+ApiRequest parse_chat_prompt(const json& body, const std::string& text, const herd::Engine& engine,
+                             const RequestLimits& limits) {
   Fields f(body);
   ApiRequest r;
   r.chat = true;
@@ -236,10 +305,12 @@ ApiRequest parse_chat_request(const json& body, const herd::Engine& engine, cons
 
   const herd::Tokenizer& tok = tokenizer_of(engine);
   herd::Conversation conv;
-  conv.messages = parse_messages(f, limits);
+  KeyBudget keys;
+  conv.messages = parse_messages(f, limits, &keys);
   std::vector<std::string> names;
-  if (const json* tools = f.get("tools")) conv.tools = parse_tools(*tools, limits, &names);
+  if (const json* tools = f.get("tools")) conv.tools = parse_tools(*tools, text, limits, &keys, &names);
   apply_tool_choice(f, names, &conv, &r);
+  apply_continuation(f, &conv, &r);
   if (const json* builtin = f.array("builtin_tools")) {  // herd's extension: Llama 3.1's built-in tools
     std::vector<std::string> list;
     for (const json& b : *builtin) {
@@ -257,6 +328,13 @@ ApiRequest parse_chat_request(const json& body, const herd::Engine& engine, cons
   if (!r.prefill.empty())
     if (herd::Status s = tok.encode(r.prefill, /*allow_special=*/false, /*add_bos=*/false, &r.gen.prompt); !s)
       throw ApiError(500, s.message(), "server_error");
+  return r;
+}
+
+ApiRequest parse_chat_request(const json& body, const std::string& text, const herd::Engine& engine,
+                              const RequestLimits& limits) {
+  ApiRequest r = parse_chat_prompt(body, text, engine, limits);
+  Fields f(body);
   auto asked = f.integer("max_completion_tokens", 1, INT32_MAX);
   if (!asked) asked = f.integer("max_tokens", 1, INT32_MAX);
   fit_max_tokens(asked, "messages", engine, &r);

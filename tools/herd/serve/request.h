@@ -30,14 +30,21 @@ struct ApiRequest {
   std::string prompt_text;            // completions: the prompt as text, for echo
   bool parse_tools = false;           // Llama 3.1 tool calls in the reply become tool_calls
   herd::ToolParseOptions tool_options;
-  // The forced beginning of the reply (tool_choice "required" or a named function): it is part
-  // of the prompt's ids and of the text the tool-call parser reads.
+  // The forced beginning of the reply (tool_choice "required" or a named function, or the final
+  // assistant message with continue_final_message): it is part of the prompt's ids and of the
+  // text the tool-call parser reads.
   std::string prefill;
 };
 
 // POST /v1/chat/completions and POST /v1/completions bodies. The engine gives the tokenizer, the
-// prompt format and the context the prompt and max_tokens must fit in.
-ApiRequest parse_chat_request(const nlohmann::json& body, const herd::Engine& engine, const RequestLimits& limits);
+// prompt format and the context the prompt and max_tokens must fit in. A chat body comes with its
+// text too: tool definitions are rendered in the client's key order, which parsing loses.
+ApiRequest parse_chat_request(const nlohmann::json& body, const std::string& text, const herd::Engine& engine,
+                              const RequestLimits& limits);
+// The same without fitting max_tokens to the context: the prompt of a chat request as POST
+// /tokenize counts it (a prompt longer than the context is not an error there).
+ApiRequest parse_chat_prompt(const nlohmann::json& body, const std::string& text, const herd::Engine& engine,
+                             const RequestLimits& limits);
 ApiRequest parse_completion_request(const nlohmann::json& body, const herd::Engine& engine,
                                     const RequestLimits& limits);
 

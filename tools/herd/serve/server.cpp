@@ -42,6 +42,15 @@ std::string endpoint_label(const std::string& path) {
   return "other";
 }
 
+// The method a served path takes ("" for a path that is not served): another one gets 405.
+std::string allowed_method(const std::string& path) {
+  for (const char* get : {"/v1/models", "/health", "/metrics"})
+    if (path == get) return "GET";
+  for (const char* post : {"/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize"})
+    if (path == post) return "POST";
+  return "";
+}
+
 }  // namespace
 
 Server::Server(herd::Engine& engine, ServeOptions options)
@@ -84,9 +93,23 @@ void Server::routes() {
   });
   h.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404) send_error(res, ApiError(404, "no such endpoint: " + req.method + " " + req.path, "not_found_error"));
-    else if (res.status == 413) send_error(res, ApiError(413, "the request body is too large", "invalid_request_error"));
-    else send_error(res, ApiError(res.status, "the request could not be read", "invalid_request_error"));
+    const std::string allow = allowed_method(req.path);
+    if (res.status == 404 && !allow.empty()) {
+      res.set_header("Allow", allow);
+      send_error(res, ApiError(405, req.path + " takes " + allow + ", not " + req.method, "invalid_request_error", "",
+                               "method_not_allowed"));
+    } else if (res.status == 404) {
+      send_error(res, ApiError(404, "no such endpoint: " + req.method + " " + req.path, "not_found_error"));
+    } else if (res.status == 413 && req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0) {
+      // cpp-httplib reads a form body only up to 8 KiB; curl -d sends that type unless told.
+      send_error(res, ApiError(413, "a body sent as application/x-www-form-urlencoded (what curl -d sends) may be at "
+                                    "most 8 KiB: send the header Content-Type: application/json",
+                               "invalid_request_error"));
+    } else if (res.status == 413) {
+      send_error(res, ApiError(413, "the request body is too large", "invalid_request_error"));
+    } else {
+      send_error(res, ApiError(res.status, "the request could not be read", "invalid_request_error"));
+    }
   });
   h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     try {
@@ -137,6 +160,12 @@ void Server::routes() {
   h.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) {
     const json body = parse_body(req.body);
     if (!engine_.tokenizer()) throw ApiError(400, "the served model has no tokenizer");
+    if (body.contains("messages")) {  // as vLLM: a chat request's prompt, rendered as it would be served
+      const std::vector<int32_t> ids = parse_chat_prompt(body, req.body, engine_, options_.limits).gen.prompt;
+      res.set_content(dump({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.info().max_context}}),
+                      "application/json");
+      return;
+    }
     auto it = body.find("prompt");
     if (it == body.end()) it = body.find("content");  // llama.cpp's server calls it content
     if (it == body.end() || !it->is_string()) bad_request("prompt", "must be a string");
@@ -179,7 +208,7 @@ void Server::routes() {
 void Server::serve_generation(bool chat, const std::string& body_text, void* response) {
   httplib::Response& res = *static_cast<httplib::Response*>(response);
   const json body = parse_body(body_text);
-  ApiRequest r = chat ? parse_chat_request(body, engine_, options_.limits)
+  ApiRequest r = chat ? parse_chat_request(body, body_text, engine_, options_.limits)
                       : parse_completion_request(body, engine_, options_.limits);
   const bool stream = r.stream;
   auto gen = std::make_shared<Generation>(engine_, std::move(r), options_.model_name, metrics_);
