@@ -21,6 +21,7 @@ struct ServeFlags {
   herd_serve::ServeOptions serve;
   std::string log_format = "text";
   std::string max_body = "8MiB";
+  std::string docs;  // a document index for the retrieval extension
 };
 
 int run_serve(ServeFlags& f) {
@@ -39,6 +40,11 @@ int run_serve(ServeFlags& f) {
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  std::unique_ptr<herd::DocumentIndex> docs;
+  if (!f.docs.empty()) {
+    if (int rc = report(herd::DocumentIndex::open(f.docs, /*writable=*/false, &docs))) return rc;
+    f.serve.retrieval.docs = docs.get();
+  }
   std::unique_ptr<herd::Engine> engine;
   if (int rc = report(herd::Engine::load(f.model, f.engine, &engine))) return rc;
   // By default the model is named as the user named it: its file or directory (as llama.cpp and
@@ -104,6 +110,11 @@ void add_serve_command(CLI::App& app, int& rc) {
                   "After SIGINT/SIGTERM, seconds requests in flight may still run")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 86400.0));
+  cmd->add_option("--docs", f->docs,
+                  "A document index (herd index build) that requests search with \"retrieval\": true (docs/serve.md)");
+  cmd->add_option("--docs-k", f->serve.retrieval.k, "Passages a retrieval request gets unless it asks for a number")
+      ->capture_default_str()
+      ->check(int_range(1, 20));
   cmd->add_option("--log-format", f->log_format, "One line per request: text or json")
       ->capture_default_str()
       ->check(CLI::IsMember({"text", "json"}));

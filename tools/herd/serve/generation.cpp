@@ -116,7 +116,11 @@ bool Generation::poll(std::chrono::milliseconds timeout, std::string* sse) {
     // Chat streams open each choice with its role; completions with echo, with the prompt.
     started_ = true;
     for (const Choice& c : choices_) {
-      if (req_.chat) add_sse(chunk(c, {{"role", "assistant"}, {"content", c.content}}, nullptr), sse);
+      if (req_.chat) {
+        json j = chunk(c, {{"role", "assistant"}, {"content", c.content}}, nullptr);
+        if (req_.retrieval) j["sources"] = sources();
+        add_sse(j, sse);
+      }
       else if (req_.echo) add_sse(chunk(c, json(req_.prompt_text), nullptr), sse);
     }
   }
@@ -260,8 +264,20 @@ json Generation::response() const {
     }
     choices.push_back(choice);
   }
-  return {{"id", id_}, {"object", req_.chat ? "chat.completion" : "text_completion"}, {"created", created_},
-          {"model", model_}, {"choices", choices}, {"usage", usage()}};
+  json out = {{"id", id_}, {"object", req_.chat ? "chat.completion" : "text_completion"}, {"created", created_},
+              {"model", model_}, {"choices", choices}, {"usage", usage()}};
+  if (req_.retrieval) out["sources"] = sources();
+  return out;
+}
+
+json Generation::sources() const {
+  json list = json::array();
+  for (size_t i = 0; i < req_.sources.size(); ++i) {
+    const herd::Passage& p = req_.sources[i];
+    list.push_back({{"index", i + 1}, {"location", herd::passage_location(p)}, {"path", p.path},
+                    {"line_begin", p.line_begin}, {"line_end", p.line_end}, {"score", p.score}});
+  }
+  return list;
 }
 
 }  // namespace herd_serve

@@ -45,6 +45,8 @@ class Generation {
   nlohmann::json chunk(const Choice& c, nlohmann::json delta, const char* finish_reason) const;
   void add_sse(const nlohmann::json& j, std::string* sse) const;
   nlohmann::json usage() const;
+  // The retrieval extension's passages, numbered as the prompt cites them.
+  nlohmann::json sources() const;
 
   herd::Engine& engine_;
   ApiRequest req_;

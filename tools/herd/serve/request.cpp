@@ -278,6 +278,29 @@ void apply_continuation(const Fields& f, herd::Conversation* conv, ApiRequest* r
   conv->messages.pop_back();
 }
 
+// "retrieval": true or {"k": N}: the last user message is answered from the server's documents,
+// grounded as `herd chat --docs` grounds a turn (the same text: herd::grounded_message).
+void apply_retrieval(const Fields& f, const Retrieval& retrieval, herd::Conversation* conv, ApiRequest* r) {
+  const json* v = f.get("retrieval");
+  if (!v) return;
+  int k = retrieval.k;
+  if (v->is_boolean()) {
+    if (!v->get<bool>()) return;
+  } else if (v->is_object()) {
+    if (auto n = Fields(*v, "retrieval").integer("k", 1, 20)) k = int(*n);
+  } else {
+    bad_request("retrieval", "must be true, false or {\"k\": N}");
+  }
+  if (!retrieval.docs) bad_request("retrieval", "this server has no document index (start it with --docs INDEX)");
+  auto last_user = std::find_if(conv->messages.rbegin(), conv->messages.rend(),
+                                [](const herd::Message& m) { return m.role == "user"; });
+  if (last_user == conv->messages.rend()) bad_request("retrieval", "needs a user message to search for");
+  r->retrieval = true;
+  if (herd::Status s = retrieval.docs->search(last_user->content, k, &r->sources); !s)
+    throw ApiError(500, "the document index failed: " + s.message(), "server_error");
+  if (!r->sources.empty()) last_user->content = herd::grounded_message(last_user->content, r->sources);
+}
+
 }  // namespace
 
 json parse_body(const std::string& body) {
@@ -289,7 +312,7 @@ json parse_body(const std::string& body) {
 }
 
 ApiRequest parse_chat_prompt(const json& body, const std::string& text, const herd::Engine& engine,
-                             const RequestLimits& limits) {
+                             const RequestLimits& limits, const Retrieval& retrieval) {
   Fields f(body);
   ApiRequest r;
   r.chat = true;
@@ -307,6 +330,7 @@ ApiRequest parse_chat_prompt(const json& body, const std::string& text, const he
   herd::Conversation conv;
   KeyBudget keys;
   conv.messages = parse_messages(f, limits, &keys);
+  apply_retrieval(f, retrieval, &conv, &r);
   std::vector<std::string> names;
   if (const json* tools = f.get("tools")) conv.tools = parse_tools(*tools, text, limits, &keys, &names);
   apply_tool_choice(f, names, &conv, &r);
@@ -332,8 +356,8 @@ ApiRequest parse_chat_prompt(const json& body, const std::string& text, const he
 }
 
 ApiRequest parse_chat_request(const json& body, const std::string& text, const herd::Engine& engine,
-                              const RequestLimits& limits) {
-  ApiRequest r = parse_chat_prompt(body, text, engine, limits);
+                              const RequestLimits& limits, const Retrieval& retrieval) {
+  ApiRequest r = parse_chat_prompt(body, text, engine, limits, retrieval);
   Fields f(body);
   auto asked = f.integer("max_completion_tokens", 1, INT32_MAX);
   if (!asked) asked = f.integer("max_tokens", 1, INT32_MAX);

@@ -34,17 +34,27 @@ struct ApiRequest {
   // assistant message with continue_final_message): it is part of the prompt's ids and of the
   // text the tool-call parser reads.
   std::string prefill;
+  // herd's retrieval extension: the passages found for the last user message, which was
+  // replaced by the grounded turn `herd chat --docs` builds (docs/serve.md).
+  bool retrieval = false;
+  std::vector<herd::Passage> sources;
+};
+
+// The server's document index for the retrieval extension (none without --docs).
+struct Retrieval {
+  const herd::Retriever* docs = nullptr;
+  int k = 3;  // passages per request unless it asks for another number (as herd chat --docs-k)
 };
 
 // POST /v1/chat/completions and POST /v1/completions bodies. The engine gives the tokenizer, the
 // prompt format and the context the prompt and max_tokens must fit in. A chat body comes with its
 // text too: tool definitions are rendered in the client's key order, which parsing loses.
 ApiRequest parse_chat_request(const nlohmann::json& body, const std::string& text, const herd::Engine& engine,
-                              const RequestLimits& limits);
+                              const RequestLimits& limits, const Retrieval& retrieval = {});
 // The same without fitting max_tokens to the context: the prompt of a chat request as POST
 // /tokenize counts it (a prompt longer than the context is not an error there).
 ApiRequest parse_chat_prompt(const nlohmann::json& body, const std::string& text, const herd::Engine& engine,
-                             const RequestLimits& limits);
+                             const RequestLimits& limits, const Retrieval& retrieval = {});
 ApiRequest parse_completion_request(const nlohmann::json& body, const herd::Engine& engine,
                                     const RequestLimits& limits);
 

@@ -161,7 +161,8 @@ void Server::routes() {
     const json body = parse_body(req.body);
     if (!engine_.tokenizer()) throw ApiError(400, "the served model has no tokenizer");
     if (body.contains("messages")) {  // as vLLM: a chat request's prompt, rendered as it would be served
-      const std::vector<int32_t> ids = parse_chat_prompt(body, req.body, engine_, options_.limits).gen.prompt;
+      const std::vector<int32_t> ids =
+          parse_chat_prompt(body, req.body, engine_, options_.limits, options_.retrieval).gen.prompt;
       res.set_content(dump({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine_.info().max_context}}),
                       "application/json");
       return;
@@ -208,7 +209,7 @@ void Server::routes() {
 void Server::serve_generation(bool chat, const std::string& body_text, void* response) {
   httplib::Response& res = *static_cast<httplib::Response*>(response);
   const json body = parse_body(body_text);
-  ApiRequest r = chat ? parse_chat_request(body, body_text, engine_, options_.limits)
+  ApiRequest r = chat ? parse_chat_request(body, body_text, engine_, options_.limits, options_.retrieval)
                       : parse_completion_request(body, engine_, options_.limits);
   const bool stream = r.stream;
   auto gen = std::make_shared<Generation>(engine_, std::move(r), options_.model_name, metrics_);

@@ -32,6 +32,7 @@ struct ServeOptions {
   double drain_timeout_s = 30;   // after a stop, how long in-flight requests may still run
   bool log_json = false;         // one JSON object per request line instead of text
   RequestLimits limits;
+  Retrieval retrieval;  // --docs: the index the retrieval extension searches
 };
 
 class Server {
