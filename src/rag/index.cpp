@@ -340,7 +340,9 @@ UpdateReport Index::update(const std::vector<std::string>& paths, const IndexSet
       Stmt s(db_, path_, "SELECT id, path FROM files");
       while (s.step()) all.emplace_back(s.integer(0), s.text(1));
     }
-    for (const auto& [id, path] : all) {
+    for (const auto& entry : all) {
+      const int64_t id = entry.first;
+      const std::string& path = entry.second;  // a plain name: clang's C++20 lambdas cannot capture bindings
       if (seen.count(path)) continue;
       const bool in_roots = std::any_of(roots.begin(), roots.end(), [&](const std::string& r) { return under(path, r); });
       std::error_code ec;
