@@ -2,7 +2,7 @@
 """Reference fixtures for herd's forward pass, made with Hugging Face transformers.
 
 Run offline on a developer machine (pip install torch transformers safetensors); CI only reads
-the committed output in tests/data/models/.
+the committed output in tests/data/models/. Arguments name the models to (re)write; none: all.
 
 For each tiny random Llama it writes tests/data/models/NAME/:
   config.json            as transformers saves it (v5 layout), or rewritten in the v4 layout
@@ -44,6 +44,14 @@ MODELS = {
     # MHA 1:1, head_dim 64, untied, plain RoPE at theta 500000.
     "mha-hd64-untied": (dict(num_attention_heads=2, num_key_value_heads=2, head_dim=64,
                              tie_word_embeddings=False), "v5"),
+    # Eight query heads over 2, 4 and 8 KV heads (head_dim 16 = hidden / heads): models that split over
+    # 2, 4 and 8 tensor-parallel ranks, with the KV heads split, and past their count replicated.
+    "gqa8x2-hd16-untied-llama3": (dict(num_attention_heads=8, num_key_value_heads=2, head_dim=16,
+                                       tie_word_embeddings=False, rope_scaling=32), "v5"),
+    "gqa8x4-hd16-untied-llama3": (dict(num_attention_heads=8, num_key_value_heads=4, head_dim=16,
+                                       tie_word_embeddings=False, rope_scaling=8192), "v5"),
+    "mha8-hd16-tied": (dict(num_attention_heads=8, num_key_value_heads=8, head_dim=16,
+                            tie_word_embeddings=True, rope_theta=10000.0), "v4"),
 }
 META_VARIANT = "gqa4-hd32-untied-llama3"
 
@@ -145,8 +153,15 @@ def write_meta_variant(model, cfg, dst):
 
 
 def main():
+    """Writes every model, or only those named on the command line (the others' files stay as they are)."""
+    only = set(sys.argv[1:])
+    unknown = only - set(MODELS)
+    if unknown:
+        sys.exit(f"unknown model(s): {', '.join(sorted(unknown))}; known: {', '.join(MODELS)}")
     torch.manual_seed(0)
     for seed, (name, (over, layout)) in enumerate(MODELS.items()):
+        if only and name not in only:
+            continue
         cfg = make_config(over)
         model = LlamaForCausalLM(cfg).eval()
         randomise(model, 1000 + seed)
