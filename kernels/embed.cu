@@ -13,6 +13,10 @@ __global__ void embed_kernel(const T* __restrict__ table,    // [n_vocab, n_embd
   const int64_t t = blockIdx.x;
   const int32_t id = ids[t];
   float* o = out + t * n_embd;
+  if (id == -1) {  // a row another tensor-parallel rank holds
+    for (int i = threadIdx.x; i < n_embd; i += blockDim.x) o[i] = 0.0f;
+    return;
+  }
   if (id < 0 || id >= n_vocab) {
     for (int i = threadIdx.x; i < n_embd; i += blockDim.x) o[i] = NAN;
     return;

@@ -5,8 +5,9 @@
 
 namespace herd::kernels {
 
-// out[t, :] = table[ids[t], :] as f32. An id outside [0, n_vocab) yields a row of NaN (the device
-// cannot throw; NaN makes the bad id visible in the logits instead of silently reading garbage).
+// out[t, :] = table[ids[t], :] as f32. An id of -1 yields zeros (a row another tensor-parallel rank
+// holds); any other id outside [0, n_vocab) yields a row of NaN (the device cannot throw; NaN makes the
+// bad id visible in the logits instead of silently reading garbage).
 cudaError_t embed(const void* table,   // [n_vocab, n_embd] in table_type
                   ElemType table_type,
                   const int32_t* ids,  // [n_tokens]

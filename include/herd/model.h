@@ -21,6 +21,9 @@ struct ModelOptions {
   // CPU only: the reference path (weights dequantized to f32, f32 products) instead of the fast
   // kernels, which round activations to 8 bits against quantized weights (docs/cpu.md).
   bool exact = false;
+  // Ranks to split the model over (tensor parallelism: docs/distributed.md); each holds 1/N of the
+  // heads, FFN columns and vocabulary. Ranks run as threads of this process on the CPU backend.
+  int tensor_parallel = 1;
 };
 
 struct ModelInfo {
@@ -32,7 +35,8 @@ struct ModelInfo {
   std::vector<int32_t> eos_ids;
   std::string dtype;   // "BF16", "F16" or "F32" as stored
   std::string device;  // "cpu", or "cuda:N (card name)"
-  int n_threads = 0;   // CPU threads the backend computes with (0 on a GPU)
+  int n_threads = 0;   // CPU threads the backend computes with (0 on a GPU), over all ranks
+  int tensor_parallel = 1;  // ranks the model is split over
 
   std::string name;          // GGUF general.name, else the file or directory name
   std::string architecture;  // "llama": the only one herd loads

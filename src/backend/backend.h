@@ -60,7 +60,8 @@ class Backend {
 
   // --- ops ---
   // out[n, d] = table[ids[i], :]; ids: i32[n]; table: [n_rows, d] of any stored dtype. It is the
-  // embedding lookup, and also picks the rows of f32 activations whose logits are wanted.
+  // embedding lookup, and also picks the rows of f32 activations whose logits are wanted. An id of -1
+  // gives a row of zeros: a token whose embedding row another tensor-parallel rank holds.
   virtual void embed(const Tensor& table, const Tensor& ids, Tensor& out) = 0;
   // out[n, d] = x / rms(x) * w; x: [n, d] f32; w: [d]
   virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& out) = 0;

@@ -6,10 +6,17 @@
 
 #include "common/check.h"
 #include "common/threadpool.h"
+#include "dist/thread-group.h"
+#include "engine/tensor-parallel.h"
+#include "model/llama.h"
 #include "model/synthetic.h"
 
 namespace herd {
 namespace {
+
+// How long rank 0 waits in a collective for the other ranks: they run the same work on equal
+// shards, so anything near this means a rank is stuck.
+constexpr std::chrono::milliseconds kCollectiveTimeout{std::chrono::minutes(5)};
 
 // What a person asks of a model before using it: its name, size, storage types and defaults.
 void describe_files(const ModelFiles& files, ModelInfo& i) {
@@ -49,17 +56,33 @@ void describe_files(const ModelFiles& files, ModelInfo& i) {
 
 }  // namespace
 
-std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int32_t block_size,
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int tensor_parallel,
+                                        int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks) {
   HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "the KV block size must be a power of two, got ",
                block_size);
+  HERD_REQUIRE(tensor_parallel >= 1, "the tensor-parallel degree must be at least 1, got ", tensor_parallel);
   auto m = std::make_unique<LoadedModel>();
   m->files = std::move(files);
   const ModelConfig& c = m->files.config;
-  m->backend = make_backend(backend);
-  m->llama = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
+  BackendOptions rank_backend = backend;
+  if (tensor_parallel > 1) {
+    HERD_REQUIRE(backend.device == "cpu" || (backend.device == "auto" && !cuda_usable()),
+                 "tensor parallelism runs its ranks on the CPU in this build (device \"cpu\"); GPU ranks need NCCL, "
+                 "which herd does not drive yet");
+    rank_backend.device = "cpu";
+    rank_backend.n_threads = threads_per_rank(backend.n_threads, tensor_parallel);
+  }
+  m->backend = make_backend(rank_backend);
+  if (tensor_parallel == 1) {
+    m->runner = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
+  } else {
+    m->runner = std::make_unique<TensorParallelModel>(
+        c, m->files.weights, *m->backend, [rank_backend](int) { return make_backend(rank_backend); },
+        make_thread_group(tensor_parallel, kCollectiveTimeout));
+  }
   m->n_blocks = n_blocks(c, *m->backend);  // after the weights, so that free memory excludes them
-  m->llama->allocate_kv(m->n_blocks, block_size);
+  m->runner->allocate_kv(m->n_blocks, block_size);
 
   ModelInfo& i = m->info;
   i.n_vocab = c.n_vocab;
@@ -79,7 +102,8 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   i.device = m->backend->name();
   // The CPU pool's size, as ThreadPool resolves it (0: one per hardware thread).
   if (i.device.starts_with("cpu"))
-    i.n_threads = ThreadPool::resolve_size(backend.n_threads);
+    i.n_threads = ThreadPool::resolve_size(rank_backend.n_threads) * tensor_parallel;
+  i.tensor_parallel = tensor_parallel;
   describe_files(m->files, i);
   return m;
 }

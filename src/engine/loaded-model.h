@@ -7,21 +7,24 @@
 
 #include "backend/backend.h"
 #include "herd/model.h"
-#include "model/llama.h"
 #include "model/model-dir.h"
+#include "model/runner.h"
 
 namespace herd {
 
 struct LoadedModel {
   ModelFiles files;  // owns the mapped weights the CPU backend aliases
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<LlamaModel> llama;
+  std::unique_ptr<Backend> backend;  // rank 0's, under tensor parallelism
+  std::unique_ptr<ModelRunner> runner;
   ModelInfo info;
   int32_t n_blocks = 0;  // KV pool size, the null block included
 };
 
-// Uploads `files` to a new backend. n_blocks then picks the KV pool size, with the weights in place.
-std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int32_t block_size,
+// Uploads `files` to a new backend, or with tensor_parallel > 1 to that many ranks (threads of this
+// process, CPU backends sharing backend.n_threads). n_blocks then picks the KV pool size, with the
+// weights in place (rank 0's backend; every rank holds as many blocks).
+std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int tensor_parallel,
+                                        int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks);
 
 // The in-memory random-weight model a SyntheticModelSpec describes.

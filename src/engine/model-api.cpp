@@ -38,7 +38,7 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
     const BackendOptions backend{options.device, options.n_threads, options.exact};
-    impl->m = load_model(load_model_files(path, options.meta_rope_factor), backend, kBlockSize,
+    impl->m = load_model(load_model_files(path, options.meta_rope_factor), backend, options.tensor_parallel, kBlockSize,
                          [&](const ModelConfig& c, Backend&) {
                            n_ctx = std::min(options.max_context, c.n_ctx_train);
                            return int32_t((n_ctx + kBlockSize - 1) / kBlockSize + 1);
@@ -56,7 +56,7 @@ Status Model::logits(const std::vector<int32_t>& ids, bool all_positions, std::v
     Batch b;
     b.add_sequence(ids, 0, int64_t(ids.size()), impl_->blocks, kBlockSize,
                    all_positions ? int64_t(ids.size()) : 1);
-    *out = impl_->m->llama->forward(b);
+    *out = impl_->m->runner->forward(b);
   });
 }
 
@@ -72,7 +72,7 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
       Batch b;
       b.add_sequence(tokens, n_computed, int64_t(tokens.size()) - n_computed, impl_->blocks, kBlockSize, 1);
       n_computed = int64_t(tokens.size());
-      const int32_t tok = impl_->m->llama->forward_greedy(b)[0];
+      const int32_t tok = impl_->m->runner->forward_greedy(b)[0];
       if (tok < 0) throw Error(ErrorKind::internal, non_finite_logits(n_computed - 1));
       tokens.push_back(tok);
       out->push_back(tok);

@@ -95,9 +95,9 @@ void Engine::Impl::step() {
     const Batch batch = scheduler->make_batch(work);
     std::vector<std::pair<int32_t, int32_t>> copies;  // copy on write, before anything is written
     for (const auto& c : scheduler->copies()) copies.emplace_back(c.from, c.to);
-    m->llama->copy_blocks(copies);
-    if (want_logits) logits = m->llama->forward(batch);
-    else next = m->llama->forward_greedy(batch);
+    m->runner->copy_blocks(copies);
+    if (want_logits) logits = m->runner->forward(batch);
+    else next = m->runner->forward_greedy(batch);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it; the engine stays up for the others.
     for (const ScheduledSeq& item : work) finish(*live.at(item.seq->id), FinishReason::error, e.what());

@@ -15,33 +15,52 @@ Tensor slice(const Tensor& t, int64_t offset, Shape shape) {
 
 }  // namespace
 
-LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend) : c_(c), be_(backend) {
-  tok_embd_ = be_.upload_weight(w.tok_embd);
+LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, Communicator* comm)
+    : c_(c), be_(backend), comm_(comm && comm->size() > 1 ? comm : nullptr) {
+  const Shard shard = comm_ ? Shard{comm_->rank(), comm_->size()} : Shard{};
+  if (comm_ && !w.layers.empty())
+    check_tensor_parallel(c, shard.size, w.layers[0].wo.dtype, w.layers[0].w_down.dtype);
+  d_ = shard_dims(c, shard);
+  const int64_t hd = c.head_dim;
+  tok_embd_ = upload_rows(w.tok_embd, d_.vocab0, d_.n_vocab);
   output_norm_ = be_.upload_weight(w.output_norm);
-  output_ = c.tied_embeddings ? tok_embd_ : be_.upload_weight(w.output);
+  output_ = c.tied_embeddings ? tok_embd_ : upload_rows(w.output, d_.vocab0, d_.n_vocab);
   const std::vector<float> inv_freq = rope_inv_freq(c);
   inv_freq_ = be_.alloc(DType::f32, {int64_t(inv_freq.size())});
   be_.write(inv_freq_, inv_freq.data(), inv_freq.size() * sizeof(float));
   for (const LayerWeights& lw : w.layers) {
     Layer l;
     l.attn_norm = be_.upload_weight(lw.attn_norm);
-    l.wq = be_.upload_weight(lw.wq);
-    l.wk = be_.upload_weight(lw.wk);
-    l.wv = be_.upload_weight(lw.wv);
-    l.wo = be_.upload_weight(lw.wo);
+    l.wq = upload_rows(lw.wq, d_.head0 * hd, d_.n_head * hd);
+    l.wk = upload_rows(lw.wk, d_.head_kv0 * hd, d_.n_head_kv * hd);
+    l.wv = upload_rows(lw.wv, d_.head_kv0 * hd, d_.n_head_kv * hd);
+    l.wo = upload_cols(lw.wo, d_.head0 * hd, d_.n_head * hd);
     l.ffn_norm = be_.upload_weight(lw.ffn_norm);
-    l.w_gate = be_.upload_weight(lw.w_gate);
-    l.w_up = be_.upload_weight(lw.w_up);
-    l.w_down = be_.upload_weight(lw.w_down);
+    l.w_gate = upload_rows(lw.w_gate, d_.ff0, d_.n_ff);
+    l.w_up = upload_rows(lw.w_up, d_.ff0, d_.n_ff);
+    l.w_down = upload_cols(lw.w_down, d_.ff0, d_.n_ff);
     layers_.push_back(std::move(l));
   }
+}
+
+Tensor LlamaModel::upload_rows(const TensorView& t, int64_t first, int64_t count) {
+  return be_.upload_weight(comm_ ? slice_rows(t, first, count) : t);
+}
+
+Tensor LlamaModel::upload_cols(const TensorView& t, int64_t first, int64_t count) {
+  if (!comm_) return be_.upload_weight(t);
+  return be_.upload_weight(slice_cols(t, first, count, owned_.emplace_back()));
+}
+
+void LlamaModel::all_reduce(Tensor& x) {
+  if (comm_) comm_->all_reduce_sum(x);
 }
 
 void LlamaModel::allocate_kv(int32_t n_blocks, int32_t block_size) {
   block_size_ = block_size;
   for (Layer& l : layers_) {
-    l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c_.n_head_kv, block_size, c_.head_dim});
-    l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, c_.n_head_kv, block_size, c_.head_dim});
+    l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, d_.n_head_kv, block_size, c_.head_dim});
+    l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, d_.n_head_kv, block_size, c_.head_dim});
   }
 }
 
@@ -64,15 +83,15 @@ Tensor LlamaModel::reuse(Tensor& buf, DType dtype, Shape shape) {
 
 void LlamaModel::ensure_scratch(int64_t n) {
   if (n <= s_.cap) return;
-  const int64_t q_dim = c_.n_head * c_.head_dim, kv_dim = c_.n_head_kv * c_.head_dim;
+  const int64_t q_dim = d_.n_head * c_.head_dim, kv_dim = d_.n_head_kv * c_.head_dim;
   s_.x = be_.alloc(DType::f32, {n, c_.n_embd});
   s_.xn = be_.alloc(DType::f32, {n, c_.n_embd});
   s_.q = be_.alloc(DType::f32, {n, q_dim});
   s_.attn = be_.alloc(DType::f32, {n, q_dim});
   s_.k = be_.alloc(DType::f32, {n, kv_dim});
   s_.v = be_.alloc(DType::f32, {n, kv_dim});
-  s_.gate = be_.alloc(DType::f32, {n, c_.n_ff});
-  s_.up = be_.alloc(DType::f32, {n, c_.n_ff});
+  s_.gate = be_.alloc(DType::f32, {n, d_.n_ff});
+  s_.up = be_.alloc(DType::f32, {n, d_.n_ff});
   s_.cap = n;
 }
 
@@ -82,13 +101,25 @@ Tensor LlamaModel::run(const Batch& b) {
   HERD_CHECK(n > 0 && n_rows >= 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
   HERD_CHECK(block_size_ > 0, "forward before allocate_kv");
   ensure_scratch(n);
-  const int64_t hd = c_.head_dim, q_dim = c_.n_head * hd, kv_dim = c_.n_head_kv * hd;
+  const int64_t hd = c_.head_dim, n_head = d_.n_head, n_head_kv = d_.n_head_kv, n_ff = d_.n_ff;
+  const int64_t q_dim = n_head * hd, kv_dim = n_head_kv * hd, n_ranks = comm_ ? comm_->size() : 1;
 
-  // Every int32 array of the step in one upload: ids, positions, slots, qsl, seq_lens, rows, table.
+  // Every int32 array of the step in one upload: ids, positions, slots, qsl, seq_lens, rows, table,
+  // and with several ranks the order that interleaves their logits slices (below).
   std::vector<int32_t> host;
   for (const auto* a : {&b.ids, &b.positions, &b.slot_mapping, &b.query_start_loc, &b.seq_lens, &b.logits_rows,
                         &b.block_table})
     host.insert(host.end(), a->begin(), a->end());
+  if (comm_) {
+    // This rank's vocabulary rows of the embedding: an id another rank holds reads as a zero row,
+    // so that the sum over the ranks is the embedding.
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t local = b.ids[size_t(i)] - d_.vocab0;
+      host[size_t(i)] = local >= 0 && local < d_.n_vocab ? int32_t(local) : -1;
+    }
+    for (int64_t row = 0; row < n_rows; ++row)
+      for (int64_t r = 0; r < n_ranks; ++r) host.push_back(int32_t(r * n_rows + row));
+  }
   Tensor ints = reuse(ints_, DType::i32, {int64_t(host.size())});
   be_.write(ints, host.data(), host.size() * sizeof(int32_t));
   int64_t at = 0;
@@ -104,15 +135,16 @@ Tensor LlamaModel::run(const Batch& b) {
   const Tensor seq_lens = next({n_seqs});                  // i32[n_seqs]
   const Tensor rows = next({n_rows});                      // i32[n_rows]
   const Tensor table = next({n_seqs, b.max_blocks});       // i32[n_seqs, max_blocks]
+  const Tensor interleave = next({comm_ ? n_rows * n_ranks : 0});  // i32[n_rows * n_ranks]
 
   Tensor x = view_as(s_.x, {n, c_.n_embd});          // [n_tokens, n_embd]: the residual stream
   Tensor xn = view_as(s_.xn, {n, c_.n_embd});        // [n_tokens, n_embd]: a norm of x, or a block's output
-  Tensor q = view_as(s_.q, {n, c_.n_head, hd});      // [n_tokens, n_head, head_dim]
-  Tensor k = view_as(s_.k, {n, c_.n_head_kv, hd});   // [n_tokens, n_head_kv, head_dim]
-  Tensor v = view_as(s_.v, {n, c_.n_head_kv, hd});   // [n_tokens, n_head_kv, head_dim]
+  Tensor q = view_as(s_.q, {n, n_head, hd});         // [n_tokens, n_head, head_dim]
+  Tensor k = view_as(s_.k, {n, n_head_kv, hd});      // [n_tokens, n_head_kv, head_dim]
+  Tensor v = view_as(s_.v, {n, n_head_kv, hd});      // [n_tokens, n_head_kv, head_dim]
   Tensor attn = view_as(s_.attn, {n, q_dim});        // [n_tokens, n_head * head_dim]
-  Tensor gate = view_as(s_.gate, {n, c_.n_ff});      // [n_tokens, n_ff]
-  Tensor up = view_as(s_.up, {n, c_.n_ff});          // [n_tokens, n_ff]
+  Tensor gate = view_as(s_.gate, {n, n_ff});         // [n_tokens, n_ff]
+  Tensor up = view_as(s_.up, {n, n_ff});             // [n_tokens, n_ff]
   // q, k, v as the projections write them: [n_tokens, n_head * head_dim], [n_tokens, n_head_kv * head_dim]
   Tensor q_flat = view_as(s_.q, {n, q_dim}), k_flat = view_as(s_.k, {n, kv_dim}), v_flat = view_as(s_.v, {n, kv_dim});
 
@@ -120,6 +152,7 @@ Tensor LlamaModel::run(const Batch& b) {
   // ffn_norm, the FFN output's with the next layer's attn_norm. Only the first norm stands alone,
   // and the last FFN output's add is fused with the output norm on the picked rows (below).
   be_.embed(tok_embd_, ids, x);
+  all_reduce(x);
   be_.rms_norm(x, layers_.front().attn_norm, c_.norm_eps, xn);
   for (size_t il = 0; il < layers_.size(); ++il) {
     Layer& l = layers_[il];
@@ -129,12 +162,14 @@ Tensor LlamaModel::run(const Batch& b) {
     be_.rope_kv_write(q, k, v, pos, inv_freq_, slots, l.k_cache, l.v_cache);
     be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn);
     be_.matmul(attn, l.wo, xn);                              // xn is free again: the output projection
+    all_reduce(xn);
     be_.add_rms_norm(x, xn, l.ffn_norm, c_.norm_eps, xn);    // x += attention; xn = ffn_norm(x)
     // feed-forward block (SwiGLU)
     const MatmulOut gate_up[] = {{l.w_gate, gate}, {l.w_up, up}};
     be_.matmul_shared(xn, gate_up);
     be_.silu_mul(gate, up, gate);
     be_.matmul(gate, l.w_down, xn);                          // xn = the FFN output, not yet added to x
+    all_reduce(xn);
     if (il + 1 < layers_.size())
       be_.add_rms_norm(x, xn, layers_[il + 1].attn_norm, c_.norm_eps, xn);  // x += FFN; xn = next attn_norm(x)
   }
@@ -150,7 +185,20 @@ Tensor LlamaModel::run(const Batch& b) {
   be_.embed(xn, rows, picked_n);
   be_.add_rms_norm(picked, picked_n, output_norm_, c_.norm_eps, picked_n);  // picked_n = output_norm(x + FFN)
   Tensor logits = reuse(logits_, DType::f32, {n_rows, c_.n_vocab});      // [n_rows, n_vocab]
-  be_.matmul(picked_n, output_, logits);
+  if (!comm_) {
+    be_.matmul(picked_n, output_, logits);
+    return logits;
+  }
+  // Each rank's LM head rows give a [n_rows, n_vocab / n_ranks] slice; gathered, the slices stand
+  // rank after rank ([n_ranks * n_rows, slice] as rows), and the interleave order picks them row by
+  // row, rank by rank: [n_rows * n_ranks, slice] rows, which is [n_rows, n_vocab].
+  Tensor local = reuse(logits_local_, DType::f32, {n_rows, d_.n_vocab});
+  be_.matmul(picked_n, output_, local);
+  Tensor gathered = reuse(logits_gathered_, DType::f32, {n_ranks, n_rows, d_.n_vocab});
+  comm_->all_gather(local, gathered);
+  Tensor as_rows = view_as(gathered, {n_ranks * n_rows, d_.n_vocab});
+  Tensor out_rows = view_as(logits, {n_rows * n_ranks, d_.n_vocab});
+  be_.embed(as_rows, interleave, out_rows);
   return logits;
 }
 

@@ -6,28 +6,33 @@
 #include <vector>
 
 #include "backend/backend.h"
+#include "dist/communicator.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/runner.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 namespace herd {
 
-class LlamaModel {
+class LlamaModel final : public ModelRunner {
  public:
-  // Uploads the weights once.
-  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend);
+  // Uploads the weights once: all of them, or with a communicator of several ranks, this rank's
+  // shard of them (model/shard.h); every rank then runs the same calls in the same order, and the
+  // collectives of the forward pass join the shards' partial results.
+  LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, Communicator* comm = nullptr);
   // The paged KV cache, sized once the weights are in place: per layer, K and V of
-  // [n_blocks, n_head_kv, block_size, head_dim] in the backend's kv_dtype().
-  void allocate_kv(int32_t n_blocks, int32_t block_size);
+  // [n_blocks, this rank's n_head_kv, block_size, head_dim] in the backend's kv_dtype().
+  void allocate_kv(int32_t n_blocks, int32_t block_size) override;
 
   // Copies K and V of whole blocks in every layer (copy on write of forked sequences).
-  void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to);
+  void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to) override;
 
   // Runs one batch; K/V of every token are written at its slot. Returns f32 [n_rows, n_vocab],
   // empty when the batch asks for no rows (prefill chunks that end before their prompts do).
-  std::vector<float> forward(const Batch& batch);
+  std::vector<float> forward(const Batch& batch) override;
   // The same, but returns only the argmax of each logits row (greedy decoding).
-  std::vector<int32_t> forward_greedy(const Batch& batch);
+  std::vector<int32_t> forward_greedy(const Batch& batch) override;
 
   // KV bytes per token: 2 (K and V) x layers x kv heads x head_dim x element size.
   static int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);
@@ -37,7 +42,7 @@ class LlamaModel {
     Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
     Tensor k_cache, v_cache;  // [n_blocks, n_head_kv, block_size, head_dim]
   };
-  // Activations for up to `cap` tokens, reused across steps.
+  // Activations for up to `cap` tokens, reused across steps; head and FFN counts are this rank's.
   struct Scratch {
     int64_t cap = 0;
     Tensor x, xn;     // [n_tokens, n_embd]
@@ -45,6 +50,11 @@ class LlamaModel {
     Tensor k, v;      // [n_tokens, n_head_kv * head_dim]
     Tensor gate, up;  // [n_tokens, n_ff]
   };
+  // Uploads this rank's part of a weight; column slices are copied into owned_ first.
+  Tensor upload_rows(const TensorView& t, int64_t first, int64_t count);
+  Tensor upload_cols(const TensorView& t, int64_t first, int64_t count);
+  // Sums a row-parallel product's partial results over the ranks (nothing on one rank).
+  void all_reduce(Tensor& x);
 
   // Runs the layers and the LM head; returns the device logits [n_rows, n_vocab].
   Tensor run(const Batch& batch);
@@ -54,11 +64,15 @@ class LlamaModel {
 
   ModelConfig c_;
   Backend& be_;
+  Communicator* comm_;  // null: the whole model on one rank
+  ShardDims d_;         // this rank's heads, FFN columns and vocabulary rows
+  std::vector<std::vector<uint8_t>> owned_;  // column slices the CPU backend aliases
   int32_t block_size_ = 0;
   Tensor tok_embd_, output_norm_, output_, inv_freq_;
   std::vector<Layer> layers_;
   Scratch s_;
   Tensor ints_, picked_, picked_norm_, logits_, argmax_;
+  Tensor logits_local_, logits_gathered_;  // with several ranks: this rank's vocabulary slice, and all of them
 };
 
 }  // namespace herd

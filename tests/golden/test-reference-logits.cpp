@@ -75,13 +75,16 @@ struct Case {
   std::string reference;  // name in tests/data/reference
   bool f32;               // against the FP32 reference (a folder is upcast to F32 first)
   bool fast = false;      // the CPU's fast kernels (f16 KV cache) instead of the exact path
+  int tp = 1;             // tensor-parallel ranks (CPU only)
 };
 
-void PrintTo(const Case& c, std::ostream* os) { *os << c.model << (c.f32 ? " f32" : " bf16") << (c.fast ? " fast" : ""); }
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << c.model << (c.f32 ? " f32" : " bf16") << (c.fast ? " fast" : "") << " tp " << c.tp;
+}
 
 std::string case_name(const testing::TestParamInfo<Case>& info) {
   std::string n = fs::path(info.param.model).filename().string() + (info.param.f32 ? "_f32" : "_bf16") +
-                  (info.param.fast ? "_fast" : "");
+                  (info.param.fast ? "_fast" : "") + (info.param.tp > 1 ? "_tp" + std::to_string(info.param.tp) : "");
   std::replace_if(n.begin(), n.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }, '_');
   return n;
 }
@@ -107,6 +110,7 @@ TEST_P(ReferenceLogits, MatchesTransformers) {
   opt.n_threads = 2;
   opt.max_context = 128;
   opt.exact = !c.fast;
+  opt.tensor_parallel = c.tp;
   std::unique_ptr<herd::Model> model;
   const herd::Status loaded = herd::Model::load(dir, opt, &model);
   ASSERT_TRUE(loaded) << loaded.message();
@@ -158,11 +162,24 @@ std::vector<Case> cases() {
   v.push_back({"gguf/gqa4-hd32-untied-llama3.F32.gguf", "gqa4-hd32-untied-llama3", true});
   for (const char* t : {"F16", "BF16"})
     v.push_back({std::string("gguf/gqa4-hd128-tied-llama3.") + t + ".gguf", "gqa4-hd128-tied-llama3", true});
+  // Eight query heads over 2, 4 and 8 KV heads, the models tensor parallelism is tested on below.
+  for (std::string m : {"gqa8x2-hd16-untied-llama3", "gqa8x4-hd16-untied-llama3", "mha8-hd16-tied"})
+    for (bool f32 : {false, true}) v.push_back({"models/" + m, m, f32});
   // Every case again on the CPU's fast kernels (CUDA has one path).
   const size_t n = kDevice == "cpu" ? v.size() : 0;
   for (size_t i = 0; i < n; ++i) {
     v.push_back(v[i]);
     v.back().fast = true;
+  }
+  // Split over ranks (threads of this process on the CPU): 2 to 8 of them, the KV heads split, or
+  // past their count (gqa8x2 at 4 and 8, gqa4 at 2 and 4) replicated.
+  if (kDevice == "cpu") {
+    for (std::string m : {"gqa8x2-hd16-untied-llama3", "gqa8x4-hd16-untied-llama3", "mha8-hd16-tied"})
+      for (int tp : {2, 4, 8})
+        for (bool fast : {false, true}) v.push_back({"models/" + m, m, true, fast, tp});
+    for (int tp : {2, 4}) v.push_back({"models/gqa4-hd32-untied-llama3", "gqa4-hd32-untied-llama3", true, false, tp});
+    v.push_back({"models/gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", true, false, 2});
+    v.push_back({"gguf/gqa4-hd128-tied-llama3.BF16.gguf", "gqa4-hd128-tied-llama3", true, true, 4});
   }
   return v;
 }

@@ -1,5 +1,6 @@
 // The engine through the public API: batching changes nothing, preemption loses nothing,
-// cancelling frees blocks, requests that can never fit are refused up front.
+// cancelling frees blocks, requests that can never fit are refused up front. Built twice: the engine
+// on one rank, and split over HERD_TEST_TP tensor-parallel ranks, against the same one-rank Model API.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -21,10 +22,15 @@ std::vector<int32_t> reference_ids() {
 // K and V of 2 layers with one KV head of 32, in f16: the CPU's fast-path cache.
 constexpr int64_t kKvBytesPerToken = 2 * 2 * 32 * 2;
 
+#ifndef HERD_TEST_TP
+#define HERD_TEST_TP 1
+#endif
+
 herd::EngineOptions cpu(int64_t kv_memory = 0) {
   herd::EngineOptions o;
   o.device = "cpu";
   o.n_threads = 2;
+  o.tensor_parallel = HERD_TEST_TP;
   o.kv_memory = kv_memory;
   return o;
 }

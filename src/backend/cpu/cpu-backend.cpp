@@ -101,6 +101,10 @@ class CpuBackend final : public Backend {
     HERD_CHECK(out.numel() == n_tokens * n_embd);
     for (int64_t t = 0; t < n_tokens; ++t) {
       const int32_t id = i32p(ids)[t];
+      if (id == -1) {
+        std::fill_n(f32p(out) + t * n_embd, n_embd, 0.0f);
+        continue;
+      }
       HERD_CHECK(id >= 0 && id < n_vocab, "row ", id, " outside [0, ", n_vocab, ")");
       load_row(table.data(), table.dtype, id, n_embd, f32p(out) + t * n_embd);
     }

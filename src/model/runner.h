@@ -1,0 +1,22 @@
+// The forward steps the engine asks of a model, whether one rank runs it (LlamaModel) or a
+// tensor-parallel group led by this thread (engine/tensor-parallel.h).
+#pragma once
+
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "model/batch.h"
+
+namespace herd {
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual void allocate_kv(int32_t n_blocks, int32_t block_size) = 0;
+  virtual void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to) = 0;
+  virtual std::vector<float> forward(const Batch& batch) = 0;
+  virtual std::vector<int32_t> forward_greedy(const Batch& batch) = 0;
+};
+
+}  // namespace herd
