@@ -6,6 +6,7 @@
 #include "common/check.h"
 #include "engine/engine-impl.h"
 #include "engine/guarded.h"
+#include "model/llama.h"
 
 namespace herd {
 
@@ -68,7 +69,7 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
   HERD_REQUIRE(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1, "the KV memory fraction must lie in (0, 1]");
   auto impl = std::make_unique<Impl>();
   Impl& e = *impl;
-  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.block_size,
+  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.tensor_parallel, o.block_size,
                    [&](const ModelConfig& c, Backend& be) {
                      e.kv_bytes_per_token = LlamaModel::kv_bytes_per_token(c, be.kv_dtype());
                      // By default a share of free memory, but no more than a few full contexts.
