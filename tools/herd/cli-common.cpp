@@ -19,8 +19,8 @@ int max_threads() {
   return hw == 0 ? 1024 : int(std::min(1024u, 4 * hw));
 }
 
-// --device, -t/--threads and --rope-factor: where and how any model is loaded.
-void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float& rope_factor) {
+// --device, -t/--threads, --tp and --rope-factor: where and how any model is loaded.
+void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, int& tensor_parallel, float& rope_factor) {
   cmd->add_option("--device", device, "cpu, cuda, or auto (cuda when a GPU is present)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
@@ -35,6 +35,12 @@ void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, float&
             return "'" + text + "' is not 0 (one per core) or a thread count between 1 and " + std::to_string(most);
           },
           "INT", ""));
+  cmd->add_option("--tp,--tensor-parallel-size", tensor_parallel,
+                  "Split the model over this many ranks (tensor parallelism: 1/N of the heads, FFN and vocabulary "
+                  "each; it must divide the attention heads, FFN width and vocabulary, and divide or be a multiple "
+                  "of the KV heads). Ranks are threads sharing -t's CPU threads (docs/distributed.md)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
   cmd->add_option("--rope-factor", rope_factor,
                   "RoPE scaling factor for Meta params.json checkpoints, which do not record it (Llama 3.1: 8, 3.2: 32)")
       ->capture_default_str();
@@ -51,7 +57,7 @@ void add_exact_flag(CLI::App* cmd, bool& exact) {
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
   cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors) or a GGUF file")
       ->required();
-  add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.meta_rope_factor);
+  add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.tensor_parallel, f.options.meta_rope_factor);
   add_exact_flag(cmd, f.options.exact);
   cmd->add_option("-c,--ctx-size,--ctx", f.options.max_context,
                   "Context length: KV cache capacity in tokens (clamped to the model's context)")
@@ -60,7 +66,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
 }
 
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
-  add_device_flags(cmd, o.device, o.n_threads, o.meta_rope_factor);
+  add_device_flags(cmd, o.device, o.n_threads, o.tensor_parallel, o.meta_rope_factor);
   add_exact_flag(cmd, o.exact);
   cmd->add_option_function<std::string>(
       "--kv-memory", [&o](const std::string& text) { o.kv_memory = parse_size(text, "--kv-memory"); },

@@ -66,6 +66,7 @@ ordered_json model_summary(const herd::Engine& engine, const herd::Tokenizer* to
       {"chat_format", format_name(tokenizer)},
       {"device", i.device},
       {"threads", i.n_threads},
+      {"tensor_parallel", i.tensor_parallel},
       {"model_sampling", model_sampling},
       {"chat_sampling",
        {{"temperature", json_float(s.temperature.value_or(0.0f))},
@@ -97,7 +98,9 @@ std::string summary_text(const ordered_json& j) {
          std::to_string(j["block_size"].get<int>()) + " per block, " +
          std::to_string(j["kv_bytes_per_token"].get<int64_t>()) + " bytes each)\n";
   out += "chat format: " + j["chat_format"].get<std::string>() + "\n";
-  out += "device:      " + j["device"].get<std::string>() + (threads > 0 ? ", " + std::to_string(threads) + " threads" : "") + "\n";
+  const auto ranks = j["tensor_parallel"].get<int>();
+  out += "device:      " + j["device"].get<std::string>() + (threads > 0 ? ", " + std::to_string(threads) + " threads" : "") +
+         (ranks > 1 ? ", split over " + std::to_string(ranks) + " tensor-parallel ranks" : "") + "\n";
   out += "sampling:    " + sampling + " (" + c["source"].get<std::string>() + ")\n";
   out += "replies:     " + (cap > 0 ? "up to " + std::to_string(cap) + " tokens" : std::string("until the context is full")) +
          " (-n sets it)\n";
