@@ -84,10 +84,14 @@ def load(server):
     good = [r for r in results if r.get("status") == 200 and r["done"] and r["usage"] and len(r["finish"]) == 1]
     check(f"{clients} concurrent streaming clients x {per_client}: all complete ({took:.1f}s)",
           len(good) == clients * per_client, [r for r in results if r not in good][:5])
-    check("each stream's usage adds up and bounds its chunks", all(
+    # At temperature 1 a stream may end at once with the end-of-turn token: no content, finish "stop".
+    # Each token makes at most one content chunk, plus one at the end for the bytes of an incomplete
+    # UTF-8 character the detokenizer held back (sampled text may stop mid-character).
+    bad_usage = [r for r in good if not (
         r["usage"]["total_tokens"] == r["usage"]["prompt_tokens"] + r["usage"]["completion_tokens"]
-        and 1 <= r["usage"]["completion_tokens"] <= max_tokens and r["chunks"] <= r["usage"]["completion_tokens"]
-        for r in good), good[:3])
+        and (1 if r["finish"] == ["length"] else 0) <= r["usage"]["completion_tokens"] <= max_tokens
+        and r["chunks"] <= r["usage"]["completion_tokens"] + 1)]
+    check("each stream's usage adds up and bounds its chunks", not bad_usage, bad_usage[:3])
     gen = server.metric("herd_generation_tokens_total") - before[0]
     prompt = server.metric("herd_prompt_tokens_total") - before[1]
     check("/metrics counts the tokens the clients were told", gen == sum(r["usage"]["completion_tokens"] for r in good)
