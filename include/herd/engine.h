@@ -24,6 +24,7 @@ struct EngineOptions {
   float meta_rope_factor = 8.0f;  // see ModelOptions
   bool exact = false;             // see ModelOptions
   int tensor_parallel = 1;        // see ModelOptions
+  std::optional<ProcessGroup> process_group;  // see ModelOptions
   // KV cache budget in bytes; 0 = kv_memory_fraction of the memory free after the weights
   // (1 GiB when the backend cannot tell), at most 4 full contexts of the model.
   int64_t kv_memory = 0;

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "herd/chat.h"
+#include "herd/distributed.h"
 #include "herd/engine.h"
 #include "herd/files.h"
 #include "herd/model.h"

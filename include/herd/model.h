@@ -13,6 +13,19 @@
 
 namespace herd {
 
+// This process's place in a group of processes that split one model, one tensor-parallel rank each
+// (docs/distributed.md): what torchrun or mpirun put in the environment (process_group_from_env in
+// herd/distributed.h). Rank 0 loads the Model or Engine and does the work; every other rank runs
+// run_follower_rank with the same model and options.
+struct ProcessGroup {
+  int world_size = 1;
+  int rank = 0;
+  int local_rank = 0;       // the rank within its machine: its GPU
+  std::string master_addr;  // rank 0's host
+  int master_port = 0;      // where rank 0 listens for the others
+  int timeout_s = 300;      // how long to wait for a rank to connect, or for its part of a collective
+};
+
 struct ModelOptions {
   std::string device = "auto";  // "auto" (cuda when a GPU is present), "cpu" or "cuda"
   int n_threads = 0;            // CPU threads; 0 = one per hardware thread
@@ -22,8 +35,10 @@ struct ModelOptions {
   // kernels, which round activations to 8 bits against quantized weights (docs/cpu.md).
   bool exact = false;
   // Ranks to split the model over (tensor parallelism: docs/distributed.md); each holds 1/N of the
-  // heads, FFN columns and vocabulary. Ranks run as threads of this process on the CPU backend.
+  // heads, FFN columns and vocabulary. Ranks run as threads of this process on the CPU backend,
+  // unless process_group says they are processes (then tensor_parallel is its world size).
   int tensor_parallel = 1;
+  std::optional<ProcessGroup> process_group;
 };
 
 struct ModelInfo {

@@ -114,6 +114,7 @@ struct BackendOptions {
   // CPU: weights dequantized to f32 and f32 products, the reference path, instead of the fast
   // kernels (8-bit activations against quantized weights; backend/cpu/cpu-kernels.h).
   bool exact = false;
+  int cuda_device = 0;  // which GPU: a process group's rank drives its local rank's
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact = false);

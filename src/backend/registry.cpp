@@ -22,7 +22,7 @@ std::unique_ptr<Backend> make_backend(const BackendOptions& o) {
   if (device == "cuda" || device == "auto") {
 #ifdef HERD_WITH_CUDA
     HERD_REQUIRE(cuda_device_available(), "device cuda: no usable CUDA device found; use the CPU");
-    return make_cuda_backend(0);
+    return make_cuda_backend(o.cuda_device);
 #else
     fail_input("device cuda: this herd was built without CUDA (configure with -DHERD_CUDA=ON)");
 #endif

@@ -6,7 +6,7 @@
 #include "common/check.h"
 #include "engine/engine-impl.h"
 #include "engine/guarded.h"
-#include "model/llama.h"
+#include "engine/memory-plan.h"
 
 namespace herd {
 
@@ -21,9 +21,6 @@ const char* finish_reason_name(FinishReason r) {
 }
 
 namespace {
-
-constexpr int64_t kDefaultKvBytes = int64_t(1) << 30;  // when the backend cannot tell its free memory
-constexpr int64_t kDefaultContexts = 4;
 
 // The request's options over the model's generation_config.json defaults (greedy without them).
 SamplingParams resolve(const SamplingOptions& o, const GenerationDefaults& g) {
@@ -69,20 +66,12 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
   HERD_REQUIRE(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1, "the KV memory fraction must lie in (0, 1]");
   auto impl = std::make_unique<Impl>();
   Impl& e = *impl;
-  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.tensor_parallel, o.block_size,
+  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.tensor_parallel, o.process_group, o.block_size,
                    [&](const ModelConfig& c, Backend& be) {
-                     e.kv_bytes_per_token = LlamaModel::kv_bytes_per_token(c, be.kv_dtype());
-                     // By default a share of free memory, but no more than a few full contexts.
-                     const int64_t free = int64_t(be.free_memory());
-                     const int64_t share = free > 0 ? int64_t(double(free) * o.kv_memory_fraction) : kDefaultKvBytes;
-                     const int64_t budget =
-                         o.kv_memory > 0 ? o.kv_memory
-                                         : std::min(share, kDefaultContexts * c.n_ctx_train * e.kv_bytes_per_token);
-                     const int64_t block_bytes = e.kv_bytes_per_token * o.block_size;
-                     const int64_t n = std::min<int64_t>(budget / block_bytes, INT32_MAX / o.block_size - 1);
-                     HERD_REQUIRE(n >= 1, "a KV memory budget of ", budget, " bytes holds no block of ", o.block_size,
-                                  " tokens (", block_bytes, " bytes); raise it");
-                     return int32_t(n + 1);  // + the null block
+                     const KvPool pool = size_kv_pool(c, be.kv_dtype(), int64_t(be.free_memory()), o.kv_memory,
+                                                      o.kv_memory_fraction, o.block_size);
+                     e.kv_bytes_per_token = pool.bytes_per_token;
+                     return pool.n_blocks;
                    });
   HERD_REQUIRE(o.max_queued >= 0, "the request queue bound must not be negative");
   e.max_unfinished = o.max_queued > 0 ? int64_t(o.max_seqs) + o.max_queued : 0;

@@ -7,6 +7,7 @@
 #include "common/check.h"
 #include "common/threadpool.h"
 #include "dist/thread-group.h"
+#include "engine/process-group.h"
 #include "engine/tensor-parallel.h"
 #include "model/llama.h"
 #include "model/synthetic.h"
@@ -57,7 +58,7 @@ void describe_files(const ModelFiles& files, ModelInfo& i) {
 }  // namespace
 
 std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int tensor_parallel,
-                                        int32_t block_size,
+                                        const std::optional<ProcessGroup>& group, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks) {
   HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0, "the KV block size must be a power of two, got ",
                block_size);
@@ -66,20 +67,31 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   m->files = std::move(files);
   const ModelConfig& c = m->files.config;
   BackendOptions rank_backend = backend;
-  if (tensor_parallel > 1) {
+  if (group && group->world_size > 1) {
+    HERD_REQUIRE(group->rank == 0, "rank ", group->rank,
+                 " of a process group follows rank 0 (run_follower_rank) instead of loading a model of its own");
+    HERD_REQUIRE(tensor_parallel == 1 || tensor_parallel == group->world_size, "a tensor-parallel degree of ",
+                 tensor_parallel, ", but the launcher started ", group->world_size,
+                 " ranks: they must agree (one rank per process)");
+    tensor_parallel = group->world_size;
+    rank_backend = group_backend_options(backend, *group);
+    m->backend = make_backend(rank_backend);
+    m->runner = std::make_unique<TensorParallelModel>(
+        c, m->files.weights, *m->backend,
+        connect_process_group(*group, c, m->files.weights, *m->backend, backend.exact));
+  } else if (tensor_parallel > 1) {
     HERD_REQUIRE(backend.device == "cpu" || (backend.device == "auto" && !cuda_usable()),
                  "tensor parallelism runs its ranks on the CPU in this build (device \"cpu\"); GPU ranks need NCCL, "
                  "which herd does not drive yet");
     rank_backend.device = "cpu";
     rank_backend.n_threads = threads_per_rank(backend.n_threads, tensor_parallel);
-  }
-  m->backend = make_backend(rank_backend);
-  if (tensor_parallel == 1) {
-    m->runner = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
-  } else {
+    m->backend = make_backend(rank_backend);
     m->runner = std::make_unique<TensorParallelModel>(
         c, m->files.weights, *m->backend, [rank_backend](int) { return make_backend(rank_backend); },
         make_thread_group(tensor_parallel, kCollectiveTimeout));
+  } else {
+    m->backend = make_backend(rank_backend);
+    m->runner = std::make_unique<LlamaModel>(c, m->files.weights, *m->backend);
   }
   m->n_blocks = n_blocks(c, *m->backend);  // after the weights, so that free memory excludes them
   m->runner->allocate_kv(m->n_blocks, block_size);
@@ -102,7 +114,7 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   i.device = m->backend->name();
   // The CPU pool's size, as ThreadPool resolves it (0: one per hardware thread).
   if (i.device.starts_with("cpu"))
-    i.n_threads = ThreadPool::resolve_size(rank_backend.n_threads) * tensor_parallel;
+    i.n_threads = ThreadPool::resolve_size(rank_backend.n_threads) * (group ? 1 : tensor_parallel);
   i.tensor_parallel = tensor_parallel;
   describe_files(m->files, i);
   return m;

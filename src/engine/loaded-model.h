@@ -21,10 +21,11 @@ struct LoadedModel {
 };
 
 // Uploads `files` to a new backend, or with tensor_parallel > 1 to that many ranks (threads of this
-// process, CPU backends sharing backend.n_threads). n_blocks then picks the KV pool size, with the
+// process, CPU backends sharing backend.n_threads), or as rank 0 of a process group of several ranks
+// to this process's shard, the others following. n_blocks then picks the KV pool size, with the
 // weights in place (rank 0's backend; every rank holds as many blocks).
 std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& backend, int tensor_parallel,
-                                        int32_t block_size,
+                                        const std::optional<ProcessGroup>& group, int32_t block_size,
                                         const std::function<int32_t(const ModelConfig&, Backend&)>& n_blocks);
 
 // The in-memory random-weight model a SyntheticModelSpec describes.

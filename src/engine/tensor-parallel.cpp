@@ -61,12 +61,11 @@ class Reader {
   size_t at_ = 0;
 };
 
-// Ranks 1..: build this rank's shard, then run what rank 0 sends until it says stop.
-void follow(const ModelConfig& c, const HostWeights& w, Communicator& comm,
-            const std::function<std::unique_ptr<Backend>(int)>& make_backend) {
+}  // namespace
+
+void follow_rank0(const ModelConfig& c, const HostWeights& w, Backend& backend, Communicator& comm) {
   try {
-    const std::unique_ptr<Backend> backend = make_backend(comm.rank());
-    LlamaModel model(c, w, *backend, &comm);
+    LlamaModel model(c, w, backend, &comm);
     for (;;) {
       std::vector<uint8_t> message;
       comm.broadcast_host(message, 0);
@@ -96,15 +95,15 @@ void follow(const ModelConfig& c, const HostWeights& w, Communicator& comm,
           break;
         }
         case kStop: return;
-        default: HERD_CHECK(false, "unknown tensor-parallel op");
+        default: HERD_CHECK(false, "unknown tensor-parallel op ", op);
       }
     }
   } catch (const std::exception& e) {
+    // The first failure of the group is the one every rank reports; abort keeps it.
     comm.abort(str_cat("rank ", comm.rank(), " failed: ", e.what()));
+    throw;
   }
 }
-
-}  // namespace
 
 int threads_per_rank(int n_threads, int size) {
   return std::max(1, ThreadPool::resolve_size(n_threads) / std::max(1, size));
@@ -118,9 +117,26 @@ TensorParallelModel::TensorParallelModel(const ModelConfig& c, const HostWeights
   // Checked here too, so that a model that cannot be split fails before any thread starts.
   if (!w.layers.empty()) check_tensor_parallel(c, int(comms_.size()), w.layers[0].wo.dtype, w.layers[0].w_down.dtype);
   for (size_t r = 1; r < comms_.size(); ++r)
-    others_.emplace_back([&c, &w, comm = comms_[r].get(), make_backend] { follow(c, w, *comm, make_backend); });
+    others_.emplace_back([&c, &w, comm = comms_[r].get(), make_backend] {
+      try {
+        const std::unique_ptr<Backend> backend = make_backend(comm->rank());
+        follow_rank0(c, w, *backend, *comm);
+      } catch (const std::exception& e) {
+        comm->abort(str_cat("rank ", comm->rank(), " failed: ", e.what()));  // rank 0 reports it
+      }
+    });
+  build_rank0(c, w, rank0_backend);
+}
+
+TensorParallelModel::TensorParallelModel(const ModelConfig& c, const HostWeights& w, Backend& rank0_backend,
+                                         std::unique_ptr<Communicator> comm) {
+  comms_.push_back(std::move(comm));
+  build_rank0(c, w, rank0_backend);
+}
+
+void TensorParallelModel::build_rank0(const ModelConfig& c, const HostWeights& w, Backend& backend) {
   try {
-    rank0_ = std::make_unique<LlamaModel>(c, w, rank0_backend, comms_[0].get());
+    rank0_ = std::make_unique<LlamaModel>(c, w, backend, comms_[0].get());
   } catch (const std::exception& e) {
     comms_[0]->abort(str_cat("rank 0 failed: ", e.what()));
     for (std::thread& t : others_) t.join();

@@ -46,6 +46,30 @@ void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, int& t
       ->capture_default_str();
 }
 
+// Once a command's flags are parsed: when the launcher started this process as one rank of a group
+// (herd/distributed.h), rank 0 goes on with the command on the whole group, and every other rank
+// loads its shard of the same model and follows rank 0 instead of running the command.
+void join_process_group(const CLI::App* cmd, const herd::ModelOptions& asked, int& tensor_parallel,
+                        std::optional<herd::ProcessGroup>& group) {
+  std::optional<herd::ProcessGroup> g;
+  if (const int rc = report(herd::process_group_from_env(&g))) throw RankExit{rc};
+  if (!g || g->world_size == 1) return;
+  if (tensor_parallel != 1 && tensor_parallel != g->world_size)
+    throw RankExit{report(herd::Status::invalid_input(
+        "--tp " + std::to_string(tensor_parallel) + ", but the launcher started " + std::to_string(g->world_size) +
+        " ranks (WORLD_SIZE): under a launcher each process is one rank, so leave --tp out or make them agree"))};
+  tensor_parallel = g->world_size;
+  group = g;
+  if (g->rank == 0) return;
+  const std::string path = cmd->get_option("--model")->as<std::string>();
+  if (path.empty())
+    throw RankExit{report(herd::Status::invalid_input("rank " + std::to_string(g->rank) +
+                                                      ": a process group splits a model given with -m"))};
+  herd::ModelOptions o = asked;
+  o.tensor_parallel = tensor_parallel;
+  throw RankExit{report(herd::run_follower_rank(path, o, *g))};
+}
+
 void add_exact_flag(CLI::App* cmd, bool& exact) {
   cmd->add_flag("--exact", exact,
                 "CPU: the reference path (weights dequantized to f32, f32 products) instead of the fast kernels, "
@@ -63,6 +87,8 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
                   "Context length: KV cache capacity in tokens (clamped to the model's context)")
       ->capture_default_str()
       ->check(int_range(1, std::numeric_limits<int64_t>::max()));
+  cmd->parse_complete_callback(
+      [cmd, &f] { join_process_group(cmd, f.options, f.options.tensor_parallel, f.options.process_group); });
 }
 
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
@@ -73,6 +99,14 @@ void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
       "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
   cmd->add_option("--block-size", o.block_size, "Tokens per KV block (a power of two)")->capture_default_str();
   cmd->add_option("--batch-tokens", o.max_batch_tokens, "Token budget of one engine step")->capture_default_str();
+  cmd->parse_complete_callback([cmd, &o] {
+    herd::ModelOptions asked;
+    asked.device = o.device;
+    asked.n_threads = o.n_threads;
+    asked.exact = o.exact;
+    asked.meta_rope_factor = o.meta_rope_factor;
+    join_process_group(cmd, asked, o.tensor_parallel, o.process_group);
+  });
 }
 
 void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& s) {

@@ -11,13 +11,20 @@
 
 namespace herd_cli {
 
+// Thrown by a command's flag parsing when this process was a follower rank of a process group
+// (docs/distributed.md) and its work is done: main exits with rc instead of running the command.
+struct RankExit {
+  int rc;
+};
+
 // -m/--device/--threads/--ctx, shared by every command that loads a model.
 struct ModelFlags {
   std::string path;
   herd::ModelOptions options;
 };
 void add_model_flags(CLI::App* cmd, ModelFlags& flags);
-// The engine's flags: --device, --threads, --rope-factor, --kv-memory, --block-size, --batch-tokens.
+// The engine's flags: --device, --threads, --tp, --rope-factor, --kv-memory, --block-size, --batch-tokens.
+// Both sets also make the command one rank of a process group when the launcher's environment says so.
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& options);
 // The sampler chain's flags (docs/sampling.md); unset ones take generation_config.json's defaults.
 void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& sampling);

@@ -128,6 +128,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     std::cerr << "herd: error: " << explain(app, e, argc, argv) << "\n";
     return 2;
+  } catch (const herd_cli::RankExit& e) {
+    return e.rc;  // a follower rank: it followed rank 0 instead of running the command
   }
   return rc;
 }
