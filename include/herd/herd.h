@@ -5,6 +5,7 @@
 #include "herd/distributed.h"
 #include "herd/engine.h"
 #include "herd/files.h"
+#include "herd/memory-plan.h"
 #include "herd/model.h"
 #include "herd/retrieval.h"
 #include "herd/status.h"

@@ -21,10 +21,18 @@ constexpr int64_t kKernelScratchBytes = 40 * kMiB;
 // The CUDA context, cuBLAS's loaded kernels and NCCL's buffers: a round guess, not a measurement.
 constexpr int64_t kRuntimeReserveBytes = kGiB;
 
-std::string gib(int64_t bytes) {
+// "47.74 GiB", "8.25 MiB", "3.00 KiB", "512 B": the largest binary unit of which it is at least one.
+std::string size_text(int64_t bytes) {
+  const char* units[] = {"GiB", "MiB", "KiB"};
   char s[32];
-  std::snprintf(s, sizeof s, "%.2f GiB", double(bytes) / double(kGiB));
-  return s;
+  for (int i = 0; i < 3; ++i) {
+    const double unit = double(int64_t(1) << (10 * (3 - i)));
+    if (double(bytes) >= unit) {
+      std::snprintf(s, sizeof s, "%.2f %s", double(bytes) / unit, units[i]);
+      return s;
+    }
+  }
+  return str_cat(bytes, " B");
 }
 
 // "[16032, 16384]"
@@ -188,7 +196,7 @@ MemoryPlan plan_rank_memory(const PlanInput& in) {
   p.budget_bytes = int64_t(double(in.gpu_memory) * in.gpu_util);
   char util[32];
   std::snprintf(util, sizeof util, "%g", in.gpu_util);
-  row("budget", gib(p.budget_bytes), str_cat(util, " x ", gib(in.gpu_memory)));
+  row("budget", size_text(p.budget_bytes), str_cat(util, " x ", size_text(in.gpu_memory)));
 
   // Weights: q/k/v and gate/up split by rows, o and down by columns, the embedding and the LM head
   // by vocabulary rows, the norms whole on every rank (model/shard.h).
@@ -209,17 +217,17 @@ MemoryPlan plan_rank_memory(const PlanInput& in) {
   const int64_t embd = matrix_bytes(w.tok_embd, d.n_vocab, e, "token embedding");
   const int64_t head = c.tied_embeddings ? 0 : matrix_bytes(w.output, d.n_vocab, e, "LM head");
   p.weight_bytes = embd + head + attn + ffn + norms;
-  row("weights", gib(p.weight_bytes), "the rows below");
-  row("  embedding", gib(embd), str_cat(shape(d.n_vocab, e), " ", w.tok_embd.name));
-  row("  LM head", gib(head),
+  row("weights", size_text(p.weight_bytes), "the rows below");
+  row("  embedding", size_text(embd), str_cat(shape(d.n_vocab, e), " ", w.tok_embd.name));
+  row("  LM head", size_text(head),
       c.tied_embeddings ? "tied: the embedding itself" : str_cat(shape(d.n_vocab, e), " ", w.output.name));
-  row("  attention", gib(attn),
+  row("  attention", size_text(attn),
       str_cat(c.n_layer, " layers x (q ", shape(q_rows, e), " + k, v 2 x ", shape(kv_rows, e), " + o ",
               shape(e, q_rows), ") ", type_names(attn_types)));
-  row("  FFN", gib(ffn),
+  row("  FFN", size_text(ffn),
       str_cat(c.n_layer, " layers x (gate, up 2 x ", shape(d.n_ff, e), " + down ", shape(e, d.n_ff), ") ",
               type_names(ffn_types)));
-  row("  norms", gib(norms), str_cat(2 * c.n_layer + 1, " x [", e, "] ", type_names(norm_types)));
+  row("  norms", size_text(norms), str_cat(2 * c.n_layer + 1, " x [", e, "] ", type_names(norm_types)));
 
   // Workspace of one step of n tokens (LlamaModel's scratch, f32), every token a logits row at worst
   // (prompt logprobs), plus what the backend and the runtime hold.
@@ -234,22 +242,22 @@ MemoryPlan plan_rank_memory(const PlanInput& in) {
   // block table [n_seqs, max_blocks], with at most one sequence per token.
   const int64_t arrays = 4 * n * (max_blocks + 6 + tp);
   p.workspace_bytes = act + cast + logits + arrays + kKernelScratchBytes + kRuntimeReserveBytes;
-  row("workspace", gib(p.workspace_bytes), "an estimate: the rows below");
-  row("  activations", gib(act),
+  row("workspace", size_text(p.workspace_bytes), "an estimate: the rows below");
+  row("  activations", size_text(act),
       str_cat(n, " tokens x (2 x ", e, " + 2 x ", q_rows, " + 2 x ", kv_rows, " + 2 x ", d.n_ff, ") x 4 B"));
-  row("  GEMM inputs", gib(cast), str_cat(n, " tokens x max(", e, ", ", q_rows, ", ", d.n_ff, ") x 2 B (16-bit)"));
-  row("  logits", gib(logits),
+  row("  GEMM inputs", size_text(cast), str_cat(n, " tokens x max(", e, ", ", q_rows, ", ", d.n_ff, ") x 2 B (16-bit)"));
+  row("  logits", size_text(logits),
       tp > 1 ? str_cat(n, " rows x (2 x ", e, " + ", c.n_vocab, " + ", d.n_vocab, " + ", c.n_vocab, ") x 4 B")
              : str_cat(n, " rows x (2 x ", e, " + ", c.n_vocab, ") x 4 B"));
-  row("  step arrays", gib(arrays), str_cat(n, " x (", max_blocks, " blocks + ", 6 + tp, ") x 4 B"));
-  row("  kernel scratch", gib(kKernelScratchBytes), "cuBLAS workspace 32 MiB + attention partials under 8 MiB");
-  row("  runtime", gib(kRuntimeReserveBytes), "CUDA context, cuBLAS kernels, NCCL buffers (a guess)");
+  row("  step arrays", size_text(arrays), str_cat(n, " x (", max_blocks, " blocks + ", 6 + tp, ") x 4 B"));
+  row("  kernel scratch", size_text(kKernelScratchBytes), "cuBLAS workspace 32 MiB + attention partials under 8 MiB");
+  row("  runtime", size_text(kRuntimeReserveBytes), "CUDA context, cuBLAS kernels, NCCL buffers (a guess)");
 
   // The KV cache takes the rest, in whole blocks; block 0 is the null block padding points at.
   p.kv_cache_bytes = p.budget_bytes - p.weight_bytes - p.workspace_bytes;
-  row("KV cache", p.kv_cache_bytes > 0 ? gib(p.kv_cache_bytes) : "none",
-      str_cat(gib(p.budget_bytes), " - ", gib(p.weight_bytes), " - ", gib(p.workspace_bytes),
-              p.kv_cache_bytes > 0 ? "" : str_cat(" = -", gib(-p.kv_cache_bytes))));
+  row("KV cache", p.kv_cache_bytes > 0 ? size_text(p.kv_cache_bytes) : "none",
+      str_cat(size_text(p.budget_bytes), " - ", size_text(p.weight_bytes), " - ", size_text(p.workspace_bytes),
+              p.kv_cache_bytes > 0 ? "" : str_cat(" = -", size_text(-p.kv_cache_bytes))));
   p.kv_bytes_per_token = kv_bytes_per_token(c, in.kv_type.bytes, tp);
   row("KV per token", str_cat(p.kv_bytes_per_token, " B"),
       str_cat("2 x ", c.n_layer, " layers x ", d.n_head_kv, " KV head", d.n_head_kv == 1 ? "" : "s", " x ", hd, " x ",
@@ -267,11 +275,11 @@ MemoryPlan plan_rank_memory(const PlanInput& in) {
 
   p.fits = p.n_sequences >= 1;
   if (p.kv_cache_bytes <= 0)
-    p.verdict = str_cat("does not fit: the weights (", gib(p.weight_bytes), ") and workspace (",
-                        gib(p.workspace_bytes), ") exceed the budget of ", gib(p.budget_bytes), " per GPU by ",
-                        gib(-p.kv_cache_bytes));
+    p.verdict = str_cat("does not fit: the weights (", size_text(p.weight_bytes), ") and workspace (",
+                        size_text(p.workspace_bytes), ") exceed the budget of ", size_text(p.budget_bytes), " per GPU by ",
+                        size_text(-p.kv_cache_bytes));
   else if (p.kv_blocks == 0)
-    p.verdict = str_cat("does not fit: the ", gib(p.kv_cache_bytes), " left for the KV cache hold no block of ",
+    p.verdict = str_cat("does not fit: the ", size_text(p.kv_cache_bytes), " left for the KV cache hold no block of ",
                         in.block_size, " tokens");
   else if (!p.fits)
     p.verdict = str_cat("does not fit at this context: the KV cache holds ", p.kv_tokens,

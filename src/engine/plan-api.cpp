@@ -35,8 +35,9 @@ Status plan_memory(const MemoryPlanOptions& o, MemoryPlan* out) {
             names.insert(t->name);
             quantized |= t->elems > 1;
           }
-        in.weight_dtype = "as stored:";
-        for (const std::string& n : names) in.weight_dtype += " " + n;
+        std::string list;
+        for (const std::string& n : names) list += (list.empty() ? "" : ", ") + n;
+        in.weight_dtype = "as stored: " + list;
       } else {
         // Meta publishes the presets' weights in BF16.
         const StoredType bf16 = stored_type(DType::bf16);

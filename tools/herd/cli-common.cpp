@@ -135,17 +135,21 @@ int64_t parse_size(const std::string& text, const std::string& flag) {
   const char* end = text.data() + text.size();
   auto [p, ec] = std::from_chars(text.data(), end, value);
   const std::string unit(p, end);
-  int64_t scale = 0;
+  // KB, MB, GB, TB are powers of 1000 (as cards and disks are sold); KiB.. and K, M, G, T powers of 1024.
+  double scale = 0;
   if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "KiB") scale = int64_t(1) << 10;
-  else if (unit == "MiB") scale = int64_t(1) << 20;
-  else if (unit == "GiB") scale = int64_t(1) << 30;
+  const char* prefixes = "KMGT";
+  for (int i = 0; i < 4; ++i) {
+    const std::string p(1, prefixes[i]);
+    if (unit == p + "B") scale = std::pow(1000.0, i + 1);
+    else if (unit == p + "iB" || unit == p) scale = std::pow(1024.0, i + 1);
+  }
   if (ec != std::errc() || scale == 0 || !(value > 0))
-    throw CLI::ValidationError(flag, "'" + text + "' is not a size (examples: 512MiB, 8GiB, 1048576)");
+    throw CLI::ValidationError(flag, "'" + text + "' is not a size (examples: 512MiB, 8GiB, 80GB, 1048576)");
   // 2^62 bytes (4 EiB) is beyond any memory, and the product stays far from int64's overflow.
-  if (!(value * double(scale) <= double(int64_t(1) << 62)))
+  if (!(value * scale <= double(int64_t(1) << 62)))
     throw CLI::ValidationError(flag, "'" + text + "' is too large (at most 4194304TiB; examples: 512MiB, 8GiB)");
-  return int64_t(value * double(scale));
+  return int64_t(value * scale);
 }
 
 uint64_t parse_seed(const std::string& text, const std::string& flag) {

@@ -31,7 +31,8 @@ void add_sampling_flags(CLI::App* cmd, herd::SamplingOptions& sampling);
 
 // Prints "herd: error: MESSAGE" to stderr and returns the exit code for the status.
 int report(const herd::Status& s);
-// "512MiB", "8GiB", "64KiB", "1000" (bytes) -> bytes; throws CLI::ValidationError naming the flag.
+// "512MiB", "8GiB", "80G" (GiB), "141GB" (10^9), "1000" (bytes) -> bytes; throws CLI::ValidationError
+// naming the flag.
 int64_t parse_size(const std::string& text, const std::string& flag);
 // A decimal integer in [0, 2^64); throws CLI::ValidationError naming the flag (nothing wraps).
 uint64_t parse_seed(const std::string& text, const std::string& flag);
@@ -59,5 +60,6 @@ void add_eval_command(CLI::App& app, int& rc);
 void add_info_command(CLI::App& app, int& rc);  // the model and how it would run
 void add_index_commands(CLI::App& app, int& rc);  // index build and index search (docs/rag.md)
 void add_serve_command(CLI::App& app, int& rc);   // the OpenAI-compatible server (docs/serve.md)
+void add_plan_command(CLI::App& app, int& rc);    // GPU memory of a deployment, before loading it
 
 }  // namespace herd_cli
