@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/cuda/cuda-place.h"
 #include "common/check.h"
 #include "common/quant.h"
 #include "kernels/add-rmsnorm.cuh"
@@ -133,6 +134,7 @@ class CudaBackend final : public Backend {
   }
 
   std::string name() const override { return "cuda:" + std::to_string(device_) + " (" + device_name_ + ")"; }
+  CudaPlace place() const { return {device_, stream_}; }
 
   size_t free_memory() const override {
     size_t free = 0, total = 0;
@@ -390,5 +392,13 @@ bool cuda_device_available() {
 }
 
 std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+
+bool is_cuda_backend(const Backend& backend) { return dynamic_cast<const CudaBackend*>(&backend) != nullptr; }
+
+CudaPlace cuda_place(Backend& backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
+  HERD_CHECK(cuda != nullptr, backend.name(), " is not a CUDA backend");
+  return cuda->place();
+}
 
 }  // namespace herd

@@ -16,4 +16,7 @@ bool cuda_device_available();
 // Throws herd::Error when the device cannot be used.
 std::unique_ptr<Backend> make_cuda_backend(int device);
 
+// True for a backend that make_cuda_backend made.
+bool is_cuda_backend(const Backend& backend);
+
 }  // namespace herd
