@@ -5,6 +5,7 @@
 #include "common/check.h"
 #include "common/gguf-file.h"
 #include "model/load-gguf.h"
+#include "model/load-meta-pth.h"
 
 namespace herd {
 
@@ -48,7 +49,10 @@ ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
     m.generation = parse_generation_config(read_text_file(gen.string()), gen.string(), &m.config.eos_ids);
     validate_config(m.config, gen.string());
   }
-  m.weights = load_safetensors_weights(path, m.config, scheme);
+  const std::vector<std::string> pth =
+      scheme == NameScheme::meta ? find_meta_pth_shards(path) : std::vector<std::string>{};
+  m.weights =
+      pth.empty() ? load_safetensors_weights(path, m.config, scheme) : load_meta_pth_weights(pth, m.config, path);
   return m;
 }
 

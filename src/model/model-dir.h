@@ -16,7 +16,8 @@ struct ModelFiles {
 };
 
 // Format by content: a GGUF file (load-gguf.h); a directory with config.json means Hugging Face
-// names and half-split q/k rows; params.json means Meta names and interleaved rows.
+// names and half-split q/k rows; params.json means Meta names and interleaved rows, with the weights
+// in consolidated.NN.pth (load-meta-pth.h) when there are any, else in *.safetensors.
 // meta_rope_factor: see parse_meta_params.
 ModelFiles load_model_files(const std::string& path, float meta_rope_factor = 8.0f);
 

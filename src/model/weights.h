@@ -11,6 +11,7 @@
 #include "common/tensor.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "model/torch-checkpoint.h"
 
 namespace herd {
 
@@ -34,6 +35,7 @@ struct HostWeights {
   std::vector<LayerWeights> layers;
 
   std::vector<std::unique_ptr<SafetensorsFile>> files;
+  std::vector<std::unique_ptr<TorchCheckpoint>> torch_files;
   std::unique_ptr<GgufFile> gguf;
   std::vector<std::vector<uint8_t>> owned;
 };
