@@ -122,9 +122,9 @@ def meta_permute(w, n_heads):
     return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
 
-def write_meta_variant(model, cfg, dst):
-    os.makedirs(dst, exist_ok=True)
-    sd = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
+def meta_state_dict(sd, cfg):
+    """HF names and half-split q/k rows -> Meta names and interleaved rows (BF16, contiguous)."""
+    sd = {k: v.to(torch.bfloat16).contiguous() for k, v in sd.items()}
     meta = {"tok_embeddings.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"],
             "output.weight": sd["lm_head.weight"]}
     names = {"input_layernorm": "attention_norm", "post_attention_layernorm": "ffn_norm",
@@ -140,16 +140,25 @@ def write_meta_variant(model, cfg, dst):
             elif hf == "self_attn.k_proj":
                 w = meta_permute(w, cfg.num_key_value_heads)
             meta[f"layers.{i}.{mt}.weight"] = w.contiguous()
-    save_file(meta, os.path.join(dst, "consolidated.safetensors"))
+    return meta
+
+
+def meta_params(cfg):
+    """params.json for a fixture model (hidden 128, intermediate 192, Llama 3.1 RoPE scaling)."""
     # llama-models' rule int(0.5 * int(2 * 4 * 128 / 3)) = 170, rounded up to a multiple of 192,
     # lands on the intermediate size.
     assert cfg.hidden_size == 128 and cfg.intermediate_size == 192
-    params = {"dim": cfg.hidden_size, "n_layers": cfg.num_hidden_layers, "n_heads": cfg.num_attention_heads,
-              "n_kv_heads": cfg.num_key_value_heads, "vocab_size": cfg.vocab_size,
-              "multiple_of": 192, "ffn_dim_multiplier": 0.5, "norm_eps": cfg.rms_norm_eps,
-              "rope_theta": 500000.0, "use_scaled_rope": True}
+    return {"dim": cfg.hidden_size, "n_layers": cfg.num_hidden_layers, "n_heads": cfg.num_attention_heads,
+            "n_kv_heads": cfg.num_key_value_heads, "vocab_size": cfg.vocab_size,
+            "multiple_of": 192, "ffn_dim_multiplier": 0.5, "norm_eps": cfg.rms_norm_eps,
+            "rope_theta": 500000.0, "use_scaled_rope": True}
+
+
+def write_meta_variant(model, cfg, dst):
+    os.makedirs(dst, exist_ok=True)
+    save_file(meta_state_dict(model.state_dict(), cfg), os.path.join(dst, "consolidated.safetensors"))
     with open(os.path.join(dst, "params.json"), "w") as f:
-        json.dump(params, f, indent=2)
+        json.dump(meta_params(cfg), f, indent=2)
 
 
 def main():
