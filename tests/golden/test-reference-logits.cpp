@@ -157,6 +157,12 @@ std::vector<Case> cases() {
   // Meta's layout: params.json, Meta names, interleaved q/k rows permuted at load.
   for (bool f32 : {false, true})
     v.push_back({"models/gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", f32});
+  // Meta's own files (consolidated.NN.pth by torch.save) at model-parallel degrees 1, 2 and 4, the
+  // ranks joined at load; BF16 as stored.
+  for (int mp : {1, 2, 4}) {
+    const std::string dir = "models/gqa8x4-hd16-untied-llama3-meta-pth-mp" + std::to_string(mp);
+    v.push_back({dir, "gqa8x4-hd16-untied-llama3", false});
+  }
   // GGUF: llama.cpp's names, interleaved q/k rows and rope_freqs factors. The weights are the BF16
   // fixtures' values, which F16 and BF16 hold exactly, so the FP32 reference applies to all three.
   v.push_back({"gguf/gqa4-hd32-untied-llama3.F32.gguf", "gqa4-hd32-untied-llama3", true});
@@ -179,6 +185,7 @@ std::vector<Case> cases() {
         for (bool fast : {false, true}) v.push_back({"models/" + m, m, true, fast, tp});
     for (int tp : {2, 4}) v.push_back({"models/gqa4-hd32-untied-llama3", "gqa4-hd32-untied-llama3", true, false, tp});
     v.push_back({"models/gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", true, false, 2});
+    v.push_back({"models/gqa8x4-hd16-untied-llama3-meta-pth-mp4", "gqa8x4-hd16-untied-llama3", false, false, 2});
     v.push_back({"gguf/gqa4-hd128-tied-llama3.BF16.gguf", "gqa4-hd128-tied-llama3", true, true, 4});
   }
   return v;
