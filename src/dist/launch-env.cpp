@@ -46,6 +46,12 @@ std::optional<LaunchEnv> launch_env_from(const std::function<const char*(const c
     HERD_REQUIRE(port.has_value(), "a group of ", e.world_size,
                  " ranks needs MASTER_PORT, where rank 0 listens (with mpirun: export it with -x MASTER_PORT)");
     e.master_port = *port;
+    // Under torchrun, MASTER_PORT is already taken by its own rendezvous store on rank 0's machine.
+    if (getenv("TORCHELASTIC_RUN_ID")) {
+      HERD_REQUIRE(e.master_port < 65535, "MASTER_PORT 65535 leaves no port for herd beside torchrun's; set HERD_TP_PORT");
+      e.master_port += 1;
+    }
+    if (const std::optional<int> own = int_var(getenv, {"HERD_TP_PORT"}, 1, 65535)) e.master_port = *own;
   }
   return e;
 }

@@ -1,7 +1,9 @@
 // Where this process stands in a group of processes, one tensor-parallel rank each, as the launcher
 // set it in the environment (docs/distributed.md): torchrun's WORLD_SIZE, RANK, LOCAL_RANK,
 // MASTER_ADDR, MASTER_PORT, or Open MPI's OMPI_COMM_WORLD_SIZE, _RANK, _LOCAL_RANK (mpirun; the
-// address and port of rank 0 then come from MASTER_ADDR and MASTER_PORT, exported with -x).
+// address and port of rank 0 then come from MASTER_ADDR and MASTER_PORT, exported with -x). Rank 0
+// listens on MASTER_PORT, or MASTER_PORT + 1 under torchrun (whose own store holds MASTER_PORT), or
+// on HERD_TP_PORT when set.
 #pragma once
 
 #include <functional>

@@ -68,8 +68,12 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
   Impl& e = *impl;
   e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.tensor_parallel, o.process_group, o.block_size,
                    [&](const ModelConfig& c, Backend& be) {
-                     const KvPool pool = size_kv_pool(c, be.kv_dtype(), int64_t(be.free_memory()), o.kv_memory,
-                                                      o.kv_memory_fraction, o.block_size);
+                     // Each rank holds its KV heads' share; ranks that are threads share this process's memory.
+                     const bool processes = o.process_group && o.process_group->world_size > 1;
+                     const int ranks = processes ? o.process_group->world_size : o.tensor_parallel;
+                     const int64_t free = int64_t(be.free_memory()) / (processes ? 1 : ranks);
+                     const KvPool pool = size_kv_pool(c, be.kv_dtype(), free, o.kv_memory, o.kv_memory_fraction,
+                                                      o.block_size, ranks);
                      e.kv_bytes_per_token = pool.bytes_per_token;
                      return pool.n_blocks;
                    });

@@ -3,7 +3,7 @@
 #include <chrono>
 
 #include "common/check.h"
-#include "dist/tcp-communicator.h"
+#include "backend/group.h"
 #include "dist/tcp-star.h"
 
 namespace herd {
@@ -24,9 +24,7 @@ std::unique_ptr<Communicator> connect_process_group(const ProcessGroup& group, c
               ", vocabulary ", c.n_vocab, ", ", dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype),
               " weights, ", group.world_size, " ranks on ", kind);
   const std::chrono::milliseconds timeout{int64_t(group.timeout_s) * 1000};
-  std::unique_ptr<TcpStar> star = TcpStar::connect(env, fingerprint, timeout);
-  HERD_REQUIRE(kind != "cuda", "GPU ranks over NCCL are not in this build");
-  return make_tcp_communicator(std::move(star), timeout);
+  return make_group_communicator(backend, TcpStar::connect(env, fingerprint, timeout), timeout);
 }
 
 }  // namespace herd

@@ -18,7 +18,7 @@ namespace herd {
 BackendOptions group_backend_options(const BackendOptions& asked, const ProcessGroup& group);
 
 // Connects this rank to the others (rank 0 waits for all of them) and returns its communicator: NCCL
-// for a CUDA backend, TCP for the CPU. Every rank must load the same model the same way: a fingerprint
+// for a CUDA backend, TCP for the CPU (backend/group.h). Every rank must load the same model the same way: a fingerprint
 // of the config, the stored types and the backend is compared at the handshake.
 std::unique_ptr<Communicator> connect_process_group(const ProcessGroup& group, const ModelConfig& c,
                                                     const HostWeights& w, Backend& backend, bool exact);

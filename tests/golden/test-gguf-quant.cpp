@@ -70,7 +70,8 @@ class GgufQuant : public testing::TestWithParam<std::string> {
 
 // exact: the CPU's reference path; otherwise the device's default kernels (on the CPU, 8-bit
 // activations against the quantized weights, as llama.cpp computes).
-void check_file(const std::string& type, bool exact) {
+// tp: tensor-parallel ranks, each holding whole quantization blocks of its columns.
+void check_file(const std::string& type, bool exact, int tp = 1) {
   const Ref ref = load_ref(type);
   ASSERT_EQ(ref.ids.size(), 64u);
   herd::ModelOptions opt;
@@ -78,6 +79,7 @@ void check_file(const std::string& type, bool exact) {
   opt.n_threads = 2;
   opt.max_context = 128;
   opt.exact = exact;
+  opt.tensor_parallel = tp;
   std::unique_ptr<herd::Model> model;
   const herd::Status loaded = herd::Model::load(kDir + "quant-" + type + ".gguf", opt, &model);
   ASSERT_TRUE(loaded) << loaded.message();
@@ -110,6 +112,27 @@ void check_file(const std::string& type, bool exact) {
 TEST_P(GgufQuant, MatchesDequantizedTransformersAndLlamaCpp) { check_file(GetParam(), /*exact=*/true); }
 
 TEST_P(GgufQuant, FastKernelsSitAsCloseAsLlamaCpp) { check_file(GetParam(), /*exact=*/false); }
+
+// Split over 2 and 4 ranks (4 heads over 2 KV heads: at 4 the KV heads are replicated). A rank's
+// columns of the output and down projections (128 or 64 of 256) are whole 32-element blocks, but not
+// whole 256-element K-quant blocks: those splits are refused, naming the type.
+TEST_P(GgufQuant, SplitOverRanksStillMatches) {
+  if (kDevice != "cpu") GTEST_SKIP() << "ranks run on the CPU";
+  const bool k_quant = GetParam().find("_K") != std::string::npos;
+  for (int tp : {2, 4}) {
+    if (!k_quant) {
+      for (bool exact : {true, false}) check_file(GetParam(), exact, tp);
+      continue;
+    }
+    herd::ModelOptions opt;
+    opt.device = kDevice;
+    opt.tensor_parallel = tp;
+    std::unique_ptr<herd::Model> model;
+    const herd::Status s = herd::Model::load(kDir + "quant-" + GetParam() + ".gguf", opt, &model);
+    EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
+    EXPECT_NE(s.message().find("_K blocks"), std::string::npos) << s.message();
+  }
+}
 
 // Every output of the fast path is computed by one kernel call whatever the split, so the thread
 // count changes nothing, bit for bit: logits at every position, and greedy tokens.
