@@ -52,18 +52,20 @@ bool all_blocks_free(herd::Engine& e) {
 
 TEST(EngineEvents, WaitAnyDeliversEveryRequestsEventsInOrderAsTheyFinish) {
   auto e = load(cpu());
-  const std::vector<int> lengths = {40, 3, 20, 9};
+  // Long enough that the four are submitted well before the first could end, even on a busy machine.
+  const std::vector<int> lengths = {400, 3, 200, 90};
   std::vector<herd::RequestId> ids;
   std::map<herd::RequestId, std::vector<int32_t>> want;  // each request read on its own
   std::vector<std::vector<int32_t>> alone;
-  for (int len : lengths) {
+  // Request i's prompt starts at id 10 + 20 i.
+  for (size_t i = 0; i < lengths.size(); ++i) {
     herd::GenerateResult res;
-    ASSERT_TRUE(e->generate(request(len, len), &res));
+    ASSERT_TRUE(e->generate(request(10 + 20 * int(i), lengths[i]), &res));
     alone.push_back(res.ids);
   }
   for (size_t i = 0; i < lengths.size(); ++i) {
     herd::RequestId id;
-    ASSERT_TRUE(e->submit(request(lengths[i], lengths[i]), &id));
+    ASSERT_TRUE(e->submit(request(10 + 20 * int(i), lengths[i]), &id));
     ids.push_back(id);
     want[id] = alone[i];
   }
@@ -94,12 +96,14 @@ TEST(EngineEvents, WaitAnyTimesOutWhileARequestWaitsForRoom) {
   o.max_seqs = 1;  // the second request waits until the first one ends
   auto e = load(o);
   herd::RequestId a, b;
-  ASSERT_TRUE(e->submit(request(1, 1000), &a));
+  // a fills the model's context (2,000 tokens, some 0.15 s on a fast machine): b waits far longer
+  // than the 30 ms wait.
+  ASSERT_TRUE(e->submit(request(1, 2000), &a));
   ASSERT_TRUE(e->submit(request(2, 2), &b));
   herd::Event ev;
   const auto start = std::chrono::steady_clock::now();
-  EXPECT_FALSE(e->wait_any(std::span(&b, 1), 100ms, &ev));
-  EXPECT_GE(std::chrono::steady_clock::now() - start, 100ms);
+  EXPECT_FALSE(e->wait_any(std::span(&b, 1), 30ms, &ev));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 30ms);
   e->cancel(a);
   int tokens = 0;
   while (e->next_event(b, &ev)) tokens += ev.type == herd::Event::Type::token;
@@ -182,8 +186,9 @@ TEST(EngineEvents, AFullQueueRefusesWithResourceExhausted) {
   o.max_queued = 1;
   auto e = load(o);
   herd::RequestId a, b, c;
+  // b is long too, so that it is still unfinished when a has ended (below).
   ASSERT_TRUE(e->submit(request(1, 1000), &a));
-  ASSERT_TRUE(e->submit(request(2, 4), &b));
+  ASSERT_TRUE(e->submit(request(2, 1000), &b));
   const herd::Status s = e->submit(request(3, 4), &c);
   EXPECT_EQ(s.code(), herd::Status::Code::resource_exhausted) << s.message();
   EXPECT_NE(s.message().find("retry later"), std::string::npos) << s.message();
