@@ -72,10 +72,6 @@ void LlamaModel::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& fro
   }
 }
 
-int64_t LlamaModel::kv_bytes_per_token(const ModelConfig& c, DType kv_dtype) {
-  return 2 * c.n_layer * c.n_head_kv * c.head_dim * int64_t(dtype_size(kv_dtype));
-}
-
 Tensor LlamaModel::reuse(Tensor& buf, DType dtype, Shape shape) {
   if (buf.storage == nullptr || buf.numel() < shape_numel(shape)) buf = be_.alloc(dtype, {shape_numel(shape)});
   return view_as(buf, std::move(shape));

@@ -34,9 +34,6 @@ class LlamaModel final : public ModelRunner {
   // The same, but returns only the argmax of each logits row (greedy decoding).
   std::vector<int32_t> forward_greedy(const Batch& batch) override;
 
-  // KV bytes per token: 2 (K and V) x layers x kv heads x head_dim x element size.
-  static int64_t kv_bytes_per_token(const ModelConfig& c, DType kv_dtype);
-
  private:
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;

@@ -105,20 +105,5 @@ TEST_F(Batching, MixedPrefillAndDecodeEqualsSeparatePasses) {
   expect_close(row(got, 4), row(want_c, 4), "C last");
 }
 
-TEST(KvAccounting, BytesPerTokenOfThePresets) {
-  // docs/llama31.md, "Derived sizes": KV cache bf16 per token.
-  const std::pair<const char*, int64_t> presets[] = {{"llama-3.1-8b", 131072},
-                                                     {"llama-3.1-70b", 327680},
-                                                     {"llama-3.1-405b", 516096},
-                                                     {"llama-3.2-1b", 32768},
-                                                     {"llama-3.2-3b", 114688}};
-  for (const auto& [name, bytes] : presets) {
-    const std::string path = std::string(HERD_SOURCE_DIR) + "/models/" + name + ".json";
-    const ModelConfig c = parse_hf_config(read_text_file(path), path);
-    EXPECT_EQ(LlamaModel::kv_bytes_per_token(c, DType::bf16), bytes) << name;
-    EXPECT_EQ(LlamaModel::kv_bytes_per_token(c, DType::f32), 2 * bytes) << name;
-  }
-}
-
 }  // namespace
 }  // namespace herd
