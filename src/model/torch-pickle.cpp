@@ -126,6 +126,7 @@ class Unpickler {
         }
         case 'u': {  // SETITEMS
           const std::vector<uint32_t> kv = pop_mark();
+          if (kv.size() % 2 != 0) fail("SETITEMS of an odd number of keys and values");
           Obj& d = dict_at_top();
           d.items.insert(d.items.end(), kv.begin(), kv.end());
           break;

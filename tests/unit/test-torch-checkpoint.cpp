@@ -131,6 +131,7 @@ TEST(TorchPickle, RefusesMalformedPickles) {
   EXPECT_NE(pickle_error(proto + "cbuiltins\neval\n.").find("builtins.eval"), std::string::npos);
   EXPECT_NE(pickle_error(proto + ").").find("the pickled object is a tuple"), std::string::npos);
   EXPECT_NE(pickle_error(proto + "}K\x01K\x02s.").find("key is a int"), std::string::npos);
+  EXPECT_NE(pickle_error(proto + "}(K\x01u.").find("odd number"), std::string::npos);
   // A dict that holds itself: refused as a value, without recursing.
   EXPECT_NE(pickle_error(proto + "}q\x00X\x01\x00\x00\x00" "ah\x00s."s).find("\"a\" is a dict"), std::string::npos);
 }
