@@ -183,6 +183,12 @@ try:
     ucfg = json.load(open(os.path.join(untied, "config.json")))
     check("info: parameters of a second model, no tokenizer", ju.get("parameters") == n_params(ucfg)
           and ju.get("chat_format", "").startswith("none") and ju.get("context_length") == 2048, f"{ju} {err}")
+    # Meta's own checkpoint (params.json, four model-parallel consolidated.NN.pth) of a fixture model.
+    rc, out, err = info(os.path.join(DATA, "models", "gqa8x4-hd16-untied-llama3-meta-pth-mp4"), "--json")
+    jm = json.loads(out) if rc == 0 else {}
+    mcfg = json.load(open(os.path.join(DATA, "models", "gqa8x4-hd16-untied-llama3", "config.json")))
+    check("info: Meta's consolidated.NN.pth", jm.get("parameters") == n_params(mcfg)
+          and jm.get("weight_types") == "BF16 x16", f"{jm} {err}")
     rc, out, err = info(os.path.join(tmp, "nowhere"))
     check("info: a missing model is bad input", rc == 2 and err.startswith("herd: error: ") and err.count("\n") == 1, err)
 

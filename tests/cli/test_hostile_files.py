@@ -98,6 +98,14 @@ d = model_copy("index-fifo")
 expect_bad_input("safetensors index that is a FIFO", ["logits", "-m", d, "--ids", "1"],
                  replace_file(d, "model.safetensors.index.json", "fifo") + ": ", WHY["fifo"])
 
+# Meta's checkpoints: one model-parallel rank's consolidated.NN.pth is not a regular file.
+META_PTH = os.path.join(DATA, "models", "gqa8x4-hd16-untied-llama3-meta-pth-mp2")
+for how, why in WHY.items():
+    d = os.path.join(tmp, f"{how}-meta-pth")
+    shutil.copytree(META_PTH, d)
+    expect_bad_input(f"Meta consolidated.01.pth {how}", ["logits", "-m", d, "--ids", "1", "--device", "cpu"],
+                     replace_file(d, "consolidated.01.pth", how) + ": ", why)
+
 d = model_copy("large-config")
 with open(os.path.join(d, "config.json"), "r+b") as f:
     f.truncate(64 * 1024 * 1024 + 1)  # sparse

@@ -79,7 +79,7 @@ void add_exact_flag(CLI::App* cmd, bool& exact) {
 }  // namespace
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
-  cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors) or a GGUF file")
+  cmd->add_option("-m,--model", f.path, "Model: a directory (Hugging Face config.json or Meta params.json, with *.safetensors or consolidated.NN.pth) or a GGUF file")
       ->required();
   add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.tensor_parallel, f.options.meta_rope_factor);
   add_exact_flag(cmd, f.options.exact);

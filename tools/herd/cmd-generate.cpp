@@ -64,7 +64,7 @@ void add_generate_command(CLI::App& app, int& rc) {
       "Continue a prompt through the batching engine; stops at the model's end-of-sequence ids, a --stop string, or "
       "after -n tokens. Prints text when the model directory has a tokenizer, else ids; the KV capacity goes to "
       "stderr. Sampling defaults come from generation_config.json, greedy without it.");
-  cmd->add_option("-m,--model", f->model, "Model: a directory (config.json or params.json, *.safetensors, tokenizer) or a GGUF file")
+  cmd->add_option("-m,--model", f->model, "Model: a directory (config.json or params.json, *.safetensors or consolidated.NN.pth, tokenizer) or a GGUF file")
       ->required();
   auto* ids_opt = cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids (no BOS is added)");
   auto* p_opt = cmd->add_option("-p,--prompt", f->prompt,
