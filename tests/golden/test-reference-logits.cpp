@@ -185,7 +185,11 @@ std::vector<Case> cases() {
         for (bool fast : {false, true}) v.push_back({"models/" + m, m, true, fast, tp});
     for (int tp : {2, 4}) v.push_back({"models/gqa4-hd32-untied-llama3", "gqa4-hd32-untied-llama3", true, false, tp});
     v.push_back({"models/gqa4-hd32-untied-llama3-meta", "gqa4-hd32-untied-llama3", true, false, 2});
-    v.push_back({"models/gqa8x4-hd16-untied-llama3-meta-pth-mp4", "gqa8x4-hd16-untied-llama3", false, false, 2});
+    // Meta's model-parallel files at every tensor-parallel degree: joined at load, split again.
+    for (int mp : {1, 2, 4})
+      for (int tp : {2, 4})
+        v.push_back({"models/gqa8x4-hd16-untied-llama3-meta-pth-mp" + std::to_string(mp), "gqa8x4-hd16-untied-llama3",
+                     false, false, tp});
     v.push_back({"gguf/gqa4-hd128-tied-llama3.BF16.gguf", "gqa4-hd128-tied-llama3", true, true, 4});
   }
   return v;
