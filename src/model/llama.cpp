@@ -49,7 +49,11 @@ Tensor LlamaModel::upload_rows(const TensorView& t, int64_t first, int64_t count
 
 Tensor LlamaModel::upload_cols(const TensorView& t, int64_t first, int64_t count) {
   if (!comm_) return be_.upload_weight(t);
-  return be_.upload_weight(slice_cols(t, first, count, owned_.emplace_back()));
+  std::vector<uint8_t>& copy = owned_.emplace_back();
+  Tensor w = be_.upload_weight(slice_cols(t, first, count, copy));
+  // A backend that copied the slice (a GPU's) no longer needs it; the CPU backend aliases it.
+  if (w.data() != copy.data()) owned_.pop_back();
+  return w;
 }
 
 void LlamaModel::all_reduce(Tensor& x) {

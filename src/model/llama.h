@@ -63,7 +63,7 @@ class LlamaModel final : public ModelRunner {
   Backend& be_;
   Communicator* comm_;  // null: the whole model on one rank
   ShardDims d_;         // this rank's heads, FFN columns and vocabulary rows
-  std::vector<std::vector<uint8_t>> owned_;  // column slices the CPU backend aliases
+  std::vector<std::vector<uint8_t>> owned_;  // column slices the CPU backend aliases (a GPU copies them)
   int32_t block_size_ = 0;
   Tensor tok_embd_, output_norm_, output_, inv_freq_;
   std::vector<Layer> layers_;
