@@ -66,7 +66,7 @@ class TcpCommunicator final : public Communicator {
 
   void abort(const std::string& why) override {
     if (failure_.empty()) failure_ = why;
-    star_->send_error(why);
+    star_->send_error(failure_);  // the group's first failure, which every rank reports
   }
 
  private:

@@ -40,7 +40,7 @@ int poll_ms(const std::optional<Clock::time_point>& deadline) {
   return int(std::clamp<int64_t>(left, 0, std::numeric_limits<int>::max()));
 }
 
-// Why a read from `who` ended early.
+// How a read ended: complete, the peer closed the connection, or the deadline passed.
 enum class ReadEnd { done, closed, timed_out };
 
 ReadEnd read_full(int fd, void* data, size_t n, const std::optional<Clock::time_point>& deadline) {
