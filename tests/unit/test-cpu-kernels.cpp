@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "backend/cpu/cpu-kernels.h"
@@ -214,45 +215,59 @@ TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
   }
 }
 
-// The multi-token float kernels: 1 to 4 rows times 1 to 9 tokens, lengths that are not whole
-// vectors, against the exact product; a token's result is bit-identical alone and in a tile.
+// The multi-token float kernels: 1 to 16 rows times 1 to 200 tokens (a few tokens meet the rows as
+// stored, more a widened copy; past 192 tokens in groups), lengths that are not whole vectors or
+// whole blocks of 512 columns, activations and outputs with strides of their own. Each output is
+// checked against the exact product, and a token's result is bit-identical alone and among
+// others. NaN past each token's activations and outputs past `rows` left alone show that nothing
+// is read or written outside the operands.
 TEST(CpuKernels, FloatTilesAgreeWithTheExactProduct) {
   std::mt19937 rng(31);
   std::normal_distribution<float> d(0.f, 1.f);
+  constexpr int kRows = 16;
   int tested = 0;
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {
-    for (int64_t n : {1, 7, 16, 33, 100}) {
+    for (int64_t n : {1, 7, 16, 33, 100, 1037}) {
+      const std::vector<int64_t> token_counts =
+          n == 100 ? std::vector<int64_t>{1, 2, 5, 6, 7, 9, 24, 25, 31, 200} : std::vector<int64_t>{1, 2, 5, 6, 7, 9, 24, 25, 31};
+      const int64_t max_tok = token_counts.back(), x_stride = n + 3, out_stride = kRows + 3;
       const size_t row_bytes = dtype_nbytes(t, n);
-      std::vector<uint8_t> w(4 * row_bytes);
-      for (int64_t i = 0; i < 4 * n; ++i) {
+      std::vector<uint8_t> w(kRows * row_bytes);
+      for (int64_t i = 0; i < kRows * n; ++i) {
         const float v = d(rng);
         if (t == DType::f32) std::memcpy(w.data() + 4 * i, &v, 4);
         const uint16_t h = t == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
         if (t != DType::f32) std::memcpy(w.data() + 2 * i, &h, 2);
       }
+      std::vector<float> x(size_t(max_tok * x_stride), NAN);
+      std::vector<double> exact(size_t(max_tok * kRows)), abs_sum(size_t(max_tok * kRows));
+      for (int64_t i = 0; i < max_tok; ++i) {
+        const auto xi = random_acts(n, rng);
+        std::copy(xi.begin(), xi.end(), x.begin() + i * x_stride);
+        for (int r = 0; r < kRows; ++r)
+          exact[size_t(i * kRows + r)] = exact_dot(t, w.data() + size_t(r) * row_bytes, xi, &abs_sum[size_t(i * kRows + r)]);
+      }
       for (CpuLevel l : levels()) {
         const DotF32TileFn tile = resolve_cpu_kernels(l).dot_f32_tile[int(t)];
         if (!tile) continue;
         ++tested;
-        for (int rows = 1; rows <= 4; ++rows)
-          for (int64_t n_tok = 1; n_tok <= 9; ++n_tok) {
-            std::vector<float> x;
+        for (int rows : {1, 3, 4, 8, 13, 16})
+          for (int64_t n_tok : token_counts) {
+            const std::string what = std::string(dtype_name(t)) + " n " + std::to_string(n) + " rows " + std::to_string(rows) +
+                                     " tokens " + std::to_string(n_tok) + " " + cpu_level_name(l);
+            std::vector<float> out(size_t(n_tok * out_stride), -7.f);
+            tile(n, w.data(), row_bytes, rows, x.data(), x_stride, n_tok, out.data(), out_stride);
             for (int64_t i = 0; i < n_tok; ++i) {
-              const auto xi = random_acts(n, rng);
-              x.insert(x.end(), xi.begin(), xi.end());
-            }
-            std::vector<float> out(size_t(n_tok * 4), NAN);
-            tile(n, w.data(), row_bytes, rows, x.data(), n, n_tok, out.data(), 4);
-            for (int64_t i = 0; i < n_tok; ++i) {
-              float alone[4];
-              tile(n, w.data(), row_bytes, rows, x.data() + i * n, n, 1, alone, 4);
-              const std::vector<float> xi(x.begin() + i * n, x.begin() + (i + 1) * n);
-              for (int r = 0; r < rows; ++r) {
-                double abs_sum = 0;
-                const double exact = exact_dot(t, w.data() + size_t(r) * row_bytes, xi, &abs_sum);
-                EXPECT_NEAR(out[size_t(i * 4 + r)], exact, 1e-6 * abs_sum + 1e-6)
-                    << dtype_name(t) << " n " << n << " rows " << rows << " tokens " << n_tok << " " << cpu_level_name(l);
-                EXPECT_EQ(out[size_t(i * 4 + r)], alone[r]) << dtype_name(t) << " n " << n << " tokens " << n_tok;
+              std::vector<float> alone(out_stride, -7.f);
+              tile(n, w.data(), row_bytes, rows, x.data() + i * x_stride, x_stride, 1, alone.data(), out_stride);
+              for (int r = 0; r < out_stride; ++r) {
+                const float got = out[size_t(i * out_stride + r)];
+                if (r >= rows) {
+                  ASSERT_EQ(got, -7.f) << what << ": wrote past the rows";
+                  continue;
+                }
+                ASSERT_NEAR(got, exact[size_t(i * kRows + r)], 1e-6 * abs_sum[size_t(i * kRows + r)] + 1e-6) << what;
+                ASSERT_EQ(got, alone[size_t(r)]) << what << ", token " << i;
               }
             }
           }

@@ -49,8 +49,9 @@ using AxpyF16Fn = void (*)(int64_t n, float a, const uint16_t* x, float* y);
 // what makes decode bound by reading the weights rather than by the kernel's own work.
 using DotQ8x4Fn = void (*)(int64_t n, const void* w, size_t row_bytes, const Q8Block* a, float* out);
 
-// Up to four plain rows (rows of them, at w + r * row_bytes) times n_tok tokens (x + t * x_stride):
-// out[t * out_stride + r] = their dot product. A token's result does not depend on n_tok or rows.
+// Up to kPanelRows plain rows (rows of them, at w + r * row_bytes) times n_tok tokens
+// (x + t * x_stride): out[t * out_stride + r] = their dot product. A token's result does not depend
+// on n_tok or rows.
 using DotF32TileFn = void (*)(int64_t n, const void* w, size_t row_bytes, int rows, const float* x, int64_t x_stride,
                               int64_t n_tok, float* out, int64_t out_stride);
 

@@ -3,6 +3,10 @@
 // activations to 16 bits for vdpbf16ps: decode is bound by reading the weights, not by these
 // instructions, and the products stay those of the exact path up to summation order.
 #include "backend/cpu/cpu-kernels.h"
+
+#include <algorithm>
+#include <vector>
+
 #include "backend/cpu/simd-x86.h"
 
 namespace herd {
@@ -73,84 +77,230 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) float dot_avx512(int64_t n,
   return s;
 }
 
-// Up to four rows times several tokens: each row's 16-element chunk is loaded and widened once
-// for a tile of up to six tokens, and each token's chunk serves the four rows, so the work is the
-// FMAs (24 accumulators of the 32 registers). Every output has one accumulator, summed over the
-// chunks in order and reduced at the end, whatever the tile: a token's result does not depend on
-// the tokens beside it. A last partial chunk is loaded under a mask.
+// Up to 16 rows times any number of tokens, the rows taken in quads: one 16-lane vector holds four
+// consecutive columns of four rows and meets a token's four columns broadcast to every 128-bit
+// lane, so each FMA serves four outputs. Each output sums four lanes, every lane over its columns
+// in order, and reduces them at the end as (l0 + l2) + (l1 + l3), whatever the tile: a token's
+// result does not depend on the tokens beside it.
+//
+// Up to kDirectTokens tokens (decode, batched decode) meet the rows as stored: each chunk of 16
+// columns of a quad is widened and transposed in registers (four loads, four widenings, eight
+// shuffles for 64 weights) and serves a tile of two quads (8 rows) by up to six tokens. The weights
+// are read once per tile of tokens, which is what bounds decode. More tokens (prefill) would widen
+// and transpose every chunk again for each tile, on the FMAs' ports: there the rows are widened
+// once per product, a block of kBlock columns at a time, into a per-thread scratch that stays in
+// L1 while every tile of tokens passes over it. Such a tile is all four quads by up to six tokens
+// (24 accumulators of the 32 registers; 4 weight vectors and 6 broadcasts per 24 FMAs, 128 steps
+// per block), and its sums are saved between blocks and reduced after the last one: the same FMAs
+// in the same order as the direct tiles'.
+constexpr int kQuads = kPanelRows / 4;  // quads of a chunk of rows
+constexpr int kTileTokens = 6;
+constexpr int64_t kDirectTokens = 24;  // up to this many tokens, the rows as stored
+constexpr int64_t kBlock = 512;        // columns widened at a time: 32 KiB of f32 for 16 rows
+constexpr int64_t kGroupTokens = 192;  // tokens whose saved sums stay in cache: 48 KiB
+
 template <DType T>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_masked(const void* w, int64_t i, __mmask16 m) {
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 load16_masked(const void* w, int64_t i,
+                                                                                               __mmask16 m) {
   if constexpr (T == DType::f32) return _mm512_maskz_loadu_ps(m, static_cast<const float*>(w) + i);
   const __m256i h = _mm256_maskz_loadu_epi16(m, static_cast<const uint16_t*>(w) + i);
   if constexpr (T == DType::f16) return _mm512_cvtph_ps(h);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
-// One chunk of 16 columns (m: those present) into the accumulators.
-template <DType Ty, int R, int T>
-__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void tile_step(
-    __m512 (&acc)[R][T], const void* w, size_t row_bytes, const float* x, int64_t x_stride, int64_t i, __mmask16 m) {
-  __m512 wv[R];
+// Columns [i, i + 16) (m: those present) of rows 4q .. 4q + 3 of `rows` rows, as the quad's
+// vectors of four steps: v[s] lane 4j + l = row 4q + j, column i + 4s + l. Rows past `rows` and
+// columns outside m are zero.
+template <DType Ty>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void load_quad(const void* w, size_t row_bytes, int rows,
+                                                                                          int q, int64_t i, __mmask16 m,
+                                                                                          __m512 (&v)[4]) {
+  __m512 a[4];  // row 4q + j, columns i .. i + 15
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) wv[r] = load16_masked<Ty>(static_cast<const uint8_t*>(w) + size_t(r) * row_bytes, i, m);
-#pragma GCC unroll 6
-  for (int t = 0; t < T; ++t) {
-    const __m512 xv = _mm512_maskz_loadu_ps(m, x + t * x_stride + i);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
-  }
+  for (int j = 0; j < 4; ++j)
+    a[j] = 4 * q + j < rows ? load16_masked<Ty>(static_cast<const uint8_t*>(w) + size_t(4 * q + j) * row_bytes, i, m)
+                            : _mm512_setzero_ps();
+  // A 4 x 4 transpose of 128-bit blocks: step s gets block s of each row.
+  const __m512 t0 = _mm512_shuffle_f32x4(a[0], a[1], 0x44), t1 = _mm512_shuffle_f32x4(a[0], a[1], 0xEE);
+  const __m512 t2 = _mm512_shuffle_f32x4(a[2], a[3], 0x44), t3 = _mm512_shuffle_f32x4(a[2], a[3], 0xEE);
+  v[0] = _mm512_shuffle_f32x4(t0, t2, 0x88);
+  v[1] = _mm512_shuffle_f32x4(t0, t2, 0xDD);
+  v[2] = _mm512_shuffle_f32x4(t1, t3, 0x88);
+  v[3] = _mm512_shuffle_f32x4(t1, t3, 0xDD);
 }
 
-template <DType Ty, int R, int T>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void tile_avx512(int64_t n, const void* w, size_t row_bytes,
-                                                                      const float* x, int64_t x_stride, float* out,
-                                                                      int64_t out_stride) {
-  __m512 acc[R][T];
+// Columns [c, c + len) of `rows` rows widened into quads: wide[(s * kQuads + q) * 16, +16) is
+// step s of quad q.
+template <DType Ty>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void widen_block(const void* w, size_t row_bytes, int rows, int64_t c,
+                                                                      int64_t len, float* wide) {
+  for (int q = 0; q < kQuads; ++q)
+    for (int64_t i = 0; i < len; i += 16) {
+      __m512 v[4];
+      load_quad<Ty>(w, row_bytes, rows, q, c + i, len - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (len - i)) - 1), v);
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_ps();
-  // Whole chunks, then the last partial one under a mask: with the mask computed on every pass,
-  // GCC 12 keeps the accumulators in memory and stores them all on each pass.
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) tile_step<Ty, R, T>(acc, w, row_bytes, x, x_stride, i, 0xFFFF);
-  if (i < n) tile_step<Ty, R, T>(acc, w, row_bytes, x, x_stride, i, __mmask16((1u << (n - i)) - 1));
-#pragma GCC unroll 4
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 6
-    for (int t = 0; t < T; ++t) {
-      const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(acc[r][t]), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][t]), 1)));
-      __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
-      out[t * out_stride + r] = _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+      for (int s = 0; s < 4; ++s) _mm512_store_ps(wide + (i + 4 * s) * 4 * kQuads + q * 16, v[s]);  // step i / 4 + s
     }
 }
 
-template <DType Ty, int R>
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void tiles_avx512(int64_t n, const void* w, size_t row_bytes,
-                                                                       const float* x, int64_t x_stride, int64_t n_tok,
-                                                                       float* out, int64_t out_stride) {
-  int64_t t = 0;
-  for (; t + 6 <= n_tok; t += 6) tile_avx512<Ty, R, 6>(n, w, row_bytes, x + t * x_stride, x_stride, out + t * out_stride, out_stride);
-  const float* xt = x + t * x_stride;
-  float* ot = out + t * out_stride;
-  switch (n_tok - t) {
-    case 5: return tile_avx512<Ty, R, 5>(n, w, row_bytes, xt, x_stride, ot, out_stride);
-    case 4: return tile_avx512<Ty, R, 4>(n, w, row_bytes, xt, x_stride, ot, out_stride);
-    case 3: return tile_avx512<Ty, R, 3>(n, w, row_bytes, xt, x_stride, ot, out_stride);
-    case 2: return tile_avx512<Ty, R, 2>(n, w, row_bytes, xt, x_stride, ot, out_stride);
-    case 1: return tile_avx512<Ty, R, 1>(n, w, row_bytes, xt, x_stride, ot, out_stride);
-    default: return;
+// Bytes [b, b + len) of each of `rows` rows into L2: the next block's weights come from memory
+// while the tokens pass over this one.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void prefetch_block(const void* w, size_t row_bytes, int rows, size_t b,
+                                                                               size_t len) {
+  for (int r = 0; r < rows; ++r)
+    for (size_t i = 0; i < len; i += 64) _mm_prefetch(static_cast<const char*>(w) + size_t(r) * row_bytes + b + i, _MM_HINT_T1);
+}
+
+// Four activations (m: those present) broadcast to every 128-bit lane; a whole load must stay
+// unmasked for GCC 12 to fold it into vbroadcastf32x4 rather than add a shuffle.
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 broadcast4(const float* x, __mmask8 m) {
+  return _mm512_broadcast_f32x4(m == 0xF ? _mm_loadu_ps(x) : _mm_maskz_loadu_ps(m, x));
+}
+
+// Each of the quads' rows summed over its four lanes, (l0 + l2) + (l1 + l3): the 4Q rows of
+// v[0, Q) in row order, in lanes 0 .. 4Q - 1.
+template <int Q>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 reduce_quads(const __m512 (&v)[Q]) {
+  __m512 r[Q];
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q) {
+    const __m512 h = _mm512_add_ps(v[q], _mm512_permute_ps(v[q], 0x4E));  // lanes 0, 1: l0 + l2, l1 + l3
+    r[q] = _mm512_add_ps(h, _mm512_permute_ps(h, 0xB1));                  // lane 0 of each quarter: the row's sum
   }
+  const __m512i pick = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512 lo = _mm512_permutex2var_ps(r[0], pick, r[1]);
+  if constexpr (Q == 2) return lo;
+  else return _mm512_shuffle_f32x4(lo, _mm512_permutex2var_ps(r[2], pick, r[3]), 0x44);
+}
+
+// Where a tile's sums come from and go: zero (first) or the saved sums, and reduced into out
+// (last) or saved again. sums[(t * kQuads + q) * 16, +16) holds token t's accumulator of quad q.
+struct TileSums {
+  float* sums;
+  bool first, last;
+};
+
+// One chunk of 16 columns (m: those present) of Q quads straight from the rows: each token's
+// activations broadcast once for all the quads.
+template <DType Ty, int Q, int T>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void direct_chunk(
+    __m512 (&acc)[Q][T], const void* w, size_t row_bytes, const float* x, int64_t x_stride, int64_t i, __mmask16 m) {
+  __m512 v[Q][4];
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q) load_quad<Ty>(w, row_bytes, 4 * Q, q, i, m, v[q]);
+#pragma GCC unroll 4
+  for (int s = 0; s < 4; ++s) {
+    const __mmask8 ms = __mmask8((m >> (4 * s)) & 0xF);
+    if (ms == 0) break;  // past the rows' end
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) {
+      const __m512 xv = broadcast4(x + t * x_stride + i + 4 * s, ms);
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) acc[q][t] = _mm512_fmadd_ps(v[q][s], xv, acc[q][t]);
+    }
+  }
+}
+
+// One step of four columns (m: those present) of the widened block's quads.
+template <int Q, int T>
+__attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline void block_step(__m512 (&acc)[Q][T], const float* wide,
+                                                                                           const float* x, int64_t x_stride,
+                                                                                           int64_t i, __mmask8 m) {
+  __m512 wv[Q];
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q) wv[q] = _mm512_load_ps(wide + i * 4 * kQuads + q * 16);  // step i / 4
+#pragma GCC unroll 6
+  for (int t = 0; t < T; ++t) {
+    const __m512 xv = broadcast4(x + t * x_stride + i, m);
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) acc[q][t] = _mm512_fmadd_ps(wv[q], xv, acc[q][t]);
+  }
+}
+
+// Q quads (4Q rows, `rows` of them present) by T tokens over n columns: the rows as stored (Direct;
+// all present), or the widened block (w: its first quad); out[t * out_stride + r] for r < rows, or
+// the sums saved.
+template <DType Ty, int Q, int T, bool Direct>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quad_tile(int64_t n, const void* w, size_t row_bytes, const float* x,
+                                                                    int64_t x_stride, TileSums s, float* out,
+                                                                    int64_t out_stride, int rows) {
+  __m512 acc[Q][T];
+#pragma GCC unroll 4
+  for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 6
+    for (int t = 0; t < T; ++t) acc[q][t] = s.first ? _mm512_setzero_ps() : _mm512_load_ps(s.sums + (t * kQuads + q) * 16);
+  // Whole chunks or steps, then a last partial one under a mask: with the mask computed on every
+  // pass, GCC 12 keeps the accumulators in memory.
+  int64_t i = 0;
+  if constexpr (Direct) {
+    for (; i + 16 <= n; i += 16) direct_chunk<Ty, Q, T>(acc, w, row_bytes, x, x_stride, i, 0xFFFF);
+    if (i < n) direct_chunk<Ty, Q, T>(acc, w, row_bytes, x, x_stride, i, __mmask16((1u << (n - i)) - 1));
+  } else {
+    for (; i + 4 <= n; i += 4) block_step<Q, T>(acc, static_cast<const float*>(w), x, x_stride, i, 0xF);
+    if (i < n) block_step<Q, T>(acc, static_cast<const float*>(w), x, x_stride, i, __mmask8((1u << (n - i)) - 1));
+  }
+#pragma GCC unroll 6
+  for (int t = 0; t < T; ++t) {
+    if (!s.last) {
+#pragma GCC unroll 4
+      for (int q = 0; q < Q; ++q) _mm512_store_ps(s.sums + (t * kQuads + q) * 16, acc[q][t]);
+      continue;
+    }
+    __m512 v[Q];
+#pragma GCC unroll 4
+    for (int q = 0; q < Q; ++q) v[q] = acc[q][t];
+    _mm512_mask_storeu_ps(out + t * out_stride, __mmask16((1u << rows) - 1), reduce_quads<Q>(v));
+  }
+}
+
+// Every token, six at a time, against the rows: in tiles of Q quads.
+template <DType Ty, int Q, bool Direct>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void quad_tiles(int64_t n, const void* w, size_t row_bytes, int rows,
+                                                                     const float* x, int64_t x_stride, int64_t n_tok,
+                                                                     TileSums s, float* out, int64_t out_stride) {
+  for (int64_t t = 0; t < n_tok; t += kTileTokens)
+    for (int q = 0; 4 * q < rows; q += Q) {
+      const void* wq = Direct ? static_cast<const void*>(static_cast<const uint8_t*>(w) + size_t(4 * q) * row_bytes)
+                              : static_cast<const void*>(static_cast<const float*>(w) + q * 16);
+      const float* xt = x + t * x_stride;
+      float* ot = out + t * out_stride + 4 * q;
+      const TileSums st{s.sums + (t * kQuads + q) * 16, s.first, s.last};
+      const int rq = std::min(4 * Q, rows - 4 * q);
+      switch (std::min<int64_t>(kTileTokens, n_tok - t)) {
+        case 6: quad_tile<Ty, Q, 6, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+        case 5: quad_tile<Ty, Q, 5, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+        case 4: quad_tile<Ty, Q, 4, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+        case 3: quad_tile<Ty, Q, 3, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+        case 2: quad_tile<Ty, Q, 2, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+        default: quad_tile<Ty, Q, 1, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
+      }
+    }
 }
 
 template <DType Ty>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_tile_avx512(int64_t n, const void* w, size_t row_bytes, int rows,
                                                                           const float* x, int64_t x_stride, int64_t n_tok,
                                                                           float* out, int64_t out_stride) {
-  if (rows == 4) return tiles_avx512<Ty, 4>(n, w, row_bytes, x, x_stride, n_tok, out, out_stride);
-  for (int r = 0; r < rows; ++r)
-    tiles_avx512<Ty, 1>(n, static_cast<const uint8_t*>(w) + size_t(r) * row_bytes, row_bytes, x, x_stride, n_tok, out + r, out_stride);
+  if (rows == kPanelRows && n_tok <= kDirectTokens)
+    return quad_tiles<Ty, 2, true>(n, w, row_bytes, rows, x, x_stride, n_tok, {nullptr, true, true}, out, out_stride);
+  // The widened block, then the saved sums of a group of tokens.
+  constexpr size_t kWide = kBlock * kPanelRows, kSums = kGroupTokens * kQuads * 16;
+  struct alignas(64) Lanes {
+    float v[16];
+  };
+  thread_local std::vector<Lanes> scratch((kWide + kSums) / 16);
+  float* wide = scratch[0].v;
+  float* sums = wide + kWide;
+  for (int64_t g = 0; g < n_tok; g += kGroupTokens) {
+    const int64_t n_group = std::min(kGroupTokens, n_tok - g);
+    for (int64_t c = 0; c < n; c += kBlock) {
+      const int64_t len = std::min(kBlock, n - c);
+      widen_block<Ty>(w, row_bytes, rows, c, len, wide);
+      if (c + len < n) prefetch_block(w, row_bytes, rows, dtype_nbytes(Ty, c + len), dtype_nbytes(Ty, std::min(kBlock, n - c - len)));
+      quad_tiles<DType::f32, kQuads, false>(len, wide, 0, rows, x + g * x_stride + c, x_stride, n_group,
+                                            {sums, c == 0, c + len == n}, out + g * out_stride, out_stride);
+    }
+  }
 }
 
 #endif

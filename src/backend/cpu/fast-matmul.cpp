@@ -13,8 +13,6 @@ namespace {
 // tiles of kTokens. A chunk's weights stay in cache while every token tile passes over them, and
 // a tile's activations stay in cache across the chunk's rows.
 constexpr int64_t kRows = kPanelRows, kTokens = 32;
-// The float tiles take six tokens at a time.
-constexpr int64_t kFloatTokens = 24;
 
 }  // namespace
 
@@ -112,11 +110,8 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
       } else {
         const DotF32Fn dot = k_.dot_f32[int(w.dtype)];
         if (const DotF32TileFn tile = k_.dot_f32_tile[int(w.dtype)]) {
-          // Four rows at a time against a tile of tokens; the kernel tiles the tokens itself.
-          for (int64_t t0 = 0; t0 < n; t0 += kFloatTokens)
-            for (int64_t j = j0; j < j1; j += 4)
-              tile(k, wb + size_t(j) * row_bytes, row_bytes, int(std::min<int64_t>(4, j1 - j)), xs + t0 * k, k,
-                   std::min(kFloatTokens, n - t0), ys + t0 * m + j, m);
+          // Every token against the chunk's rows; the kernel tiles rows and tokens itself.
+          tile(k, wb + size_t(j0) * row_bytes, row_bytes, int(j1 - j0), xs, k, n, ys + j0, m);
           continue;
         }
         for (int64_t t0 = 0; t0 < n; t0 += kTokens)
