@@ -25,4 +25,20 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Anonymous memory of zero pages: only the pages written take memory. How a process that needs a
+// slice of a tensor assembled from several files keeps just that slice resident.
+class ZeroPages {
+ public:
+  explicit ZeroPages(size_t size);  // internal Error when the address space is exhausted
+  ~ZeroPages();
+  ZeroPages(const ZeroPages&) = delete;
+  ZeroPages& operator=(const ZeroPages&) = delete;
+
+  uint8_t* data() const { return data_; }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
 }  // namespace herd

@@ -35,7 +35,7 @@ Status run_follower_rank(const std::string& path, const ModelOptions& options, c
     HERD_REQUIRE(options.tensor_parallel == 1 || options.tensor_parallel == group.world_size,
                  "a tensor-parallel degree of ", options.tensor_parallel, ", but the launcher started ",
                  group.world_size, " ranks: they must agree (one rank per process)");
-    const ModelFiles files = load_model_files(path, options.meta_rope_factor);
+    const ModelFiles files = load_model_files(path, options.meta_rope_factor, process_shard(group));
     const BackendOptions asked{options.device, options.n_threads, options.exact};
     const std::unique_ptr<Backend> backend = make_backend(group_backend_options(asked, group));
     const std::unique_ptr<Communicator> comm =

@@ -7,6 +7,7 @@
 #include "engine/engine-impl.h"
 #include "engine/guarded.h"
 #include "engine/memory-plan.h"
+#include "engine/process-group.h"
 
 namespace herd {
 
@@ -52,7 +53,10 @@ Engine::~Engine() {
 }
 
 Status Engine::load(const std::string& path, const EngineOptions& o, std::unique_ptr<Engine>* out) {
-  return guarded([&] { out->reset(new Engine(Impl::open(load_model_files(path, o.meta_rope_factor), path, o))); });
+  return guarded([&] {
+    ModelFiles files = load_model_files(path, o.meta_rope_factor, process_shard(o.process_group));
+    out->reset(new Engine(Impl::open(std::move(files), path, o)));
+  });
 }
 
 Status Engine::load_synthetic(const SyntheticModelSpec& spec, const EngineOptions& o, std::unique_ptr<Engine>* out) {

@@ -5,6 +5,7 @@
 #include "common/check.h"
 #include "engine/guarded.h"
 #include "engine/loaded-model.h"
+#include "engine/process-group.h"
 #include "herd/model.h"
 #include "model/synthetic.h"
 
@@ -38,8 +39,8 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
     const BackendOptions backend{options.device, options.n_threads, options.exact};
-    impl->m = load_model(load_model_files(path, options.meta_rope_factor), backend, options.tensor_parallel,
-                         options.process_group, kBlockSize,
+    ModelFiles files = load_model_files(path, options.meta_rope_factor, process_shard(options.process_group));
+    impl->m = load_model(std::move(files), backend, options.tensor_parallel, options.process_group, kBlockSize,
                          [&](const ModelConfig& c, Backend&) {
                            n_ctx = std::min(options.max_context, c.n_ctx_train);
                            return int32_t((n_ctx + kBlockSize - 1) / kBlockSize + 1);

@@ -8,6 +8,11 @@
 
 namespace herd {
 
+std::optional<Shard> process_shard(const std::optional<ProcessGroup>& group) {
+  if (!group || group->world_size < 2) return std::nullopt;
+  return Shard{group->rank, group->world_size};
+}
+
 BackendOptions group_backend_options(const BackendOptions& asked, const ProcessGroup& group) {
   BackendOptions o = asked;
   o.cuda_device = group.local_rank;

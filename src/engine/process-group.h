@@ -3,15 +3,21 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "backend/backend.h"
 #include "dist/communicator.h"
 #include "herd/model.h"
 #include "model/config.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 namespace herd {
+
+// This process's rank of the model's split when it is one of several processes: the loaders then
+// read only its slices (model-dir.h). nullopt without a group of two or more.
+std::optional<Shard> process_shard(const std::optional<ProcessGroup>& group);
 
 // The backend a rank of `group` runs on: its local rank's GPU; on the CPU, all of the given threads
 // (each process has its own machine's share).

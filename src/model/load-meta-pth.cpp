@@ -1,5 +1,6 @@
 #include "model/load-meta-pth.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -57,11 +58,25 @@ bool is_qk(const std::string& name) {
          (name.ends_with(".attention.wq.weight") || name.ends_with(".attention.wk.weight"));
 }
 
+// The joined rows (for a row split) or columns (for a column split) of `name` that one
+// tensor-parallel rank reads: model/shard.h's split of the same tensor.
+std::pair<int64_t, int64_t> rank_range(const std::string& name, const ModelConfig& c, const ShardDims& d) {
+  const int64_t hd = c.head_dim;
+  if (name.ends_with(".attention.wq.weight") || name.ends_with(".attention.wo.weight"))
+    return {d.head0 * hd, (d.head0 + d.n_head) * hd};
+  if (name.ends_with(".attention.wk.weight") || name.ends_with(".attention.wv.weight"))
+    return {d.head_kv0 * hd, (d.head_kv0 + d.n_head_kv) * hd};
+  if (name.starts_with("layers.")) return {d.ff0, d.ff0 + d.n_ff};  // w1, w3 (rows), w2 (columns)
+  return {d.vocab0, d.vocab0 + d.n_vocab};                           // tok_embeddings, output
+}
+
 // One tensor from its part on every rank (all of one shape and dtype, checked): rank 0's view when
-// nothing is to change, else an owned buffer of the parts joined along the split, with q/k rows
-// permuted head by head (each rank holds whole heads).
+// nothing is to change, else a buffer of the parts joined along the split, with q/k rows permuted
+// head by head (each rank holds whole heads). need: only these joined rows or columns are wanted
+// (one tensor-parallel rank's); they are copied into zero pages and the rest stays unwritten.
 TensorView join_parts(const std::vector<TensorView>& parts, Split split, bool qk, int64_t head_dim,
-                      const std::string& name, const std::string& source, HostWeights& w) {
+                      const std::optional<std::pair<int64_t, int64_t>>& need, const std::string& name,
+                      const std::string& source, HostWeights& w) {
   const TensorView& p0 = parts[0];
   const size_t n = parts.size();
   if (split == Split::replicated || (n == 1 && !qk)) return p0;
@@ -70,24 +85,40 @@ TensorView join_parts(const std::vector<TensorView>& parts, Split split, bool qk
   const int64_t rows = p0.shape[0], cols = p0.shape[1];
   HERD_REQUIRE(!qk || rows % head_dim == 0, source, ": tensor \"", name, "\" has ", rows,
                " rows on each rank, not whole heads of ", head_dim);
-  const size_t part_bytes = p0.nbytes(), row_bytes = dtype_nbytes(p0.dtype, cols);
+  const size_t row_bytes = dtype_nbytes(p0.dtype, cols), elem = dtype_nbytes(p0.dtype, 1);
   const Shape joined = split == Split::rows ? Shape{rows * int64_t(n), cols} : Shape{rows, cols * int64_t(n)};
   TensorView out{p0.dtype, joined, nullptr};
-  std::vector<uint8_t> buf(out.nbytes());
+  uint8_t* buf = nullptr;
+  if (need) {
+    buf = w.rank_slices.emplace_back(std::make_unique<ZeroPages>(out.nbytes()))->data();
+  } else {
+    buf = w.owned.emplace_back(out.nbytes()).data();
+  }
+  // Part r holds joined rows (or columns) [r * extent, (r + 1) * extent); [lo, hi) of them are copied.
+  const int64_t extent = split == Split::rows ? rows : cols;
+  const int64_t lo = need ? std::max<int64_t>(need->first, 0) : 0;
+  const int64_t hi = need ? std::min<int64_t>(need->second, extent * int64_t(n)) : extent * int64_t(n);
   for (size_t r = 0; r < n; ++r) {
+    const int64_t a = std::max(lo, int64_t(r) * extent) - int64_t(r) * extent;
+    const int64_t b = std::min(hi, int64_t(r + 1) * extent) - int64_t(r) * extent;
+    if (a >= b) continue;
     const auto* src = static_cast<const uint8_t*>(parts[r].data);
     if (split == Split::columns) {
+      const size_t joined_row = row_bytes * n;
       for (int64_t i = 0; i < rows; ++i)
-        std::memcpy(buf.data() + (size_t(i) * n + r) * row_bytes, src + size_t(i) * row_bytes, row_bytes);
+        std::memcpy(buf + size_t(i) * joined_row + r * row_bytes + size_t(a) * elem,
+                    src + size_t(i) * row_bytes + size_t(a) * elem, size_t(b - a) * elem);
     } else if (qk) {
-      permute_interleaved_to_half_split(src, buf.data() + r * part_bytes, rows / head_dim, head_dim,
-                                        int64_t(row_bytes));
+      // Whole heads: a rank's range starts and ends on them.
+      HERD_CHECK(a % head_dim == 0 && b % head_dim == 0);
+      permute_interleaved_to_half_split(src + size_t(a) * row_bytes, buf + (size_t(r) * rows + size_t(a)) * row_bytes,
+                                        (b - a) / head_dim, head_dim, int64_t(row_bytes));
     } else {
-      std::memcpy(buf.data() + r * part_bytes, src, part_bytes);
+      std::memcpy(buf + (size_t(r) * rows + size_t(a)) * row_bytes, src + size_t(a) * row_bytes,
+                  size_t(b - a) * row_bytes);
     }
   }
-  out.data = buf.data();
-  w.owned.push_back(std::move(buf));
+  out.data = buf;
   return out;
 }
 
@@ -120,8 +151,13 @@ std::vector<std::string> find_meta_pth_shards(const std::string& dir) {
 }
 
 HostWeights load_meta_pth_weights(const std::vector<std::string>& shards, const ModelConfig& c,
-                                  const std::string& dir) {
+                                  const std::string& dir, const std::optional<Shard>& only_rank) {
   HERD_CHECK(!shards.empty());
+  std::optional<ShardDims> dims;
+  if (only_rank && only_rank->size > 1) {
+    check_tensor_parallel(c, only_rank->size);
+    dims = shard_dims(c, *only_rank);
+  }
   HostWeights w;
   std::vector<std::map<std::string, TensorView>> by_rank(shards.size());
   for (size_t r = 0; r < shards.size(); ++r) {
@@ -142,7 +178,10 @@ HostWeights load_meta_pth_weights(const std::vector<std::string>& shards, const 
       parts.push_back(v);
     }
     const bool qk = is_qk(name);
-    by_name.emplace(name, std::make_pair(join_parts(parts, split_of(name), qk, c.head_dim, name, shards[0], w),
+    const Split split = split_of(name);
+    std::optional<std::pair<int64_t, int64_t>> need;
+    if (dims && split != Split::replicated) need = rank_range(name, c, *dims);
+    by_name.emplace(name, std::make_pair(join_parts(parts, split, qk, c.head_dim, need, name, shards[0], w),
                                          shards[0]));
   }
   for (size_t r = 1; r < shards.size(); ++r)

@@ -23,7 +23,7 @@ bool has_entry(const fs::path& p) {
 
 }  // namespace
 
-ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
+ModelFiles load_model_files(const std::string& path, float meta_rope_factor, const std::optional<Shard>& only_rank) {
   std::error_code ec;
   const fs::file_status st = fs::status(path, ec);
   if (st.type() == fs::file_type::not_found) throw Error(ErrorKind::not_found, path + ": no such file or directory");
@@ -51,8 +51,8 @@ ModelFiles load_model_files(const std::string& path, float meta_rope_factor) {
   }
   const std::vector<std::string> pth =
       scheme == NameScheme::meta ? find_meta_pth_shards(path) : std::vector<std::string>{};
-  m.weights =
-      pth.empty() ? load_safetensors_weights(path, m.config, scheme) : load_meta_pth_weights(pth, m.config, path);
+  m.weights = pth.empty() ? load_safetensors_weights(path, m.config, scheme)
+                          : load_meta_pth_weights(pth, m.config, path, only_rank);
   return m;
 }
 

@@ -1,9 +1,11 @@
 // Finds and reads a model directory: Hugging Face (config.json) or Meta (params.json) layout.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "model/config.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 namespace herd {
@@ -19,6 +21,9 @@ struct ModelFiles {
 // names and half-split q/k rows; params.json means Meta names and interleaved rows, with the weights
 // in consolidated.NN.pth (load-meta-pth.h) when there are any, else in *.safetensors.
 // meta_rope_factor: see parse_meta_params.
-ModelFiles load_model_files(const std::string& path, float meta_rope_factor = 8.0f);
+// only_rank: see load_meta_pth_weights (a process that runs one tensor-parallel rank); the other
+// formats are mapped and each rank reads its slices of them anyway.
+ModelFiles load_model_files(const std::string& path, float meta_rope_factor = 8.0f,
+                            const std::optional<Shard>& only_rank = std::nullopt);
 
 }  // namespace herd

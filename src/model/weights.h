@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/gguf-file.h"
+#include "common/mmap.h"
 #include "common/tensor.h"
 #include "model/config.h"
 #include "model/safetensors.h"
@@ -38,6 +39,9 @@ struct HostWeights {
   std::vector<std::unique_ptr<TorchCheckpoint>> torch_files;
   std::unique_ptr<GgufFile> gguf;
   std::vector<std::vector<uint8_t>> owned;
+  // Tensors assembled for one tensor-parallel rank: full-sized, but only that rank's slice written
+  // (and resident); the rest reads as zeros.
+  std::vector<std::unique_ptr<ZeroPages>> rank_slices;
 };
 
 // Which names the checkpoint uses: Hugging Face's ("model.layers.0.self_attn.q_proj.weight"),

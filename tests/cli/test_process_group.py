@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """One model over several herd processes, as torchrun or mpirun would start them: every process runs
 the same command line, WORLD_SIZE/RANK/MASTER_ADDR/MASTER_PORT make each one rank, rank 0 prints.
-Checks that 2 and 4 CPU processes give what one process gives (greedy tokens identical, logits within
+Checks that 2 and 4 CPU processes give what one process gives (also from Meta's .pth files, which each
+process reads only its slices of) (greedy tokens identical, logits within
 1e-5 of the largest), and that every way a group can go wrong ends each process within a bounded time
 with one clear line: a rank that never connects, rank 0 that never starts, disagreeing --tp, world size
 or model, a rank killed mid-generation (on either side), and malformed launcher variables.
@@ -108,6 +109,23 @@ try:
         four = [x for row in json.loads(rs[0][1])["logits"] for x in row]
         ok = len(four) == len(one) and max(abs(a - b) for a, b in zip(one, four)) <= 1e-5 * max(abs(x) for x in one)
     check("logits as 4 processes equal one process within 1e-5", ok, rs[0][2])
+
+    # Meta's model-parallel files: each process copies only its rank's slices out of them.
+    pth_ids = ",".join(str(i * 37 % 256) for i in range(32))
+    for mp in (1, 2, 4):
+        pth = os.path.join(DATA, "models", f"gqa8x4-hd16-untied-llama3-meta-pth-mp{mp}")
+        args = ["logits", "-m", pth, *CPU, "--ids", pth_ids, "--all"]
+        p = subprocess.run([HERD, *args], capture_output=True, timeout=120)
+        whole = [x for row in json.loads(p.stdout)["logits"] for x in row] if p.returncode == 0 else []
+        for world in (2, 4):
+            rs = group(args, world)
+            ok = rs[0][0] == 0 and bool(whole)
+            if ok:
+                split = [x for row in json.loads(rs[0][1])["logits"] for x in row]
+                ok = len(split) == len(whole) and \
+                    max(abs(a - b) for a, b in zip(whole, split)) <= 1e-5 * max(abs(x) for x in whole)
+            check(f"Meta .pth at model-parallel degree {mp} as {world} processes equals one process", ok,
+                  [r[2][-300:] for r in rs])
 
     # chat on rank 0's terminal (stdin); the followers read nothing.
     port = free_port()

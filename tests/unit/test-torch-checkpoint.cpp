@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -172,6 +173,66 @@ TEST(MetaPth, EveryDegreeIsTheHuggingFaceModel) {
     const size_t n_layer = size_t(hf.config.n_layer);
     EXPECT_EQ(meta.weights.owned.size(), mp == 1 ? 2 * n_layer : 2 + 7 * n_layer);
   }
+}
+
+// A [rows, cols] tensor of `got` equals `want` inside rows (or columns) [first, first + count) and
+// is zero outside them: the rank's slice was copied and nothing else was written.
+void expect_only_slice(const TensorView& got, const TensorView& want, bool by_rows, int64_t first, int64_t count,
+                       const std::string& what) {
+  ASSERT_EQ(got.shape, want.shape) << what;
+  const int64_t rows = got.shape[0], cols = got.shape[1];
+  const size_t elem = dtype_nbytes(got.dtype, 1);
+  const auto* g = static_cast<const uint8_t*>(got.data);
+  const auto* w = static_cast<const uint8_t*>(want.data);
+  int64_t wrong = 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) {
+      const int64_t k = by_rows ? i : j;
+      const size_t at = size_t(i * cols + j) * elem;
+      const bool inside = k >= first && k < first + count;
+      const bool ok = inside ? std::memcmp(g + at, w + at, elem) == 0
+                             : std::all_of(g + at, g + at + elem, [](uint8_t b) { return b == 0; });
+      wrong += !ok;
+    }
+  EXPECT_EQ(wrong, 0) << what << ": elements other than the rank's slice, or a slice unlike the model's";
+}
+
+// A process that runs one tensor-parallel rank joins Meta's model-parallel parts into tensors of
+// full shape but copies only its own rows or columns: what it reads equals the Hugging Face model,
+// the rest is never written (zero pages, not resident). With one part there is nothing to join: the
+// tensors are views of the mapped file (whole), and only q/k, permuted, are copied, the rank's rows.
+TEST(MetaPth, ARankProcessCopiesOnlyItsSlices) {
+  const ModelFiles hf = load_model_files(kData + "/models/gqa8x4-hd16-untied-llama3");
+  const ModelConfig& c = hf.config;
+  const int64_t hd = c.head_dim;
+  for (int mp : {1, 2, 4})
+    for (int tp : {2, 4})
+      for (int rank = 0; rank < tp; ++rank) {
+        SCOPED_TRACE(str_cat("model-parallel degree ", mp, ", rank ", rank, " of ", tp));
+        const ModelFiles meta = load_model_files(kMetaPth + std::to_string(mp), 8.0f, Shard{rank, tp});
+        const ShardDims d = shard_dims(c, Shard{rank, tp});
+        const HostWeights &a = meta.weights, &b = hf.weights;
+        EXPECT_TRUE(a.owned.empty()) << "nothing copied in full";
+        // The slice [first, first + count) of a joined tensor; a whole mapped view with one part.
+        auto check = [&](const TensorView& x, const TensorView& y, bool by_rows, int64_t first, int64_t count,
+                         const std::string& what, bool qk = false) {
+          const int64_t all = by_rows ? y.shape[0] : y.shape[1];
+          if (mp == 1 && !qk) expect_only_slice(x, y, by_rows, 0, all, what);
+          else expect_only_slice(x, y, by_rows, first, count, what);
+        };
+        check(a.tok_embd, b.tok_embd, true, d.vocab0, d.n_vocab, "tok_embd");
+        check(a.output, b.output, true, d.vocab0, d.n_vocab, "output");
+        for (size_t l = 0; l < a.layers.size(); ++l) {
+          const LayerWeights &x = a.layers[l], &y = b.layers[l];
+          check(x.wq, y.wq, true, d.head0 * hd, d.n_head * hd, str_cat("layer ", l, " wq"), true);
+          check(x.wk, y.wk, true, d.head_kv0 * hd, d.n_head_kv * hd, str_cat("layer ", l, " wk"), true);
+          check(x.wv, y.wv, true, d.head_kv0 * hd, d.n_head_kv * hd, str_cat("layer ", l, " wv"));
+          check(x.wo, y.wo, false, d.head0 * hd, d.n_head * hd, str_cat("layer ", l, " wo"));
+          check(x.w_gate, y.w_gate, true, d.ff0, d.n_ff, str_cat("layer ", l, " w_gate"));
+          check(x.w_up, y.w_up, true, d.ff0, d.n_ff, str_cat("layer ", l, " w_up"));
+          check(x.w_down, y.w_down, false, d.ff0, d.n_ff, str_cat("layer ", l, " w_down"));
+        }
+      }
 }
 
 class MetaPthDir : public testing::Test {
