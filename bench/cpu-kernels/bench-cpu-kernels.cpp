@@ -5,7 +5,8 @@
 // kernels get a second line, LEVEL x4: the rows four at a time. Levels with panel kernels get
 // LEVEL p1 and p8: the weights repacked into panels, against one token and against 8 tokens at
 // once (times per token: how far a weight block's reuse across tokens cuts the cost). Float
-// types at levels with multi-token kernels get LEVEL t1 and t6 likewise (four rows, 1 and 6 tokens).
+// types at levels with multi-token kernels get LEVEL t1, t8 and t128 likewise (the rows in chunks
+// of 16, as the backend passes them, against 1, 8 and 128 tokens).
 //
 // usage: bench-cpu-kernels [ROWS [COLS]]   (default 4096 x 4096; a few hundred rows stay in L2)
 #include <algorithm>
@@ -103,7 +104,7 @@ int main(int argc, char** argv) {
   ref.quantize(x.data(), cols, a.data());
 
   std::printf("%lld rows x %lld columns, one thread\n", (long long)rows, (long long)cols);
-  std::printf("%-6s %-9s %10s %9s %9s  %s\n", "type", "level", "ns/row", "GB/s", "speed-up", "vs scalar");
+  std::printf("%-6s %-11s %10s %9s %9s  %s\n", "type", "level", "ns/row", "GB/s", "speed-up", "vs scalar");
   bool all_ok = true;
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::f32,
                   DType::f16, DType::bf16}) {
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
       }
       const bool ok = worst <= 1e-4 * scale;
       all_ok &= ok;
-      std::printf("%-6s %-9s %10.1f %9.2f %8.2fx  %s\n", std::string(herd::dtype_name(t)).c_str(), level.c_str(),
+      std::printf("%-6s %-11s %10.1f %9.2f %8.2fx  %s\n", std::string(herd::dtype_name(t)).c_str(), level.c_str(),
                   s / double(rows) * 1e9, double(row_bytes) * double(rows) / s / 1e9, scalar_s / s, ok ? "ok" : "MISMATCH");
     };
     for (int l = 0; l <= int(top); ++l) {
@@ -135,23 +136,21 @@ int main(int argc, char** argv) {
         });
         if (const herd::DotF32TileFn tile = k.dot_f32_tile[int(t)]) {
           report(herd::cpu_level_name(CpuLevel(l)), s, out);
-          // Four rows at a time against one token, then against kBatch tokens (copies of x), per token.
-          constexpr int64_t kBatch = 6;
+          // Chunks of kPanelRows rows, as the backend passes them, against 1, 8 and 128 tokens
+          // (copies of x), per token: decode, batched decode and prefill.
+          constexpr int64_t kBatch = 128;
           std::vector<float> xb;
           for (int64_t i = 0; i < kBatch; ++i) xb.insert(xb.end(), x.begin(), x.end());
           std::vector<float> outs(size_t(kBatch * rows));
-          for (int64_t n_tok : {int64_t(1), kBatch}) {
+          for (int64_t n_tok : {int64_t(1), int64_t(8), kBatch}) {
             const double st = time_pass([&] {
-              for (int64_t r = 0; r < rows; r += 4)
-                tile(cols, w.data() + size_t(r) * row_bytes, row_bytes, int(std::min<int64_t>(4, rows - r)), xb.data(), cols,
-                     n_tok, outs.data() + r, rows);
+              for (int64_t r = 0; r < rows; r += herd::kPanelRows)
+                tile(cols, w.data() + size_t(r) * row_bytes, row_bytes, int(std::min<int64_t>(herd::kPanelRows, rows - r)),
+                     xb.data(), cols, n_tok, outs.data() + r, rows);
             });
             std::copy(outs.begin(), outs.begin() + rows, got.begin());
-            if (n_tok == kBatch) s = st / double(n_tok);
-            else report(std::string(herd::cpu_level_name(CpuLevel(l))) + " t1", st, got);
+            report(std::string(herd::cpu_level_name(CpuLevel(l))) + " t" + std::to_string(n_tok), st / double(n_tok), got);
           }
-          std::copy(outs.begin(), outs.begin() + rows, out.begin());
-          report(std::string(herd::cpu_level_name(CpuLevel(l))) + " t6", s, out);
           continue;
         }
       } else {

@@ -143,14 +143,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void widen_block(const void
     }
 }
 
-// Bytes [b, b + len) of each of `rows` rows into L2: the next block's weights come from memory
-// while the tokens pass over this one.
-__attribute__((target("avx512f,avx512bw,avx512vl"))) inline void prefetch_block(const void* w, size_t row_bytes, int rows, size_t b,
-                                                                               size_t len) {
-  for (int r = 0; r < rows; ++r)
-    for (size_t i = 0; i < len; i += 64) _mm_prefetch(static_cast<const char*>(w) + size_t(r) * row_bytes + b + i, _MM_HINT_T1);
-}
-
 // Four activations (m: those present) broadcast to every 128-bit lane; a whole load must stay
 // unmasked for GCC 12 to fold it into vbroadcastf32x4 rather than add a shuffle.
 __attribute__((target("avx512f,avx512bw,avx512vl"), always_inline)) inline __m512 broadcast4(const float* x, __mmask8 m) {
@@ -296,7 +288,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_tile_avx512(int64_
     for (int64_t c = 0; c < n; c += kBlock) {
       const int64_t len = std::min(kBlock, n - c);
       widen_block<Ty>(w, row_bytes, rows, c, len, wide);
-      if (c + len < n) prefetch_block(w, row_bytes, rows, dtype_nbytes(Ty, c + len), dtype_nbytes(Ty, std::min(kBlock, n - c - len)));
       quad_tiles<DType::f32, kQuads, false>(len, wide, 0, rows, x + g * x_stride + c, x_stride, n_group,
                                             {sums, c == 0, c + len == n}, out + g * out_stride, out_stride);
     }
