@@ -67,7 +67,8 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   m->files = std::move(files);
   const ModelConfig& c = m->files.config;
   BackendOptions rank_backend = backend;
-  if (group && group->world_size > 1) {
+  const bool processes = group && group->world_size > 1;
+  if (processes) {
     HERD_REQUIRE(group->rank == 0, "rank ", group->rank,
                  " of a process group follows rank 0 (run_follower_rank) instead of loading a model of its own");
     HERD_REQUIRE(tensor_parallel == 1 || tensor_parallel == group->world_size, "a tensor-parallel degree of ",
@@ -81,8 +82,8 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
         connect_process_group(*group, c, m->files.weights, *m->backend, backend.exact));
   } else if (tensor_parallel > 1) {
     HERD_REQUIRE(backend.device == "cpu" || (backend.device == "auto" && !cuda_usable()),
-                 "tensor parallelism runs its ranks on the CPU in this build (device \"cpu\"); GPU ranks need NCCL, "
-                 "which herd does not drive yet");
+                 "tensor-parallel ranks that are threads of one process run on the CPU (device \"cpu\"); to split "
+                 "a model over GPUs, start one process per GPU under a launcher (docs/distributed.md)");
     rank_backend.device = "cpu";
     rank_backend.n_threads = threads_per_rank(backend.n_threads, tensor_parallel);
     m->backend = make_backend(rank_backend);
@@ -114,7 +115,7 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   i.device = m->backend->name();
   // The CPU pool's size, as ThreadPool resolves it (0: one per hardware thread).
   if (i.device.starts_with("cpu"))
-    i.n_threads = ThreadPool::resolve_size(rank_backend.n_threads) * (group ? 1 : tensor_parallel);
+    i.n_threads = ThreadPool::resolve_size(rank_backend.n_threads) * (processes ? 1 : tensor_parallel);
   i.tensor_parallel = tensor_parallel;
   describe_files(m->files, i);
   return m;

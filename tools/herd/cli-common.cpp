@@ -38,7 +38,9 @@ void add_device_flags(CLI::App* cmd, std::string& device, int& n_threads, int& t
   cmd->add_option("--tp,--tensor-parallel-size", tensor_parallel,
                   "Split the model over this many ranks (tensor parallelism: 1/N of the heads, FFN and vocabulary "
                   "each; it must divide the attention heads, FFN width and vocabulary, and divide or be a multiple "
-                  "of the KV heads). Ranks are threads sharing -t's CPU threads (docs/distributed.md)")
+                  "of the KV heads). Ranks are threads sharing -t's CPU threads; under a launcher (torchrun, mpirun: "
+                  "WORLD_SIZE, RANK, MASTER_ADDR, MASTER_PORT) each process is one rank, on its own GPU with --device "
+                  "cuda (docs/distributed.md)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   cmd->add_option("--rope-factor", rope_factor,
