@@ -2,8 +2,8 @@
 
 #include <chrono>
 
-#include "common/check.h"
 #include "backend/group.h"
+#include "common/check.h"
 #include "dist/tcp-star.h"
 
 namespace herd {
@@ -26,8 +26,9 @@ std::unique_ptr<Communicator> connect_process_group(const ProcessGroup& group, c
   const std::string kind = backend.name().starts_with("cuda") ? "cuda" : exact ? "cpu exact" : "cpu";
   const std::string fingerprint =
       str_cat(c.n_layer, " layers, ", c.n_embd, " wide, ", c.n_head, "/", c.n_head_kv, " heads, FFN ", c.n_ff,
-              ", vocabulary ", c.n_vocab, ", ", dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype),
-              " weights, ", group.world_size, " ranks on ", kind);
+              ", vocabulary ", c.n_vocab, ", ",
+              dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype), " weights, ",
+              group.world_size, " ranks on ", kind);
   const std::chrono::milliseconds timeout{int64_t(group.timeout_s) * 1000};
   return make_group_communicator(backend, TcpStar::connect(env, fingerprint, timeout), timeout);
 }

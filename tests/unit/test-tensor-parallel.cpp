@@ -107,7 +107,7 @@ TEST(ThreadGroup, ARankThatNeverArrivesFailsTheGroupWithinTheTimeout) {
   release.set_value();
   late.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
-  for (int r = 0; r < 3; ++r) EXPECT_NE(errors[size_t(r)].find("rank 2 did not reach a collective"), std::string::npos) << r << ": " << errors[size_t(r)];
+  for (const std::string& e : errors) EXPECT_NE(e.find("rank 2 did not reach a collective"), std::string::npos) << e;
 }
 
 TEST(ThreadGroup, AbortWakesEveryWaitingRank) {
@@ -121,7 +121,8 @@ TEST(ThreadGroup, AbortWakesEveryWaitingRank) {
     std::vector<uint8_t> data;
     c.broadcast_host(data, 0);
   });
-  for (int r = 0; r < 3; ++r) EXPECT_NE(errors[size_t(r)].find("rank 3 failed: out of memory"), std::string::npos) << errors[size_t(r)];
+  for (int r = 0; r < 3; ++r)
+    EXPECT_NE(errors[size_t(r)].find("rank 3 failed: out of memory"), std::string::npos) << errors[size_t(r)];
 }
 
 // The logits of the model split over tp ranks equal those of one rank up to the order of the sums
