@@ -4,7 +4,8 @@
 //
 // Weights of a type the level has panel kernels for (PanelKernel) are repacked into panels at
 // their first product and multiplied panel by panel, every token of the step against each panel
-// while it is in cache; the others run row by row (four rows at a time where the level can).
+// while it is in cache. The others run in chunks of rows: float rows through the multi-token
+// kernels where the level has them, quantized rows four at a time where it can.
 #pragma once
 
 #include <cstdint>
