@@ -256,7 +256,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void quad_tiles(int64_t n, 
                               : static_cast<const void*>(static_cast<const float*>(w) + q * 16);
       const float* xt = x + t * x_stride;
       float* ot = out + t * out_stride + 4 * q;
-      const TileSums st{s.sums + (t * kQuads + q) * 16, s.first, s.last};
+      // sums is null when one pass covers the whole length (nothing to carry between passes).
+      const TileSums st{s.sums ? s.sums + (t * kQuads + q) * 16 : nullptr, s.first, s.last};
       const int rq = std::min(4 * Q, rows - 4 * q);
       switch (std::min<int64_t>(kTileTokens, n_tok - t)) {
         case 6: quad_tile<Ty, Q, 6, Direct>(n, wq, row_bytes, xt, x_stride, st, ot, out_stride, rq); break;
