@@ -95,7 +95,7 @@ GenerationDefaults read_generation(const GgufFile& f) {
 
 }  // namespace
 
-ModelFiles load_gguf_model(const std::string& path) {
+ModelFiles load_gguf_model(const std::string& path, const std::optional<Shard>& only_rank) {
   ModelFiles m;
   m.dir = path;
   auto file = std::make_unique<GgufFile>(path);
@@ -104,7 +104,7 @@ ModelFiles load_gguf_model(const std::string& path) {
   TensorsByName by_name;
   for (const GgufTensorInfo& t : file->tensors())
     if (t.name != "rope_freqs.weight") by_name.emplace(t.name, std::make_pair(file->view(t), path));
-  assemble_weights(by_name, m.config, NameScheme::gguf, path, m.weights);
+  assemble_weights(by_name, m.config, NameScheme::gguf, path, m.weights, only_rank);
   m.weights.gguf = std::move(file);
   return m;
 }

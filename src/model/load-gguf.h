@@ -10,6 +10,7 @@
 namespace herd {
 
 // Throws an invalid-input Error naming the file and the key or tensor on anything it cannot use.
-ModelFiles load_gguf_model(const std::string& path);
+// only_rank: see assemble_weights (model/weights.h).
+ModelFiles load_gguf_model(const std::string& path, const std::optional<Shard>& only_rank = std::nullopt);
 
 }  // namespace herd

@@ -28,7 +28,7 @@ ModelFiles load_model_files(const std::string& path, float meta_rope_factor, con
   const fs::file_status st = fs::status(path, ec);
   if (st.type() == fs::file_type::not_found) throw Error(ErrorKind::not_found, path + ": no such file or directory");
   HERD_REQUIRE(!ec, path, ": ", ec.message());
-  if (is_gguf_file(path)) return load_gguf_model(path);
+  if (is_gguf_file(path)) return load_gguf_model(path, only_rank);
   HERD_REQUIRE(fs::is_directory(st), path,
                ": not a model directory (expected config.json and *.safetensors) or a GGUF file");
   ModelFiles m;
@@ -51,7 +51,7 @@ ModelFiles load_model_files(const std::string& path, float meta_rope_factor, con
   }
   const std::vector<std::string> pth =
       scheme == NameScheme::meta ? find_meta_pth_shards(path) : std::vector<std::string>{};
-  m.weights = pth.empty() ? load_safetensors_weights(path, m.config, scheme)
+  m.weights = pth.empty() ? load_safetensors_weights(path, m.config, scheme, only_rank)
                           : load_meta_pth_weights(pth, m.config, path, only_rank);
   return m;
 }

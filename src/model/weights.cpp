@@ -124,7 +124,8 @@ void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t
   }
 }
 
-HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme) {
+HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme,
+                                     const std::optional<Shard>& only_rank) {
   HostWeights w;
   TensorsByName by_name;
   for (const auto& path : shard_paths(dir)) {
@@ -140,12 +141,12 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
   }
   // Old HF exports carry the rotary table as a buffer; herd computes it from the config.
   std::erase_if(by_name, [](const auto& kv) { return kv.first.ends_with("rotary_emb.inv_freq"); });
-  assemble_weights(by_name, c, scheme, dir, w);
+  assemble_weights(by_name, c, scheme, dir, w, only_rank);
   return w;
 }
 
 void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameScheme scheme,
-                      const std::string& source, HostWeights& w) {
+                      const std::string& source, HostWeights& w, const std::optional<Shard>& only_rank) {
   std::vector<std::string> problems;
   std::set<std::string> used;
   auto take = [&](const std::string& name, const Shape& shape) -> TensorView {
@@ -198,13 +199,24 @@ void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameSc
   }
 
   if (c.qk_layout == QkLayout::interleaved) {
+    // Heads [first, first + count) of wq and of wk are permuted: all of them, or one rank's.
+    std::pair<int64_t, int64_t> q_heads{0, c.n_head}, kv_heads{0, c.n_head_kv};
+    if (only_rank && only_rank->size > 1) {
+      check_tensor_parallel(c, only_rank->size);
+      const ShardDims d = shard_dims(c, *only_rank);
+      q_heads = {d.head0, d.n_head};
+      kv_heads = {d.head_kv0, d.n_head_kv};
+    }
+    const bool whole = q_heads.second == c.n_head && kv_heads.second == c.n_head_kv;
     for (auto& layer : w.layers) {
-      for (auto [view, n_heads] : {std::pair{&layer.wq, c.n_head}, std::pair{&layer.wk, c.n_head_kv}}) {
-        std::vector<uint8_t> buf(view->nbytes());
-        permute_interleaved_to_half_split(static_cast<const uint8_t*>(view->data), buf.data(), n_heads, c.head_dim,
-                                          int64_t(view->nbytes()) / view->shape[0]);
-        view->data = buf.data();
-        w.owned.push_back(std::move(buf));
+      for (auto [view, heads] : {std::pair{&layer.wq, q_heads}, std::pair{&layer.wk, kv_heads}}) {
+        const size_t row_bytes = view->nbytes() / size_t(view->shape[0]);
+        const size_t head_bytes = row_bytes * size_t(c.head_dim), skip = size_t(heads.first) * head_bytes;
+        uint8_t* buf = whole ? w.owned.emplace_back(view->nbytes()).data()
+                             : w.rank_slices.emplace_back(std::make_unique<ZeroPages>(view->nbytes()))->data();
+        permute_interleaved_to_half_split(static_cast<const uint8_t*>(view->data) + skip, buf + skip, heads.second,
+                                          c.head_dim, int64_t(row_bytes));
+        view->data = buf;
       }
     }
   }

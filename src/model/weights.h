@@ -3,6 +3,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +12,7 @@
 #include "common/mmap.h"
 #include "common/tensor.h"
 #include "model/config.h"
+#include "model/shard.h"
 #include "model/safetensors.h"
 #include "model/torch-checkpoint.h"
 
@@ -54,13 +56,16 @@ using TensorsByName = std::map<std::string, std::pair<TensorView, std::string>>;
 // Loads every *.safetensors of `dir` (through model.safetensors.index.json when present), checks
 // that each required tensor is there with the shape `c` implies, reports unexpected names, and
 // permutes q/k rows when c.qk_layout is interleaved.
-HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme);
+// only_rank (here and below): a tensor-parallel rank that is a process of its own; q/k rows that must
+// be permuted are then permuted for its heads only (model/shard.h), into zero pages.
+HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme,
+                                     const std::optional<Shard>& only_rank = std::nullopt);
 
 // Fills w's views from by_name: each required tensor must be there with the shape c implies,
 // and every name must be used; all problems are reported in one invalid-input Error naming
 // `source`. Permutes q/k rows (into w.owned) when c.qk_layout is interleaved.
 void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameScheme scheme,
-                      const std::string& source, HostWeights& w);
+                      const std::string& source, HostWeights& w, const std::optional<Shard>& only_rank = std::nullopt);
 
 // Rows of a [n_heads * head_dim, cols] matrix from Meta's interleaved order to half-split order.
 void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t n_heads, int64_t head_dim,

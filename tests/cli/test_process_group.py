@@ -127,6 +127,21 @@ try:
             check(f"Meta .pth at model-parallel degree {mp} as {world} processes equals one process", ok,
                   [r[2][-300:] for r in rs])
 
+    # GGUF (quantized, interleaved q/k rows each process permutes for its heads only) and Meta's
+    # safetensors layout.
+    for model_path in (os.path.join(DATA, "gguf", "quant-Q8_0.gguf"),
+                       os.path.join(DATA, "models", "gqa4-hd32-untied-llama3-meta")):
+        args = ["logits", "-m", model_path, *CPU, "--ids", pth_ids, "--all"]
+        p = subprocess.run([HERD, *args], capture_output=True, timeout=120)
+        whole = [x for row in json.loads(p.stdout)["logits"] for x in row] if p.returncode == 0 else []
+        rs = group(args, 2)
+        ok = rs[0][0] == 0 and bool(whole)
+        if ok:
+            split = [x for row in json.loads(rs[0][1])["logits"] for x in row]
+            ok = len(split) == len(whole) and \
+                max(abs(a - b) for a, b in zip(whole, split)) <= 1e-5 * max(abs(x) for x in whole)
+        check(f"{os.path.basename(model_path)} as 2 processes equals one process", ok, [r[2][-300:] for r in rs])
+
     # chat on rank 0's terminal (stdin); the followers read nothing.
     port = free_port()
     procs = [subprocess.Popen([HERD, "chat", "-m", model, *CPU, "--temp", "0", "-n", "6"], env=env_for(r, 2, port),

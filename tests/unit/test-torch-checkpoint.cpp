@@ -235,6 +235,29 @@ TEST(MetaPth, ARankProcessCopiesOnlyItsSlices) {
       }
 }
 
+// The same for files with interleaved q/k rows (llama.cpp's GGUF, Meta's layout in safetensors): a
+// rank's process permutes only its heads of wq and wk; the other tensors are the file's, whole.
+TEST(MetaPth, ARankProcessPermutesOnlyItsHeads) {
+  for (const char* model : {"/gguf/gqa4-hd32-untied-llama3.F32.gguf", "/models/gqa4-hd32-untied-llama3-meta"}) {
+    const ModelFiles whole = load_model_files(kData + model);
+    const ModelConfig& c = whole.config;
+    for (int tp : {2, 4})
+      for (int rank = 0; rank < tp; ++rank) {
+        SCOPED_TRACE(str_cat(model, ", rank ", rank, " of ", tp));
+        const ModelFiles part = load_model_files(kData + model, 8.0f, Shard{rank, tp});
+        const ShardDims d = shard_dims(c, Shard{rank, tp});
+        EXPECT_TRUE(part.weights.owned.empty()) << "nothing permuted in full";
+        for (size_t l = 0; l < part.weights.layers.size(); ++l) {
+          const LayerWeights &x = part.weights.layers[l], &y = whole.weights.layers[l];
+          expect_only_slice(x.wq, y.wq, true, d.head0 * c.head_dim, d.n_head * c.head_dim, str_cat("layer ", l, " wq"));
+          expect_only_slice(x.wk, y.wk, true, d.head_kv0 * c.head_dim, d.n_head_kv * c.head_dim,
+                            str_cat("layer ", l, " wk"));
+          expect_only_slice(x.wo, y.wo, false, 0, y.wo.shape[1], str_cat("layer ", l, " wo, whole"));
+        }
+      }
+  }
+}
+
 class MetaPthDir : public testing::Test {
  protected:
   void SetUp() override {
