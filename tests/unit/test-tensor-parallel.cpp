@@ -7,10 +7,12 @@
 #include <cmath>
 #include <fstream>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/check.h"
+#include "dist/launch-env.h"
 #include "dist/thread-group.h"
 #include "engine/tensor-parallel.h"
 #include "herd/herd.h"
@@ -47,6 +49,68 @@ std::vector<std::string> on_ranks(std::vector<std::unique_ptr<Communicator>>& co
     });
   for (std::thread& t : threads) t.join();
   return errors;
+}
+
+// A launcher's environment as a map, for launch_env_from.
+std::optional<LaunchEnv> env_of(const std::map<std::string, std::string>& vars) {
+  return launch_env_from([&](const char* name) -> const char* {
+    const auto it = vars.find(name);
+    return it == vars.end() ? nullptr : it->second.c_str();
+  });
+}
+
+std::string env_error(const std::map<std::string, std::string>& vars) {
+  try {
+    env_of(vars);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_input);
+    return e.what();
+  }
+  return "";
+}
+
+TEST(LaunchEnv, TorchrunOpenMpiAndTheirMistakes) {
+  EXPECT_FALSE(env_of({}).has_value());
+  const std::map<std::string, std::string> torch = {{"WORLD_SIZE", "4"}, {"RANK", "2"}, {"LOCAL_RANK", "1"},
+                                                    {"MASTER_ADDR", "node0"}, {"MASTER_PORT", "29500"}};
+  std::optional<LaunchEnv> e = env_of(torch);
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->world_size, 4);
+  EXPECT_EQ(e->rank, 2);
+  EXPECT_EQ(e->local_rank, 1);
+  EXPECT_EQ(e->master_addr, "node0");
+  EXPECT_EQ(e->master_port, 29500);
+  // Under torchrun its own store holds MASTER_PORT: herd takes the next one, or HERD_TP_PORT.
+  auto under_torchrun = torch;
+  under_torchrun["TORCHELASTIC_RUN_ID"] = "none";
+  EXPECT_EQ(env_of(under_torchrun)->master_port, 29501);
+  under_torchrun["HERD_TP_PORT"] = "31000";
+  EXPECT_EQ(env_of(under_torchrun)->master_port, 31000);
+  // mpirun's variables, with the address and port exported.
+  e = env_of({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+              {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "29500"}});
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->world_size, 2);
+  EXPECT_EQ(e->rank, 1);
+  EXPECT_EQ(e->local_rank, 1);
+  // A world of one needs nothing else.
+  EXPECT_EQ(env_of({{"WORLD_SIZE", "1"}})->world_size, 1);
+
+  auto without = [&](const char* name) {
+    auto v = torch;
+    v.erase(name);
+    return v;
+  };
+  EXPECT_NE(env_error(without("MASTER_ADDR")).find("needs MASTER_ADDR"), std::string::npos);
+  EXPECT_NE(env_error(without("MASTER_PORT")).find("needs MASTER_PORT"), std::string::npos);
+  EXPECT_NE(env_error(without("RANK")).find("needs RANK"), std::string::npos);
+  for (const auto& [name, value] : {std::pair{"WORLD_SIZE", "0"}, {"WORLD_SIZE", "4x"}, {"RANK", "4"}, {"RANK", "-1"},
+                                    {"MASTER_PORT", "65536"}, {"LOCAL_RANK", ""}}) {
+    auto bad = torch;
+    bad[name] = value;
+    EXPECT_NE(env_error(bad).find(str_cat("environment variable ", name, "=\"", value, "\"")), std::string::npos)
+        << name << "=" << value;
+  }
 }
 
 TEST(ThreadGroup, CollectivesSumGatherAndBroadcast) {
