@@ -19,6 +19,9 @@ struct Tensor {
   DType dtype = DType::f32;
   Shape shape;
   std::shared_ptr<void> storage;  // keeps the memory alive; empty for views of mapped files
+  // A weight's column order (TensorView::col_perm), in host memory that outlives the tensor; null
+  // for all but act-ordered GPTQ weights on the CPU (CUDA restores the input order at upload).
+  const int32_t* col_perm = nullptr;
 
   void* data() const { return storage.get(); }
   int64_t numel() const { return shape_numel(shape); }
@@ -29,7 +32,7 @@ struct Tensor {
 // The same memory seen with another shape (at most as many elements): how the model
 // reuses scratch buffers sized for the largest batch.
 inline Tensor view_as(const Tensor& t, Shape shape) {
-  Tensor v{t.dtype, std::move(shape), t.storage};
+  Tensor v{t.dtype, std::move(shape), t.storage, t.col_perm};
   return v;
 }
 

@@ -1,6 +1,8 @@
 #include "common/dtype.h"
 
 #include <bit>
+#include <cmath>
+#include <limits>
 
 #include "common/check.h"
 
@@ -19,6 +21,9 @@ DTypeBlock dtype_block(DType t) {
     case DType::q4_k: return {256, 144};
     case DType::q5_k: return {256, 176};
     case DType::q6_k: return {256, 210};
+    case DType::f8_e4m3: return {1, 1};
+    case DType::fp8: return {32, 36};
+    case DType::int4: return {32, 20};
   }
   return {1, 0};
 }
@@ -48,6 +53,9 @@ std::string_view dtype_name(DType t) {
     case DType::q4_k: return "Q4_K";
     case DType::q5_k: return "Q5_K";
     case DType::q6_k: return "Q6_K";
+    case DType::f8_e4m3: return "F8_E4M3";
+    case DType::fp8: return "FP8";
+    case DType::int4: return "INT4";
   }
   return "?";
 }
@@ -56,6 +64,8 @@ std::optional<DType> dtype_from_safetensors(std::string_view s) {
   if (s == "F32") return DType::f32;
   if (s == "F16") return DType::f16;
   if (s == "BF16") return DType::bf16;
+  if (s == "I32") return DType::i32;
+  if (s == "F8_E4M3") return DType::f8_e4m3;
   return std::nullopt;
 }
 
@@ -95,6 +105,31 @@ uint16_t f32_to_f16(float f) {
   }
   uint32_t m = absx + 0xc8000fffu + ((absx >> 13) & 1u);  // rebias exponent (-112<<23) and round
   return uint16_t(sign | (m >> 13));
+}
+
+float e4m3_to_f32(uint8_t b) {
+  const float sign = b & 0x80u ? -1.f : 1.f;
+  const int exp = (b >> 3) & 0xf, mant = b & 7;
+  if (exp == 0xf && mant == 7) return std::numeric_limits<float>::quiet_NaN();
+  if (exp == 0) return sign * std::ldexp(float(mant), -9);  // subnormal: mant / 8 * 2^-6
+  return sign * std::ldexp(float(8 + mant), exp - 10);      // (1 + mant / 8) * 2^(exp - 7)
+}
+
+uint8_t f32_to_e4m3(float f) {
+  if (std::isnan(f)) return 0x7f;
+  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
+  const float a = std::fabs(f);
+  if (a >= 448.f) return sign | 0x7e;
+  // The codes 0..0x7e are the finite magnitudes in increasing order: take the nearest, ties to the
+  // even code (whose mantissa's last bit is 0), as IEEE rounding does.
+  int lo = 0, hi = 0x7e;
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) / 2;
+    (e4m3_to_f32(uint8_t(mid)) <= a ? lo : hi) = mid;
+  }
+  const float dlo = a - e4m3_to_f32(uint8_t(lo)), dhi = e4m3_to_f32(uint8_t(hi)) - a;
+  const int code = dlo < dhi ? lo : dhi < dlo ? hi : (lo % 2 == 0 ? lo : hi);
+  return uint8_t(sign | code);
 }
 
 }  // namespace herd

@@ -54,6 +54,22 @@ void scale_min_k4(int j, const uint8_t* s, uint8_t* scale, uint8_t* min) {
   }
 }
 
+void block_fp8(const uint8_t* b, float* y) {
+  Fp8Block blk;
+  std::memcpy(&blk, b, sizeof blk);
+  for (int i = 0; i < 32; ++i) y[i] = blk.d * e4m3_to_f32(blk.q[i]);
+}
+
+void block_int4(const uint8_t* b, float* y) {
+  Int4Block blk;
+  std::memcpy(&blk, b, sizeof blk);
+  const float d = f16_to_f32(blk.d);
+  for (int i = 0; i < 16; ++i) {
+    y[i] = d * float(int(blk.qs[i] & 0xF) - int(blk.z));
+    y[i + 16] = d * float(int(blk.qs[i] >> 4) - int(blk.z));
+  }
+}
+
 void block_k(DType t, const uint8_t* b, float* y) {
   const KBlock k = unpack_k(t, b);
   for (int g = 0; g < 256 / k.group; ++g) {
@@ -131,6 +147,9 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
     case DType::f16:
       for (int64_t i = 0; i < n; ++i) dst[i] = f16_at(b + 2 * i);
       return;
+    case DType::f8_e4m3:
+      for (int64_t i = 0; i < n; ++i) dst[i] = e4m3_to_f32(b[i]);
+      return;
     case DType::i32: break;
     default:
       for (int64_t i = 0; i < n / blk.elems; ++i, b += blk.bytes, dst += blk.elems) {
@@ -141,6 +160,8 @@ void dequantize_row(DType t, const void* src, float* dst, int64_t n) {
           case DType::q4_k:
           case DType::q5_k:
           case DType::q6_k: block_k(t, b, dst); break;
+          case DType::fp8: block_fp8(b, dst); break;
+          case DType::int4: block_int4(b, dst); break;
           default: break;
         }
       }

@@ -26,4 +26,22 @@ struct KBlock {
 // t: q4_k, q5_k or q6_k; b: one block of it.
 KBlock unpack_k(DType t, const uint8_t* b);
 
+// herd's blocks for quantized safetensors checkpoints, 32 consecutive elements of a row each, made
+// by the loader (model/checkpoint-quant.h) from the checkpoint's tensors:
+//  FP8:  f32 d, then 32 E4M3 bytes; x = d * e4m3(q). d is the row's (or the tensor's) scale.
+//  INT4: f16 d, u8 zero point z, one byte of padding, then 16 bytes of nibbles as in Q4_0 (element i
+//        the low nibble of byte i, element i + 16 its high nibble); x = d * (q - z). d and z are the
+//        scale and zero point of the quantization group (AWQ, GPTQ) the block lies in.
+struct Fp8Block {
+  float d;
+  uint8_t q[32];
+};
+static_assert(sizeof(Fp8Block) == 36);
+struct Int4Block {
+  uint16_t d;
+  uint8_t z, pad;
+  uint8_t qs[16];
+};
+static_assert(sizeof(Int4Block) == 20);
+
 }  // namespace herd

@@ -23,6 +23,9 @@ struct TensorView {
   DType dtype = DType::f32;
   Shape shape;
   const void* data = nullptr;
+  // A weight whose stored columns are in another order than its input's (GPTQ's act order): stored
+  // column j multiplies input column col_perm[j]. Null: the same order (every other weight).
+  const int32_t* col_perm = nullptr;
 
   int64_t numel() const { return shape_numel(shape); }
   size_t nbytes() const { return dtype_nbytes(dtype, numel()); }

@@ -51,11 +51,15 @@ ShardDims shard_dims(const ModelConfig& c, const Shard& s) {
 TensorView slice_rows(const TensorView& t, int64_t first, int64_t count) {
   HERD_CHECK(t.shape.size() == 2 && first >= 0 && count >= 0 && first + count <= t.shape[0]);
   const size_t row_bytes = dtype_nbytes(t.dtype, t.shape[1]);
-  return TensorView{t.dtype, {count, t.shape[1]}, static_cast<const uint8_t*>(t.data) + size_t(first) * row_bytes};
+  return TensorView{t.dtype, {count, t.shape[1]}, static_cast<const uint8_t*>(t.data) + size_t(first) * row_bytes,
+                    t.col_perm};
 }
 
 TensorView slice_cols(const TensorView& t, int64_t first, int64_t count, std::vector<uint8_t>& storage) {
   HERD_CHECK(t.shape.size() == 2);
+  HERD_REQUIRE(t.col_perm == nullptr, "a GPTQ weight stored in act order (desc_act) cannot be split by its input ",
+               "columns over tensor-parallel ranks: its groups are spread over all of them; load it without tensor ",
+               "parallelism, or use a checkpoint quantized without act order");
   const int64_t rows = t.shape[0], cols = t.shape[1], blk = dtype_block(t.dtype).elems;
   HERD_CHECK(first >= 0 && count >= 0 && first + count <= cols && first % blk == 0 && count % blk == 0);
   const size_t row_bytes = dtype_nbytes(t.dtype, cols), skip = dtype_nbytes(t.dtype, first),

@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "common/json-limits.h"
+#include "model/checkpoint-quant.h"
 
 namespace herd {
 
@@ -141,6 +142,7 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
   }
   // Old HF exports carry the rotary table as a buffer; herd computes it from the config.
   std::erase_if(by_name, [](const auto& kv) { return kv.first.ends_with("rotary_emb.inv_freq"); });
+  if (scheme == NameScheme::hf) convert_quantized_checkpoint((fs::path(dir) / "config.json").string(), by_name, w);
   assemble_weights(by_name, c, scheme, dir, w, only_rank);
   return w;
 }
@@ -156,6 +158,11 @@ void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameSc
       return {};
     }
     used.insert(name);
+    const DType t = it->second.first.dtype;
+    if (t == DType::i32 || t == DType::f8_e4m3 || (shape.size() == 1 && is_quantized(t)))
+      problems.push_back(str_cat("tensor \"", name, "\" is ", dtype_name(t), ", which is not a type of ",
+                                 shape.size() == 1 ? "norm weights" : "weights",
+                                 t == DType::f8_e4m3 ? " (an FP8 checkpoint without its quantization_config?)" : ""));
     if (it->second.first.shape != shape)
       problems.push_back(str_cat("tensor \"", name, "\" has shape ", shape_str(it->second.first.shape),
                                  ", config implies ", shape_str(shape)));

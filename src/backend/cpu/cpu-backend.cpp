@@ -63,7 +63,7 @@ class CpuBackend final : public Backend {
 
   Tensor upload_weight(const TensorView& host) override {
     // Alias the mapped file: weights are never copied on the CPU.
-    Tensor t{host.dtype, host.shape, std::shared_ptr<void>(const_cast<void*>(host.data), [](void*) {})};
+    Tensor t{host.dtype, host.shape, std::shared_ptr<void>(const_cast<void*>(host.data), [](void*) {}), host.col_perm};
     if (!exact_) fast_.add_weight(t);  // repacked for the multi-token kernels at its first product
     return t;
   }
@@ -134,18 +134,40 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const Tensor& x, const Tensor& w, Tensor& out) override {
-    const int64_t k = x.dim(-1), n = x.numel() / k, m = w.dim(0);
-    HERD_CHECK(w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(w.shape));
-    HERD_CHECK(out.numel() == n * m);
-    check_f32(x, "matmul input");
-    if (exact_) return matmul_exact(x, w, out);
     const MatmulOut part{w, out};
-    fast_.run(x, {&part, 1});
+    matmul_shared(x, {&part, 1});
   }
 
   void matmul_shared(const Tensor& x, std::span<const MatmulOut> parts) override {
-    if (exact_) return Backend::matmul_shared(x, parts);
-    fast_.run(x, parts);
+    check_f32(x, "matmul input");
+    const int64_t k = x.dim(-1), n = x.numel() / k;
+    for (const MatmulOut& p : parts) {
+      HERD_CHECK(p.w.dim(1) == k, "matmul: x has ", k, " columns, w ", shape_str(p.w.shape));
+      HERD_CHECK(p.out.numel() == n * p.w.dim(0), "matmul: out ", shape_str(p.out.shape), " for ", n, " x ", p.w.dim(0));
+    }
+    // Runs of weights with one column order share their input (q, k and v of an act-ordered GPTQ
+    // layer have one order, as they were quantized against the same activations).
+    for (size_t i = 0, j; i < parts.size(); i = j) {
+      const int32_t* perm = parts[i].w.col_perm;
+      for (j = i + 1; j < parts.size() && parts[j].w.col_perm == perm; ++j) {
+      }
+      const Tensor xs = perm ? in_column_order(x, perm) : x;
+      if (!exact_) {
+        fast_.run(xs, parts.subspan(i, j - i));
+        continue;
+      }
+      for (size_t p = i; p < j; ++p) matmul_exact(xs, parts[p].w, parts[p].out);
+    }
+  }
+
+  // x's columns in a weight's stored order: x'[t, c] = x[t, perm[c]]; x: [n, k] f32.
+  Tensor in_column_order(const Tensor& x, const int32_t* perm) {
+    const int64_t k = x.dim(-1), n = x.numel() / k;
+    permuted_.resize(size_t(x.numel()));
+    const float* xs = f32p(x);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t c = 0; c < k; ++c) permuted_[size_t(t * k + c)] = xs[t * k + perm[c]];
+    return Tensor{DType::f32, x.shape, std::shared_ptr<void>(permuted_.data(), [](void*) {})};
   }
 
   // The reference: each weight row converted to f32 once and used for every token.
@@ -342,6 +364,7 @@ class CpuBackend final : public Backend {
   const bool exact_;
   const CpuKernels kernels_;
   FastMatmul fast_;
+  std::vector<float> permuted_;  // the input of act-ordered weights (in_column_order)
   std::vector<float> norm_w_;  // a norm weight stored in another type, as f32
 };
 

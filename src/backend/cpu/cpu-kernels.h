@@ -1,7 +1,7 @@
 // The CPU backend's fast kernels: dot products of one weight row with one token's activations,
 // for every weight type, at three instruction-set levels picked once at start-up.
 //
-// Quantized weights (GGUF Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K) are never converted to f32: the
+// Quantized weights (GGUF Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K; FP8 and INT4) are never converted to f32: the
 // activations are quantized to 8 bits in blocks of 32 (Q8Block) and each weight block meets its
 // activation block in integer arithmetic, as llama.cpp does. That rounding is the one numerical
 // difference from the exact path (weights dequantized to f32, f32 products), which stays
@@ -60,9 +60,11 @@ using DotF32TileFn = void (*)(int64_t n, const void* w, size_t row_bytes, int ro
 QuantizeQ8Fn quantize_q8_kernel(CpuLevel level);          // quantize-act.cpp
 DotQ8Fn dot_q8_legacy_kernel(DType t, CpuLevel level);     // q8_0, q4_0, q4_1: dot-legacy.cpp
 DotQ8Fn dot_q8_kquant_kernel(DType t, CpuLevel level);     // q4_k, q5_k, q6_k: dot-kquant.cpp
+DotQ8Fn dot_q8_checkpoint_kernel(DType t, CpuLevel level); // fp8, int4: dot-checkpoint.cpp
 // The four-row kernels, where a level has them (none at the scalar level: four single rows).
 DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level);
 DotQ8x4Fn dot_q8x4_kquant_kernel(DType t, CpuLevel level);
+DotQ8x4Fn dot_q8x4_checkpoint_kernel(DType t, CpuLevel level);
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
 AxpyF16Fn axpy_f16_kernel(CpuLevel level);                 // dot-float.cpp
 DotF32TileFn dot_f32_tile_kernel(DType t, CpuLevel level);  // dot-float.cpp; avx512 only

@@ -68,6 +68,10 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_kquant_kernel(t, l); });
     k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_kquant_kernel(t, l); });
   }
+  for (DType t : {DType::fp8, DType::int4}) {
+    k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_checkpoint_kernel(t, l); });
+    k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_checkpoint_kernel(t, l); });
+  }
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k})
     k.panel[int(t)] = panel_kernel(t, level);
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {

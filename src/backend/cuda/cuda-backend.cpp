@@ -145,7 +145,8 @@ class CudaBackend final : public Backend {
   // --- memory ----------------------------------------------------------------
 
   Tensor upload_weight(const TensorView& host) override {
-    if (is_quantized(host.dtype)) return upload_dequantized(host);
+    if (is_quantized(host.dtype)) return upload_dequantized(host);  // col_perm is undone there
+    HERD_CHECK(host.col_perm == nullptr, "a column order on a ", dtype_name(host.dtype), " weight");
     Tensor t = alloc_uninit(host.dtype, host.shape);
     // Pageable source: the copy is staged by the driver; weights are uploaded once.
     HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data, host.nbytes(), cudaMemcpyHostToDevice, stream_));
@@ -338,7 +339,9 @@ class CudaBackend final : public Backend {
       const int64_t n = std::min(slab, rows - r0);
       for (int64_t r = 0; r < n; ++r) {
         dequantize_row(host.dtype, static_cast<const uint8_t*>(host.data) + size_t(r0 + r) * row_bytes, row.data(), cols);
-        for (int64_t i = 0; i < cols; ++i) staged[size_t(r * cols + i)] = f32_to_bf16(row[size_t(i)]);
+        // An act-ordered weight's stored column i is input column col_perm[i]: put it back there.
+        for (int64_t i = 0; i < cols; ++i)
+          staged[size_t(r * cols + (host.col_perm ? host.col_perm[i] : i))] = f32_to_bf16(row[size_t(i)]);
       }
       HERD_CUDA_CHECK(cudaMemcpyAsync(static_cast<uint16_t*>(t.data()) + r0 * cols, staged.data(), size_t(n * cols) * 2,
                                       cudaMemcpyHostToDevice, stream_));
