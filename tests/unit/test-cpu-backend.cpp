@@ -87,6 +87,42 @@ TEST_F(CpuOps, MatmulLongRowsMatchDouble) {
     }
 }
 
+// An act-ordered weight (stored column j is input column perm[j]) multiplies like the same weight
+// with its columns put back in input order, on the exact and the fast path, alone and beside
+// weights of another order in one shared product.
+TEST(CpuBackend, WeightsInAnotherColumnOrderMultiplyTheInputInThatOrder) {
+  constexpr int64_t kIn = 96, kOut = 5, kTok = 3;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::vector<float> stored(kOut * kIn), x(kTok * kIn);
+  for (float& v : stored) v = nd(rng);
+  for (float& v : x) v = nd(rng);
+  std::vector<int32_t> perm(kIn);
+  for (int64_t i = 0; i < kIn; ++i) perm[size_t(i)] = int32_t((i * 37) % kIn);  // 37 is prime to 96
+  std::vector<float> in_order(kOut * kIn);
+  for (int64_t o = 0; o < kOut; ++o)
+    for (int64_t j = 0; j < kIn; ++j) in_order[size_t(o * kIn + perm[size_t(j)])] = stored[size_t(o * kIn + j)];
+  for (bool exact : {true, false}) {
+    auto be = make_cpu_backend(2, exact);
+    TensorView sv{DType::f32, {kOut, kIn}, stored.data(), perm.data()}, iv{DType::f32, {kOut, kIn}, in_order.data()};
+    const Tensor w_perm = be->upload_weight(sv), w_plain = be->upload_weight(iv);
+    Tensor xt = be->alloc(DType::f32, {kTok, kIn});
+    be->write(xt, x.data(), xt.nbytes());
+    Tensor a = be->alloc(DType::f32, {kTok, kOut}), b = be->alloc(DType::f32, {kTok, kOut}),
+           c = be->alloc(DType::f32, {kTok, kOut});
+    const MatmulOut parts[] = {{w_perm, a}, {w_plain, b}, {w_perm, c}};
+    be->matmul_shared(xt, parts);
+    std::vector<float> ya(kTok * kOut), yb(kTok * kOut), yc(kTok * kOut);
+    be->read(a, ya.data(), a.nbytes());
+    be->read(b, yb.data(), b.nbytes());
+    be->read(c, yc.data(), c.nbytes());
+    for (size_t i = 0; i < ya.size(); ++i) {
+      EXPECT_NEAR(ya[i], yb[i], 1e-4f * (1.f + std::fabs(yb[i]))) << (exact ? "exact " : "fast ") << i;
+      EXPECT_EQ(ya[i], yc[i]);
+    }
+  }
+}
+
 TEST_F(CpuOps, SiluMul) {
   Tensor g = f32({3}, {0, 1, -2}), u = f32({3}, {5, 2, 1}), out = be->alloc(DType::f32, {3});
   be->silu_mul(g, u, out);
