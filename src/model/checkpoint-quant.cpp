@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -12,6 +13,7 @@
 #include "common/check.h"
 #include "common/json-limits.h"
 #include "common/quant.h"
+#include "common/threadpool.h"
 #include "model/config.h"
 
 namespace herd {
@@ -202,6 +204,11 @@ class Layer {
   std::string file_;
 };
 
+void atomic_min(std::atomic<int64_t>& a, int64_t v) {
+  for (int64_t cur = a.load(); v < cur && !a.compare_exchange_weak(cur, v);) {
+  }
+}
+
 bool is_float(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
 float float_at(const TensorView& t, int64_t i) {
@@ -219,7 +226,7 @@ int32_t i32_at(const TensorView& t, int64_t i) {
 // weight F8_E4M3 [out, in] and weight_scale ([] or [1]: per tensor; [out] or [out, 1]: per row)
 // -> FP8 blocks; input_scale (compressed-tensors' static activation scale) and input_scale_ub
 // (fbgemm's bound) are checked and dropped: activations stay unquantized.
-void convert_fp8(Layer& l, HostWeights& w) {
+void convert_fp8(Layer& l, HostWeights& w, ThreadPool& pool) {
   const TensorView wt = *l.take("weight", true, "");
   HERD_REQUIRE(wt.shape.size() == 2, l.file(), ": tensor \"", l.prefix(), ".weight\" has shape ", shape_str(wt.shape),
                ", must be [out, in]");
@@ -237,21 +244,25 @@ void convert_fp8(Layer& l, HostWeights& w) {
         l.fail(str_cat(extra, " must be one positive finite number"));
     }
   if (in % 32 != 0) l.fail(str_cat(in, " input columns are not whole 32-element blocks"));
+  std::vector<float> d(size_t(per_row ? out : 1));
+  for (size_t r = 0; r < d.size(); ++r)
+    if (d[r] = float_at(scale, int64_t(r)); !std::isfinite(d[r])) l.fail(str_cat("weight_scale holds ", d[r], " at index ", r));
+  const auto* q = static_cast<const uint8_t*>(wt.data);
+  std::atomic<int64_t> first_nan{out * in};
   l.put(w, DType::fp8, {out, in}, [&](uint8_t* dst) {
-    const auto* q = static_cast<const uint8_t*>(wt.data);
     auto* blocks = reinterpret_cast<Fp8Block*>(dst);
-    for (int64_t r = 0; r < out; ++r) {
-      const float d = float_at(scale, per_row ? r : 0);
-      if (!std::isfinite(d)) l.fail(str_cat("weight_scale of row ", r, " is ", d));
-      for (int64_t b = 0; b < in / 32; ++b) {
-        Fp8Block& blk = blocks[r * (in / 32) + b];
-        blk.d = d;
-        std::memcpy(blk.q, q + r * in + b * 32, 32);
-        for (int i = 0; i < 32; ++i)
-          if ((blk.q[i] & 0x7f) == 0x7f) l.fail(str_cat("weight holds NaN at row ", r, ", column ", b * 32 + i));
-      }
-    }
+    pool.parallel_for(out, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        for (int64_t b = 0; b < in / 32; ++b) {
+          Fp8Block& blk = blocks[r * (in / 32) + b];
+          blk.d = d[per_row ? size_t(r) : 0];
+          std::memcpy(blk.q, q + r * in + b * 32, 32);
+          for (int i = 0; i < 32; ++i)
+            if ((blk.q[i] & 0x7f) == 0x7f) atomic_min(first_nan, r * in + b * 32 + i);
+        }
+    });
   });
+  if (const int64_t i = first_nan.load(); i < out * in) l.fail(str_cat("weight holds NaN at row ", i / in, ", column ", i % in));
 }
 
 // A group's scale as the block's f16: exact for F16 scales (AWQ's and GPTQ's own), and for others
@@ -268,35 +279,47 @@ uint16_t block_scale(const Layer& l, const TensorView& scales, int64_t i) {
 // zero(g, o) and the scales [groups, out] give element (o, k) = (value - zero) * scale, k in group
 // group_of(k). `order`, when not null, is the stored column order (act order).
 template <typename Value, typename Zero, typename GroupOf>
-TensorView& put_int4(Layer& l, HostWeights& w, int64_t out, int64_t in, const TensorView& scales, Value value, Zero zero,
-              GroupOf group_of, const std::vector<int32_t>* order) {
+TensorView& put_int4(Layer& l, HostWeights& w, ThreadPool& pool, int64_t out, int64_t in, const TensorView& scales,
+                     Value value, Zero zero, GroupOf group_of, const std::vector<int32_t>* order) {
   if (in % 32 != 0) l.fail(str_cat(in, " input columns are not whole 32-element blocks"));
   const int64_t nb = in / 32;
+  auto col = [&](int64_t j) { return order ? int64_t((*order)[size_t(j)]) : j; };
+  std::vector<int64_t> block_group(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    block_group[size_t(b)] = group_of(col(b * 32));
+    for (int i = 1; i < 32; ++i)
+      if (group_of(col(b * 32 + i)) != block_group[size_t(b)])
+        l.fail(str_cat("columns ", b * 32, "..", b * 32 + 31, " (in stored order) span several quantization groups; ",
+                       "herd needs each group to be whole 32-column blocks"));
+  }
+  const int64_t groups = scales.shape[0];
+  std::vector<uint16_t> d(static_cast<size_t>(groups * out));
+  for (int64_t i = 0; i < groups * out; ++i) d[size_t(i)] = block_scale(l, scales, i);
+  // Threads take 128 outputs at a time: AWQ packs 8 outputs per int32, so that is whole cache lines
+  // of its transposed words; GPTQ's rows of outputs are contiguous anyway.
+  constexpr int64_t kChunk = 128;
   return l.put(w, DType::int4, {out, in}, [&](uint8_t* dst) {
     auto* blocks = reinterpret_cast<Int4Block*>(dst);
-    std::vector<int32_t> cols(32);
-    for (int64_t b = 0; b < nb; ++b) {
-      for (int i = 0; i < 32; ++i) cols[size_t(i)] = order ? (*order)[size_t(b * 32 + i)] : int32_t(b * 32 + i);
-      const int64_t g = group_of(cols[0]);
-      for (int i = 1; i < 32; ++i)
-        if (group_of(cols[size_t(i)]) != g)
-          l.fail(str_cat("columns ", b * 32, "..", b * 32 + 31, " (in stored order) span several quantization groups; ",
-                         "herd needs each group to be whole 32-column blocks"));
-      for (int64_t o = 0; o < out; ++o) {
-        Int4Block& blk = blocks[o * nb + b];
-        blk.d = block_scale(l, scales, g * out + o);
-        blk.z = uint8_t(zero(g, o));
-        blk.pad = 0;
-        for (int i = 0; i < 16; ++i)
-          blk.qs[i] = uint8_t(value(cols[size_t(i)], o) | (value(cols[size_t(i + 16)], o) << 4));
+    pool.parallel_for((out + kChunk - 1) / kChunk, [&](int64_t c0, int64_t c1) {
+      int64_t cols[32];
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t g = block_group[size_t(b)];
+        for (int i = 0; i < 32; ++i) cols[i] = col(b * 32 + i);
+        for (int64_t o = c0 * kChunk; o < std::min(out, c1 * kChunk); ++o) {
+          Int4Block& blk = blocks[o * nb + b];
+          blk.d = d[size_t(g * out + o)];
+          blk.z = uint8_t(zero(g, o));
+          blk.pad = 0;
+          for (int i = 0; i < 16; ++i) blk.qs[i] = uint8_t(value(cols[i], o) | (value(cols[i + 16], o) << 4));
+        }
       }
-    }
+    });
   });
 }
 
 // AWQ's GEMM packing: qweight I32 [in, out / 8], qzeros I32 [in / group, out / 8], scales [in / group,
 // out]; the 8 nibbles of each int32, lowest first, hold output columns 0, 2, 4, 6, 1, 3, 5, 7 of its 8.
-void convert_awq(Layer& l, HostWeights& w, const Scheme& s) {
+void convert_awq(Layer& l, HostWeights& w, const Scheme& s, ThreadPool& pool) {
   static constexpr int kNibbleOf[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // output column c % 8 -> nibble
   const TensorView qw = *l.take("qweight", true, "");
   l.check_dtype(qw, "qweight", qw.dtype == DType::i32, "I32");
@@ -314,7 +337,7 @@ void convert_awq(Layer& l, HostWeights& w, const Scheme& s) {
   }
   auto nibble = [](int32_t word, int64_t col) { return (uint32_t(word) >> (4 * kNibbleOf[col % 8])) & 0xF; };
   put_int4(
-      l, w, out, in, scales, [&](int64_t k, int64_t o) { return nibble(i32_at(qw, k * (out / 8) + o / 8), o); },
+      l, w, pool, out, in, scales, [&](int64_t k, int64_t o) { return nibble(i32_at(qw, k * (out / 8) + o / 8), o); },
       [&](int64_t g, int64_t o) { return qz ? nibble(i32_at(*qz, g * (out / 8) + o / 8), o) : 8u; },
       [&](int64_t k) { return k / s.group; }, nullptr);
 }
@@ -323,7 +346,7 @@ void convert_awq(Layer& l, HostWeights& w, const Scheme& s) {
 // [groups, out / 8] (8 output columns per int32, in order), scales [groups, out], and g_idx I32 [in]
 // (column k's group; without it k / group). Act order makes g_idx a permutation of the groups: the
 // columns are then stored sorted by group, and the weight carries that order (col_perm).
-void convert_gptq(Layer& l, HostWeights& w, const Scheme& s) {
+void convert_gptq(Layer& l, HostWeights& w, const Scheme& s, ThreadPool& pool) {
   const TensorView qw = *l.take("qweight", true, "");
   l.check_dtype(qw, "qweight", qw.dtype == DType::i32, "I32");
   HERD_REQUIRE(qw.shape.size() == 2, l.file(), ": tensor \"", l.prefix(), ".qweight\" must be [in / 8, out]");
@@ -357,7 +380,7 @@ void convert_gptq(Layer& l, HostWeights& w, const Scheme& s) {
 
   const uint32_t zero_offset = s.zeros_minus_one ? 1 : 0;
   TensorView& v = put_int4(
-      l, w, out, in, scales,
+      l, w, pool, out, in, scales,
       [&](int64_t k, int64_t o) { return (uint32_t(i32_at(qw, (k / 8) * out + o)) >> (4 * (k % 8))) & 0xF; },
       [&](int64_t g, int64_t o) {
         return ((uint32_t(i32_at(qz, g * (out / 8) + o / 8)) >> (4 * (o % 8))) & 0xF) + zero_offset;
@@ -380,6 +403,7 @@ void convert_quantized_checkpoint(const std::string& config_json, TensorsByName&
   HERD_REQUIRE(it->is_object(), config_json, ": quantization_config must be an object");
   const Scheme s = ConfigReader(*it, config_json).read();
 
+  ThreadPool pool(0);  // the conversion reads and writes every weight once: all cores
   std::vector<std::string> prefixes;
   for (const auto& [name, entry] : by_name) {
     if (s.method == Method::fp8 && name.ends_with(".weight") && entry.first.dtype == DType::f8_e4m3)
@@ -389,9 +413,9 @@ void convert_quantized_checkpoint(const std::string& config_json, TensorsByName&
   for (const std::string& prefix : prefixes) {
     Layer l(by_name, prefix, s.method == Method::fp8 ? "weight" : "qweight");
     switch (s.method) {
-      case Method::fp8: convert_fp8(l, w); break;
-      case Method::awq: convert_awq(l, w, s); break;
-      case Method::gptq: convert_gptq(l, w, s); break;
+      case Method::fp8: convert_fp8(l, w, pool); break;
+      case Method::awq: convert_awq(l, w, s, pool); break;
+      case Method::gptq: convert_gptq(l, w, s, pool); break;
     }
   }
 }
