@@ -48,7 +48,10 @@ struct ModelInfo {
   bool tied_embeddings = false;
   int32_t bos_id = -1;
   std::vector<int32_t> eos_ids;
-  std::string dtype;   // "BF16", "F16" or "F32" as stored
+  std::string dtype;   // the layers' stored type: "BF16", "F16", "F32", "Q4_K", "FP8", "INT4", ...
+  // Bytes a decode step reads at least: every layer's matrices and the LM head as the device holds
+  // them (CUDA keeps quantized types as BF16 today), over all ranks.
+  int64_t decode_weight_bytes = 0;
   std::string device;  // "cpu", or "cuda:N (card name)"
   int n_threads = 0;   // CPU threads the backend computes with (0 on a GPU), over all ranks
   int tensor_parallel = 1;  // ranks the model is split over

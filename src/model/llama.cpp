@@ -209,6 +209,13 @@ std::vector<float> LlamaModel::forward(const Batch& batch) {
   return out;
 }
 
+int64_t LlamaModel::decode_weight_bytes() const {
+  int64_t bytes = int64_t(output_.nbytes());
+  for (const Layer& l : layers_)
+    for (const Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) bytes += int64_t(t->nbytes());
+  return bytes * (comm_ ? comm_->size() : 1);
+}
+
 std::vector<int32_t> LlamaModel::forward_greedy(const Batch& batch) {
   const Tensor logits = run(batch);
   if (logits.dim(0) == 0) return {};

@@ -33,6 +33,8 @@ class LlamaModel final : public ModelRunner {
   std::vector<float> forward(const Batch& batch) override;
   // The same, but returns only the argmax of each logits row (greedy decoding).
   std::vector<int32_t> forward_greedy(const Batch& batch) override;
+  // This rank's share of the decode bytes times the ranks (the shards are equal in size).
+  int64_t decode_weight_bytes() const override;
 
  private:
   struct Layer {

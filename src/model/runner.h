@@ -17,6 +17,10 @@ class ModelRunner {
   virtual void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to) = 0;
   virtual std::vector<float> forward(const Batch& batch) = 0;
   virtual std::vector<int32_t> forward_greedy(const Batch& batch) = 0;
+  // Bytes of the weights a decode step reads (every layer's matrices and the LM head) as the
+  // device holds them (quantized types that CUDA widens count as BF16), over all ranks: the
+  // bandwidth bound of decoding.
+  virtual int64_t decode_weight_bytes() const = 0;
 };
 
 }  // namespace herd

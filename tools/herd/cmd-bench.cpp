@@ -130,9 +130,7 @@ int run_bench(BenchFlags& f) {
   std::cerr << "herd bench: " << info.device << ", " << info.dtype << ", KV cache of " << st.kv_capacity_tokens
             << " tokens\n";
   // Bytes a decode step must read at least: every linear weight and the LM head once.
-  const int64_t q = info.n_head * info.head_dim, kv = info.n_head_kv * info.head_dim, d = info.n_embd;
-  const int64_t linear_params = info.n_layer * (d * q + 2 * d * kv + q * d + 3 * d * info.n_ff) + info.n_vocab * d;
-  const double weight_bytes = double(linear_params) * (info.dtype == "F32" ? 4 : 2);
+  const double weight_bytes = double(info.decode_weight_bytes);
 
   std::mt19937 rng(1234);
   nlohmann::json rows = nlohmann::json::array();
