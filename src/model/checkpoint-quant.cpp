@@ -21,14 +21,8 @@ namespace {
 
 using nlohmann::json;
 
-enum class Method { fp8, awq, gptq };
-
-struct Scheme {
-  Method method = Method::fp8;
-  int64_t group = 0;            // AWQ, GPTQ: input columns per group; 0: the whole row (GPTQ's -1)
-  bool zero_point = true;       // AWQ: qzeros stored (else the zero point is 8)
-  bool zeros_minus_one = true;  // GPTQ's original checkpoint format stores zero points minus one
-};
+using Method = CheckpointQuant::Method;
+using Scheme = CheckpointQuant;
 
 // quantization_config's fields, each checked against what herd supports; errors name the field.
 class ConfigReader {
@@ -68,7 +62,7 @@ class ConfigReader {
       if (const json* ub = get(qc_, "activation_scale_ub"))
         HERD_REQUIRE(ub->is_number() && ub->get<double>() > 0, src_,
                      ": quantization_config.activation_scale_ub must be a positive number");
-      return Scheme{Method::fp8};
+      return Scheme{};
     }
     if (method == "awq") return awq();
     if (method == "gptq") return gptq();
@@ -83,6 +77,10 @@ class ConfigReader {
       unsupported("quantization_config.format", "\"" + format + "\"", "\"float-quantized\" (FP8) compressed-tensors checkpoints");
     if (get(qc_, "kv_cache_scheme"))
       unsupported("quantization_config.kv_cache_scheme", "set", "checkpoints whose KV cache is not quantized");
+    // Rotated weights need the rotations at run time; sparse ones another tensor layout.
+    for (const char* key : {"transform_config", "sparsity_config"})
+      if (const json* v = get(qc_, key); v && !(v->is_object() && v->empty()))
+        unsupported(std::string("quantization_config.") + key, "set", "checkpoints without transforms or sparsity");
     const json* groups = get(qc_, "config_groups");
     HERD_REQUIRE(groups && groups->is_object() && !groups->empty(), src_,
                  ": quantization_config.config_groups must be a non-empty object");
@@ -104,7 +102,7 @@ class ConfigReader {
       if (get(g, "output_activations"))
         unsupported(at + "output_activations", "set", "checkpoints whose outputs are not quantized");
     }
-    return Scheme{Method::fp8};
+    return Scheme{};
   }
 
   void float_8bit(const json& q, const std::string& at) const {
@@ -128,7 +126,8 @@ class ConfigReader {
   }
 
   Scheme awq() const {
-    Scheme s{Method::awq};
+    Scheme s;
+    s.method = Method::awq;
     four_bits(get(qc_, "bits") ? "bits" : "w_bit");
     s.group = group_size(get(qc_, "group_size") ? "group_size" : "q_group_size", false);
     std::string version = str(qc_, "version", "quantization_config.", "gemm");
@@ -139,7 +138,8 @@ class ConfigReader {
   }
 
   Scheme gptq() const {
-    Scheme s{Method::gptq};
+    Scheme s;
+    s.method = Method::gptq;
     four_bits("bits");
     s.group = group_size("group_size", true);
     // act order (desc_act) needs no setting: g_idx says where each column's group is.
@@ -383,7 +383,8 @@ void convert_gptq(Layer& l, HostWeights& w, const Scheme& s, ThreadPool& pool) {
       l, w, pool, out, in, scales,
       [&](int64_t k, int64_t o) { return (uint32_t(i32_at(qw, (k / 8) * out + o)) >> (4 * (k % 8))) & 0xF; },
       [&](int64_t g, int64_t o) {
-        return ((uint32_t(i32_at(qz, g * (out / 8) + o / 8)) >> (4 * (o % 8))) & 0xF) + zero_offset;
+        // As AutoGPTQ reads them: a zero point of 0, stored as -1, wraps back to 0.
+        return (((uint32_t(i32_at(qz, g * (out / 8) + o / 8)) >> (4 * (o % 8))) & 0xF) + zero_offset) & 0xF;
       },
       [&](int64_t k) { return int64_t(g_idx[size_t(k)]); }, act_order ? &order : nullptr);
   if (act_order) {
@@ -395,14 +396,16 @@ void convert_gptq(Layer& l, HostWeights& w, const Scheme& s, ThreadPool& pool) {
 
 }  // namespace
 
-void convert_quantized_checkpoint(const std::string& config_json, TensorsByName& by_name, HostWeights& w) {
+std::optional<CheckpointQuant> read_checkpoint_quant(const std::string& config_json) {
   const std::optional<json> cfg = parse_json_limited(read_text_file(config_json), config_json);
-  if (!cfg || !cfg->is_object()) return;  // the config reader reports a bad config.json
+  if (!cfg || !cfg->is_object()) return std::nullopt;  // the config reader reports a bad config.json
   auto it = cfg->find("quantization_config");
-  if (it == cfg->end() || it->is_null()) return;
+  if (it == cfg->end() || it->is_null()) return std::nullopt;
   HERD_REQUIRE(it->is_object(), config_json, ": quantization_config must be an object");
-  const Scheme s = ConfigReader(*it, config_json).read();
+  return ConfigReader(*it, config_json).read();
+}
 
+void convert_quantized_checkpoint(const CheckpointQuant& s, TensorsByName& by_name, HostWeights& w) {
   ThreadPool pool(0);  // the conversion reads and writes every weight once: all cores
   std::vector<std::string> prefixes;
   for (const auto& [name, entry] : by_name) {

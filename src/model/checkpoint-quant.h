@@ -12,16 +12,30 @@
 // (q - zero) * scale. Activations are not quantized: herd computes W8A16 and W4A16.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "model/weights.h"
 
 namespace herd {
 
-// config_json: the checkpoint's config.json (its path, named in errors). Without a
-// quantization_config there is nothing to do. Otherwise every setting herd does not support is one
-// invalid-input error naming the field, and the quantized layers' tensors in by_name are replaced by
-// their converted weights, owned by w. Tensors the scheme leaves unquantized stay as they are.
-void convert_quantized_checkpoint(const std::string& config_json, TensorsByName& by_name, HostWeights& w);
+// How a checkpoint's layers are quantized.
+struct CheckpointQuant {
+  enum class Method { fp8, awq, gptq } method = Method::fp8;
+  int64_t group = 0;            // AWQ, GPTQ: input columns per group; 0: the whole row (GPTQ's -1)
+  bool zero_point = true;       // AWQ: qzeros stored (else the zero point is 8)
+  bool zeros_minus_one = true;  // GPTQ's original checkpoint format stores zero points minus one (mod 16)
+};
+
+// config_json: the checkpoint's config.json (its path, named in errors); nullopt without a
+// quantization_config. Every setting herd does not support is one invalid-input error naming the
+// field. Read before the weights' files, whose tensors an unsupported scheme may store in types herd
+// does not read.
+std::optional<CheckpointQuant> read_checkpoint_quant(const std::string& config_json);
+
+// Replaces the quantized layers' tensors in by_name by their converted weights, owned by w; tensors
+// the scheme leaves unquantized stay as they are. `source` names the checkpoint in errors.
+void convert_quantized_checkpoint(const CheckpointQuant& q, TensorsByName& by_name, HostWeights& w);
 
 }  // namespace herd

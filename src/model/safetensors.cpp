@@ -30,7 +30,7 @@ SafetensorsEntry parse_entry(const std::string& name, const json& e, const std::
   auto dt = e.find("dtype");
   if (dt == e.end() || !dt->is_string()) bad("missing \"dtype\"");
   auto dtype = dtype_from_safetensors(dt->get<std::string>());
-  if (!dtype) bad("dtype " + dt->get<std::string>() + " is not supported (herd reads F32, F16, BF16)");
+  if (!dtype) bad("dtype " + dt->get<std::string>() + " is not supported (herd reads F32, F16, BF16, I32 and F8_E4M3)");
   out.dtype = *dtype;
 
   auto sh = e.find("shape");

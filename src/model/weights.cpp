@@ -128,6 +128,8 @@ void permute_interleaved_to_half_split(const uint8_t* src, uint8_t* dst, int64_t
 HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& c, NameScheme scheme,
                                      const std::optional<Shard>& only_rank) {
   HostWeights w;
+  const std::optional<CheckpointQuant> quant =
+      scheme == NameScheme::hf ? read_checkpoint_quant((fs::path(dir) / "config.json").string()) : std::nullopt;
   TensorsByName by_name;
   for (const auto& path : shard_paths(dir)) {
     std::error_code ec;
@@ -142,7 +144,7 @@ HostWeights load_safetensors_weights(const std::string& dir, const ModelConfig& 
   }
   // Old HF exports carry the rotary table as a buffer; herd computes it from the config.
   std::erase_if(by_name, [](const auto& kv) { return kv.first.ends_with("rotary_emb.inv_freq"); });
-  if (scheme == NameScheme::hf) convert_quantized_checkpoint((fs::path(dir) / "config.json").string(), by_name, w);
+  if (quant) convert_quantized_checkpoint(*quant, by_name, w);
   assemble_weights(by_name, c, scheme, dir, w, only_rank);
   return w;
 }

@@ -305,5 +305,19 @@ expect_bad_input("eval --out that is /dev/zero",
                  ["eval", "-m", chat_model, "--tasks", tasks, "--out", "/dev/zero", "--device", "cpu"], "/dev/zero: ")
 
 shutil.rmtree(tmp, ignore_errors=True)
+# --- Quantized checkpoints herd does not read, or whose tensors are broken
+# (tests/reference/make_quantized_fixtures.py): each refused, naming the setting or the tensor.
+BAD_QUANT = os.path.join(DATA, "quantized", "bad")
+for name, mentions in [
+        ("awq-gemv", ["config.json", "quantization_config.version is \"gemv\""]),
+        ("awq-group-48", ["config.json", "quantization_config.group_size is 48"]),
+        ("ct-int4", ["config.json", "quantization_config.format is \"pack-quantized\""]),
+        ("gptq-8bit", ["config.json", "quantization_config.bits is 8"]),
+        ("fp8-nan", ["model.safetensors", "model.layers.0.mlp.down_proj", "NaN at row 3, column 5"]),
+        ("fp8-no-scale", ["missing tensor \"model.layers.0.self_attn.k_proj.weight_scale\""]),
+        ("gptq-bad-gidx", ["model.layers.0.mlp.up_proj", "g_idx[7] is 3"])]:
+    expect_bad_input(f"quantized checkpoint {name}",
+                     ["logits", "-m", os.path.join(BAD_QUANT, name), "--ids", "1,2", "--device", "cpu"], *mentions)
+
 print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

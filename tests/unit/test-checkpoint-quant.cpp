@@ -38,7 +38,7 @@ Owned owned(std::string name, DType dtype, Shape shape, const std::vector<T>& va
   return o;
 }
 
-class CheckpointQuant : public testing::Test {
+class CheckpointConvert : public testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("herd-ckpt-quant-" + std::to_string(::getpid()) + "-" +
@@ -56,7 +56,9 @@ class CheckpointQuant : public testing::Test {
     file_ = std::make_unique<SafetensorsFile>((dir_ / "model.safetensors").string());
     by_name_.clear();
     for (const auto& e : file_->header().tensors) by_name_.emplace(e.name, std::make_pair(file_->view(e), file_->path()));
-    convert_quantized_checkpoint((dir_ / "config.json").string(), by_name_, w_);
+    const std::optional<CheckpointQuant> q = read_checkpoint_quant((dir_ / "config.json").string());
+    ASSERT_TRUE(q.has_value());
+    convert_quantized_checkpoint(*q, by_name_, w_);
   }
 
   std::string error(const std::string& quant, const std::vector<Owned>& tensors) {
@@ -117,7 +119,7 @@ std::vector<int32_t> awq_pack(const std::vector<uint8_t>& v, int64_t rows) {
   return out;
 }
 
-TEST_F(CheckpointQuant, AwqGemmPackingComesBackElementForElement) {
+TEST_F(CheckpointConvert, AwqGemmPackingComesBackElementForElement) {
   std::mt19937 rng(1);
   const Int4Weight w = random_int4(32, 0, 15, rng);
   convert(R"({"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": true, "version": "GEMM"})",
@@ -150,9 +152,9 @@ std::vector<int32_t> gptq_pack_zeros(const std::vector<uint8_t>& z, int64_t grou
   return out;
 }
 
-TEST_F(CheckpointQuant, GptqOriginalFormatStoresZeroPointsMinusOne) {
+TEST_F(CheckpointConvert, GptqOriginalFormatStoresZeroPointsMinusOne) {
   std::mt19937 rng(2);
-  const Int4Weight w = random_int4(64, 1, 16, rng);  // stored minus one: 0..15
+  const Int4Weight w = random_int4(64, 0, 15, rng);  // stored minus one, mod 16: 0 is stored as 15
   std::vector<int32_t> g_idx(kIn);
   for (int64_t k = 0; k < kIn; ++k) g_idx[size_t(k)] = int32_t(k / 64);
   convert(R"({"quant_method": "gptq", "bits": 4, "group_size": 64, "desc_act": false, "sym": false})",
@@ -166,7 +168,7 @@ TEST_F(CheckpointQuant, GptqOriginalFormatStoresZeroPointsMinusOne) {
   }
 }
 
-TEST_F(CheckpointQuant, GptqActOrderKeepsTheColumnOrder) {
+TEST_F(CheckpointConvert, GptqActOrderKeepsTheColumnOrder) {
   std::mt19937 rng(3);
   const Int4Weight w = random_int4(32, 0, 15, rng);
   // Act order: columns visited in order perm; the j-th visited column is in group j / 32.
@@ -200,7 +202,7 @@ std::vector<uint8_t> random_e4m3(int64_t n, std::mt19937& rng) {
   return q;
 }
 
-TEST_F(CheckpointQuant, Fp8ScalesPerTensorAndPerRow) {
+TEST_F(CheckpointConvert, Fp8ScalesPerTensorAndPerRow) {
   std::mt19937 rng(4);
   const std::vector<uint8_t> q = random_e4m3(kOut * kIn, rng);
   std::vector<uint16_t> row_scales;  // BF16, as compressed-tensors writes them for a BF16 model
@@ -226,7 +228,7 @@ TEST_F(CheckpointQuant, Fp8ScalesPerTensorAndPerRow) {
   }
 }
 
-TEST_F(CheckpointQuant, FbgemmFp8) {
+TEST_F(CheckpointConvert, FbgemmFp8) {
   std::mt19937 rng(5);
   const std::vector<uint8_t> q = random_e4m3(kOut * kIn, rng);
   std::vector<float> scales(kOut, 0.125f);
@@ -235,7 +237,7 @@ TEST_F(CheckpointQuant, FbgemmFp8) {
   EXPECT_EQ(row("l.weight", 3)[7], 0.125f * e4m3_to_f32(q[size_t(3 * kIn + 7)]));
 }
 
-TEST_F(CheckpointQuant, UnsupportedSettingsAreNamed) {
+TEST_F(CheckpointConvert, UnsupportedSettingsAreNamed) {
   const std::vector<Owned> none;
   EXPECT_NE(error(R"({"quant_method": "bitsandbytes"})", none).find("quantization_config.quant_method is \"bitsandbytes\""),
             std::string::npos);
@@ -262,12 +264,17 @@ TEST_F(CheckpointQuant, UnsupportedSettingsAreNamed) {
                   none)
                 .find("quantization_config.kv_cache_scheme"),
             std::string::npos);
+  EXPECT_NE(error(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "transform_config": {"r": 1},
+                     "config_groups": {}})",
+                  none)
+                .find("quantization_config.transform_config is set"),
+            std::string::npos);
   EXPECT_NE(error(R"({"quant_method": "fbgemm_fp8", "activation_scale_ub": "big"})", none).find("activation_scale_ub"),
             std::string::npos);
   EXPECT_NE(error(R"([1, 2])", none).find("quantization_config must be an object"), std::string::npos);
 }
 
-TEST_F(CheckpointQuant, BrokenTensorsAreNamed) {
+TEST_F(CheckpointConvert, BrokenTensorsAreNamed) {
   std::mt19937 rng(6);
   std::vector<uint8_t> q = random_e4m3(kOut * kIn, rng);
   q[size_t(5 * kIn + 9)] = 0xff;
