@@ -27,7 +27,8 @@ namespace {
 using herd::CpuLevel;
 using herd::DType;
 
-// Random bytes with f16 scales that are sane numbers (random ones may be NaN or huge).
+// Random bytes with scales that are sane numbers (random ones may be NaN or huge), and no NaN
+// E4M3 codes.
 std::vector<uint8_t> random_matrix(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
   const herd::DTypeBlock blk = herd::dtype_block(t);
   const int64_t n_blocks = rows * cols / blk.elems;
@@ -47,6 +48,14 @@ std::vector<uint8_t> random_matrix(DType t, int64_t rows, int64_t cols, std::mt1
       case DType::q8_0: case DType::q4_0: put_f16(b, 0.01f); break;
       case DType::q4_1: case DType::q4_k: case DType::q5_k: put_f16(b, 0.01f), put_f16(b + 2, 0.01f); break;
       case DType::q6_k: put_f16(b + 208, 0.01f); break;
+      case DType::fp8: {
+        const float d = 0.01f;
+        std::memcpy(b, &d, 4);
+        for (int j = 4; j < 36; ++j)
+          if ((b[j] & 0x7f) == 0x7f) b[j] = uint8_t(b[j] - 1);  // no NaN codes
+        break;
+      }
+      case DType::int4: put_f16(b, 0.01f), b[2] = uint8_t(i % 17); break;
       case DType::f32: {
         const float v = normal(rng);
         std::memcpy(b, &v, 4);
@@ -106,8 +115,8 @@ int main(int argc, char** argv) {
   std::printf("%lld rows x %lld columns, one thread\n", (long long)rows, (long long)cols);
   std::printf("%-6s %-11s %10s %9s %9s  %s\n", "type", "level", "ns/row", "GB/s", "speed-up", "vs scalar");
   bool all_ok = true;
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::f32,
-                  DType::f16, DType::bf16}) {
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8,
+                  DType::int4, DType::f32, DType::f16, DType::bf16}) {
     const auto w = random_matrix(t, rows, cols, rng);
     const size_t row_bytes = herd::dtype_nbytes(t, cols);
     std::vector<float> want(static_cast<size_t>(rows)), got(static_cast<size_t>(rows));

@@ -26,7 +26,8 @@ std::vector<CpuLevel> levels() {
   return out;
 }
 
-// A row of `n_blocks` random blocks of type t whose f16 scales are sane (random bytes elsewhere).
+// A row of `n_blocks` random blocks of type t whose scales (and zero points) are sane, with random
+// bytes elsewhere.
 std::vector<uint8_t> random_row(DType t, int64_t n_blocks, std::mt19937& rng) {
   const DTypeBlock blk = dtype_block(t);
   std::vector<uint8_t> row(size_t(n_blocks) * blk.bytes);
@@ -45,6 +46,15 @@ std::vector<uint8_t> random_row(DType t, int64_t n_blocks, std::mt19937& rng) {
       case DType::q4_k:
       case DType::q5_k: put_f16(b, scale(rng) / 8), put_f16(b + 2, scale(rng) / 8); break;
       case DType::q6_k: put_f16(b + 208, scale(rng) / 16); break;
+      case DType::fp8: {
+        // d a small positive f32; every E4M3 code but NaN's (0x7f, 0xff), subnormals included.
+        const float d = scale(rng) / 16;
+        std::memcpy(b, &d, 4);
+        for (int j = 4; j < 36; ++j)
+          if ((b[j] & 0x7f) == 0x7f) b[j] = uint8_t(b[j] ^ (1u << (rng() % 7)));
+        break;
+      }
+      case DType::int4: put_f16(b, scale(rng)), b[2] = uint8_t(rng() % 17); break;
       default: break;
     }
   }
@@ -70,7 +80,7 @@ double exact_dot(DType t, const void* w, const std::vector<float>& x, double* ab
 
 TEST(CpuKernels, QuantizedDotsAgreeAcrossLevelsAndWithTheExactPath) {
   std::mt19937 rng(17);
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8, DType::int4}) {
     const int64_t be = dtype_block(t).elems;
     for (int64_t n_blocks : {1, 3, 7, 17}) {
       const int64_t n = n_blocks * be;
@@ -107,7 +117,7 @@ TEST(CpuKernels, QuantizedDotsAgreeAcrossLevelsAndWithTheExactPath) {
 // The four-row kernels equal four single-row calls of the same level, to f32 rounding.
 TEST(CpuKernels, FourRowKernelsEqualFourSingleRows) {
   std::mt19937 rng(23);
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8, DType::int4}) {
     for (int64_t n_blocks : {1, 3, 9}) {
       const int64_t n = n_blocks * dtype_block(t).elems;
       const size_t row_bytes = dtype_nbytes(t, n);
@@ -139,14 +149,14 @@ TEST(CpuKernels, PanelKernelsEqualScalarRows) {
   std::mt19937 rng(29);
   const CpuKernels ref = resolve_cpu_kernels(CpuLevel::scalar);
   int tested = 0;
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8, DType::int4}) {
     for (int64_t n_blocks : {1, 2, 17}) {
       const int64_t k = n_blocks * dtype_block(t).elems, nb = k / 32;
       const size_t row_bytes = dtype_nbytes(t, k);
       for (int64_t m : {1, 16, 21, 35}) {
         const auto w = random_row(t, m * n_blocks, rng);  // m rows back to back
         for (CpuLevel l : levels()) {
-          const PanelKernel pk = resolve_cpu_kernels(l).panel[int(t)];
+          const PanelKernel pk = panel_kernel(t, l);
           if (!pk.gemm) continue;
           ++tested;
           const int64_t n_panels = (m + kPanelRows - 1) / kPanelRows;

@@ -17,8 +17,11 @@
 //           nibble and element j + 16 in its high nibble. Quants are unsigned.
 //   d:      H x 16 f32, the scale of each row's block (H = 2: of each 16-element half).
 //   m:      16 f32 (types with a minimum), added as m * a.d * (a.sum[0] + a.sum[1]).
+//   z:      16 int32 (INT4), each row's zero point negated in both 16-bit halves.
 // A type's integer offset (Q8_0's -128 after the +128 that makes its quants unsigned, Q4_0's -8,
-// Q6_K's -32) is where the int32 sums start: kOffset times the activation block's sums.
+// Q6_K's -32) is where the int32 sums start: kOffset times the activation block's sums. INT4's
+// offset differs by row and block: its sums start at -z * (a.sum[0] + a.sum[1]), one madd of the
+// sums against z, so they are the scalar kernel's integers exactly.
 // The K-quants' per-group scales are folded into d and m when packing (d * scale[g], exact in
 // f32: an 11-bit by 8-bit product). Rows past the weight's end are zero.
 //
@@ -40,22 +43,24 @@ struct PanelFormat {
   int halves;   // scales per block: 1, or 2 (one per 16 elements)
   int offset;   // integer offset of the unsigned quants
   bool has_m;   // a per-block minimum
+  bool has_z;   // a per-block integer zero point
 };
 
 constexpr PanelFormat panel_format(DType t) {
   switch (t) {
-    case DType::q8_0: return {8, 1, -128, false};
-    case DType::q4_0: return {4, 1, -8, false};
-    case DType::q4_1: return {4, 1, 0, true};
-    case DType::q4_k: return {4, 1, 0, true};
-    case DType::q5_k: return {8, 1, 0, true};
-    case DType::q6_k: return {8, 2, -32, false};
-    default: return {0, 0, 0, false};
+    case DType::q8_0: return {8, 1, -128, false, false};
+    case DType::q4_0: return {4, 1, -8, false, false};
+    case DType::q4_1: return {4, 1, 0, true, false};
+    case DType::q4_k: return {4, 1, 0, true, false};
+    case DType::q5_k: return {8, 1, 0, true, false};
+    case DType::q6_k: return {8, 2, -32, false, false};
+    case DType::int4: return {4, 1, 0, false, true};
+    default: return {0, 0, 0, false, false};
   }
 }
 
 constexpr size_t block_bytes(PanelFormat f) {
-  return size_t(kPanelRows) * (size_t(f.bits) * 4 + size_t(f.halves) * 4 + (f.has_m ? 4 : 0));
+  return size_t(kPanelRows) * (size_t(f.bits) * 4 + size_t(f.halves) * 4 + (f.has_m ? 4 : 0) + (f.has_z ? 4 : 0));
 }
 
 float f16_at(const uint8_t* p) {
@@ -64,11 +69,13 @@ float f16_at(const uint8_t* p) {
   return f16_to_f32(h);
 }
 
-// One row's blocks as unsigned quants u[32], scales d[2] and minimum m per 32 elements.
+// One row's blocks as unsigned quants u[32], scales d[2], minimum m and zero point z per 32
+// elements.
 struct RowBlock {
   uint8_t u[32];
   float d[2];
   float m;
+  int z;
 };
 
 template <DType T>
@@ -91,12 +98,13 @@ void decode_row(const uint8_t* w, int64_t nb, RowBlock* out) {
       }
     }
   } else {
-    constexpr size_t bytes = T == DType::q8_0 ? 34 : T == DType::q4_0 ? 18 : 20;
+    constexpr size_t bytes = T == DType::q8_0 ? 34 : T == DType::q4_0 ? 18 : 20;  // Q4_1, INT4: 20
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* p = w + size_t(b) * bytes;
       RowBlock& o = out[b];
       o.d[0] = o.d[1] = f16_at(p);
       o.m = T == DType::q4_1 ? f16_at(p + 2) : 0.f;
+      o.z = T == DType::int4 ? p[2] : 0;
       if constexpr (T == DType::q8_0) {
         for (int i = 0; i < 32; ++i) o.u[i] = uint8_t(int(int8_t(p[2 + i])) + 128);
       } else {
@@ -123,6 +131,11 @@ void pack_panel(const void* w, size_t row_bytes, int rows, int64_t k, uint8_t* p
       auto* d = reinterpret_cast<float*>(q + 64 * f.bits);
       for (int h = 0; h < f.halves; ++h) d[16 * h + r] = o.d[h];
       if (f.has_m) d[16 * f.halves + r] = o.m;
+      if (f.has_z) {
+        const uint32_t nz = uint16_t(-o.z);
+        const uint32_t word = nz | nz << 16;
+        std::memcpy(q + 64 * (f.bits + f.halves + (f.has_m ? 1 : 0)) + 4 * r, &word, 4);
+      }
     }
   }
 }
@@ -149,9 +162,15 @@ HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, floa
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, p += block_bytes(f)) {
     __m512i isum[H][T];
-    for (int t = 0; t < T; ++t)
-      for (int h = 0; h < H; ++h)
-        isum[h][t] = f.offset ? _mm512_madd_epi16(bcast32(a[t * nb + b].sum), offset[h]) : _mm512_setzero_si512();
+    if constexpr (f.has_z) {
+      static_assert(H == 1 && f.offset == 0);
+      const __m512i nz = _mm512_load_si512(p + 64 * (f.bits + H + (f.has_m ? 1 : 0)));
+      for (int t = 0; t < T; ++t) isum[0][t] = _mm512_madd_epi16(bcast32(a[t * nb + b].sum), nz);
+    } else {
+      for (int t = 0; t < T; ++t)
+        for (int h = 0; h < H; ++h)
+          isum[h][t] = f.offset ? _mm512_madd_epi16(bcast32(a[t * nb + b].sum), offset[h]) : _mm512_setzero_si512();
+    }
     if constexpr (f.bits == 8) {
 #pragma GCC unroll 8
       for (int c = 0; c < 8; ++c) {
@@ -212,6 +231,7 @@ PanelKernel panel_kernel(DType t, CpuLevel level) {
       case DType::q4_k: return avx512_panel<DType::q4_k>;
       case DType::q5_k: return avx512_panel<DType::q5_k>;
       case DType::q6_k: return avx512_panel<DType::q6_k>;
+      case DType::int4: return avx512_panel<DType::int4>;
       default: break;
     }
 #else
