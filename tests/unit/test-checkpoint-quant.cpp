@@ -326,7 +326,9 @@ TEST(E4m3, EveryCodeRoundTripsAndKnownValues) {
   EXPECT_EQ(e4m3_to_f32(0x08), std::ldexp(1.f, -6));  // the smallest normal
   EXPECT_TRUE(std::isnan(e4m3_to_f32(0x7f)) && std::isnan(e4m3_to_f32(0xff)));
   for (int c = 0; c < 256; ++c)
-    if ((c & 0x7f) != 0x7f && c != 0x80) EXPECT_EQ(f32_to_e4m3(e4m3_to_f32(uint8_t(c))), c) << c;
+    if ((c & 0x7f) != 0x7f && c != 0x80) {
+      EXPECT_EQ(f32_to_e4m3(e4m3_to_f32(uint8_t(c))), c) << c;
+    }
   EXPECT_EQ(f32_to_e4m3(1e6f), 0x7e) << "saturates";
   EXPECT_EQ(f32_to_e4m3(1.0625f), 0x38) << "a tie between 1 and 1.125 goes to the even code";
   EXPECT_EQ(f32_to_e4m3(1.1875f), 0x3a) << "a tie between 1.125 and 1.25 goes to the even code";

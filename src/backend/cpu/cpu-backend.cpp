@@ -51,7 +51,7 @@ class CpuBackend final : public Backend {
 
   // "cpu (avx512)": the kernels in use, or the exact reference path.
   std::string name() const override {
-    return str_cat("cpu (", exact_ ? "exact" : cpu_level_name(fast_.level()), ")");
+    return str_cat("cpu (", exact_ ? "exact" : cpu_level_name(fast_.level()), !exact_ && fast_.amx() ? "+amx" : "", ")");
   }
 
   size_t free_memory() const override {

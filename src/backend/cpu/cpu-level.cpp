@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "backend/cpu/amx-gemm.h"
 #include "backend/cpu/cpu-kernels.h"
 #include "common/check.h"
 
@@ -60,6 +61,7 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
   };
   k.quantize = pick([](CpuLevel l) { return quantize_q8_kernel(l); });
   k.axpy_f16 = pick([](CpuLevel l) { return axpy_f16_kernel(l); });
+  k.amx = level == CpuLevel::avx512 && cpu_has_amx();
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1}) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_legacy_kernel(t, l); });
     k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_legacy_kernel(t, l); });
@@ -72,7 +74,7 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_checkpoint_kernel(t, l); });
     k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_checkpoint_kernel(t, l); });
   }
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k})
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8, DType::int4})
     k.panel[int(t)] = panel_kernel(t, level);
   for (DType t : {DType::f32, DType::f16, DType::bf16}) {
     k.dot_f32[int(t)] = pick([t](CpuLevel l) { return dot_f32_kernel(t, l); });

@@ -5,7 +5,8 @@
 // Weights of a type the level has panel kernels for (PanelKernel) are repacked into panels at
 // their first product and multiplied panel by panel, every token of the step against each panel
 // while it is in cache. The others run in chunks of rows: float rows through the multi-token
-// kernels where the level has them, quantized rows four at a time where it can.
+// kernels where the level has them (or AMX tiles, where the processor has them), quantized rows
+// four at a time where it can.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,7 @@ class FastMatmul {
   FastMatmul(ThreadPool& pool, CpuKernels kernels) : pool_(pool), k_(kernels) {}
 
   CpuLevel level() const { return k_.level; }
+  bool amx() const { return k_.amx; }
   // Marks w, a weight whose contents never change while it lives, as one to repack for the panel
   // kernels when it first meets a matmul (a weight only ever embedded is never repacked).
   void add_weight(const Tensor& w);
@@ -38,12 +40,15 @@ class FastMatmul {
     std::shared_ptr<uint8_t> panels;
     size_t panel_bytes = 0;
   };
+  // An F16 or BF16 weight that AMX tiles multiply with n_tok tokens.
+  bool amx_takes(const Tensor& w, int64_t n_tok) const;
   // The panels of w, packed now if w was added and has none yet; null for other weights.
   const Packed* panels_of(const Tensor& w);
 
   ThreadPool& pool_;
   const CpuKernels k_;
   std::vector<Q8Block> q8_;  // x quantized, [n, k / 32], when a weight is quantized
+  std::vector<uint16_t> amx_x_;  // x split into BF16 tiles, when a weight is F16 or BF16 and AMX is on
   std::unordered_map<const void*, Packed> packed_;  // by the weight's data
 };
 
