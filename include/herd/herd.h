@@ -7,6 +7,7 @@
 #include "herd/files.h"
 #include "herd/memory-plan.h"
 #include "herd/model.h"
+#include "herd/quantize.h"
 #include "herd/retrieval.h"
 #include "herd/status.h"
 #include "herd/tokenizer.h"

@@ -43,6 +43,16 @@ DType dtype_of_ggml(uint32_t id, const std::string& source, const std::string& t
   fail_input(source, ": tensor \"", tensor, "\" has unknown ggml type id ", id);
 }
 
+}  // namespace
+
+uint32_t ggml_type_id(DType t) {
+  for (const GgmlType& g : kGgmlTypes)
+    if (g.dtype == t) return g.id;
+  throw Error(ErrorKind::internal, str_cat(dtype_name(t), " is not a ggml type"));
+}
+
+namespace {
+
 size_t scalar_size(GgufType t) {
   switch (t) {
     case GgufType::u8:

@@ -23,6 +23,8 @@ bool is_gguf_file(const std::string& path);
 
 enum class GgufType : uint32_t { u8, i8, u16, i16, u32, i32, f32, boolean, string, array, u64, i64, f64 };
 std::string_view gguf_type_name(GgufType t);
+// ggml.h's type id of t (F32, F16, BF16 and the GGML block types); an internal error for the others.
+uint32_t ggml_type_id(DType t);
 
 // One metadata value. Scalars are decoded; an array keeps its element type, its count and
 // where its elements start in the file (the typed getters below decode them).

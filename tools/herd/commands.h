@@ -61,5 +61,6 @@ void add_info_command(CLI::App& app, int& rc);  // the model and how it would ru
 void add_index_commands(CLI::App& app, int& rc);  // index build and index search (docs/rag.md)
 void add_serve_command(CLI::App& app, int& rc);   // the OpenAI-compatible server (docs/serve.md)
 void add_plan_command(CLI::App& app, int& rc);    // GPU memory of a deployment, before loading it
+void add_quantize_command(CLI::App& app, int& rc);  // a model written as FP8, AWQ, GPTQ or GGUF
 
 }  // namespace herd_cli

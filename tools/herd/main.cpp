@@ -108,6 +108,7 @@ int main(int argc, char** argv) {
   herd_cli::add_info_command(app, rc);
   herd_cli::add_index_commands(app, rc);
   herd_cli::add_plan_command(app, rc);
+  herd_cli::add_quantize_command(app, rc);
 #ifdef HERD_HAVE_SERVE
   herd_cli::add_serve_command(app, rc);
 #else

@@ -34,11 +34,16 @@ std::string Progress::line(double elapsed_s) const {
   const double eta = done_ > 0 ? elapsed_s * double(total_ - done_) / double(done_) : INFINITY;
   const double tok_s = elapsed_s > 0 ? double(tokens_) / elapsed_s : 0;
   char buf[256];
-  std::snprintf(buf, sizeof buf, "%s [%s%s] %lld/%lld %s, %s elapsed, ETA %s, %.0f tok/s", label_.c_str(),
+  std::snprintf(buf, sizeof buf, "%s [%s%s] %lld/%lld %s, %s elapsed, ETA %s", label_.c_str(),
                 std::string(size_t(filled), '#').c_str(), std::string(size_t(kWidth - filled), '.').c_str(),
                 (long long)done_, (long long)total_, unit_.c_str(), format_duration(elapsed_s).c_str(),
-                done_ >= total_ ? "0:00" : format_duration(eta).c_str(), tok_s);
-  return buf;
+                done_ >= total_ ? "0:00" : format_duration(eta).c_str());
+  std::string text = buf;
+  if (!rate_unit.empty()) {
+    std::snprintf(buf, sizeof buf, ", %.0f %s", tok_s, rate_unit.c_str());
+    text += buf;
+  }
+  return text;
 }
 
 void Progress::draw(bool final) {

@@ -1,6 +1,7 @@
 // Progress of a long command on stderr (stdout carries only results, docs/cli.md): a bar redrawn in
 // place when the stream is a terminal, otherwise a plain line every few seconds so that logs stay
-// readable. Shows units done of the total, the ETA at the rate so far, and tokens per second.
+// readable. Shows units done of the total, the ETA at the rate so far, and tokens (or another
+// count, rate_unit) per second.
 #pragma once
 
 #include <chrono>
@@ -21,6 +22,8 @@ class Progress {
   void finish();
 
   double line_interval_s = 10;
+  // What update's second count is per second ("tok/s"); empty leaves the rate out.
+  std::string rate_unit = "tok/s";
 
  private:
   using Clock = std::chrono::steady_clock;
