@@ -22,6 +22,7 @@
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/paged-attention.cuh"
+#include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope-kv-write.cuh"
 #include "kernels/silu-mul.cuh"
@@ -222,6 +223,39 @@ int main(int argc, char** argv) {
       }
       CHECK_CUDA(cudaFree(w));
     }
+  }
+
+  // --- quantized weights read in their blocks (decode GEMV), Llama 3.1 8B and 70B projections ---
+  // Random bytes: timing does not depend on the values. GB/s counts the weight's stored bytes plus
+  // activations and outputs, against the d2d copy above.
+  {
+    struct Qmm {
+      const char* name;
+      int m, kdim;
+    };
+    const Qmm shapes[] = {{"8B q/o", 4096, 4096},    {"8B gate/up", 14336, 4096}, {"8B down", 4096, 14336},
+                          {"70B q/o", 8192, 8192},   {"70B gate/up", 28672, 8192}, {"70B down", 8192, 28672}};
+    const std::pair<const char*, k::QuantType> types[] = {
+        {"fp8", k::QuantType::fp8}, {"int4", k::QuantType::int4}, {"q8_0", k::QuantType::q8_0},
+        {"q4_k", k::QuantType::q4_k}, {"q6_k", k::QuantType::q6_k}};
+    for (const auto& type : types)
+      for (const Qmm& mm : shapes) {
+        const char* tname = type.first;
+        const k::QuantType qt = type.second;
+        const size_t wbytes = size_t(k::quant_row_bytes(qt, mm.kdim)) * size_t(mm.m);
+        void* w = dev_f32((wbytes + 3) / 4, 31);  // any bytes
+        for (int n : {1, 8}) {
+          float* x = dev_f32(size_t(n) * mm.kdim, 32);
+          float* out = dev_f32(size_t(n) * mm.m, 33);
+          const double bytes = double(wbytes) + 4.0 * n * mm.kdim + 4.0 * n * mm.m;
+          bench(std::string("gemv ") + tname + " " + mm.name, dims({n, mm.kdim}) + " x " + dims({mm.m, mm.kdim}) + "^T",
+                bytes, 2.0 * n * mm.m * mm.kdim,
+                [&] { ok(k::quant_gemv(w, qt, mm.m, mm.kdim, x, out, n, g_stream), "quant_gemv"); });
+          CHECK_CUDA(cudaFree(x));
+          CHECK_CUDA(cudaFree(out));
+        }
+        CHECK_CUDA(cudaFree(w));
+      }
   }
 
   // --- elementwise and row ops, decode (1) and prefill (512) ---

@@ -4,7 +4,8 @@
 // weights each format's reference dequantization gives, in f32:
 //  - the CPU's exact path dequantizes the same way, so the two agree to FP32 rounding;
 //  - the CPU's fast kernels round activations to 8 bits (docs/cpu.md), a little further away;
-//  - CUDA dequantizes to BF16 at upload: BF16 tolerance;
+//  - CUDA widens the weights and activations to BF16 for products of more than 8 tokens (these 64
+//    positions): BF16 tolerance;
 //  - split over 2 tensor-parallel ranks, unchanged; an act-ordered GPTQ layer whose input columns
 //    would be split is refused with a message that says why.
 #include <gtest/gtest.h>

@@ -16,6 +16,8 @@
 #include "backend/cuda/cuda-backend.h"
 #include "common/check.h"
 #include "common/dtype.h"
+#include "common/quant.h"
+#include "random-blocks.h"
 
 namespace herd {
 namespace {
@@ -250,6 +252,43 @@ TEST_F(CudaVsCpu, Matmul16BitWeights) {
       }
     }
   }
+}
+
+// Quantized weights stay in their blocks on the device: up to 8 tokens through the GEMV, which
+// widens them in registers (f32 products, as the CPU's exact path); more through BF16 slabs and
+// cuBLAS, which round the weights and the activations to BF16 first.
+TEST_F(CudaVsCpu, MatmulQuantizedWeights) {
+  auto exact_cpu = make_cpu_backend(0, /*exact=*/true);
+  std::mt19937 rng(9);
+  for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8,
+                      DType::int4})
+    for (int64_t n : {1, 5, 8, 9, 40}) {
+      const int64_t k = 768, m = 70;
+      const std::vector<uint8_t> wbytes = random_blocks(dtype, m * k / dtype_block(dtype).elems, rng);
+      std::vector<float> wf(size_t(m * k));
+      for (int64_t r = 0; r < m; ++r)
+        dequantize_row(dtype, wbytes.data() + dtype_nbytes(dtype, r * k), wf.data() + r * k, k);
+      const auto x = random_floats(size_t(n * k), 10);
+      const Tensor wc = exact_cpu->upload_weight(TensorView{dtype, {m, k}, wbytes.data()});
+      const Tensor wg = gpu_->upload_weight(TensorView{dtype, {m, k}, wbytes.data()});
+      EXPECT_EQ(wg.nbytes(), wbytes.size()) << "kept in its blocks";
+      Tensor xc = exact_cpu->alloc(DType::f32, {n, k}), oc = exact_cpu->alloc(DType::f32, {n, m});
+      exact_cpu->write(xc, x.data(), xc.nbytes());
+      auto xt = input(DType::f32, {n, k}, x.data());
+      auto out = output(DType::f32, {n, m});
+      exact_cpu->matmul(xc, wc, oc);
+      gpu_->matmul(xt.gpu, wg, out.gpu);
+      const double rel = n <= 8 ? 2e-5 : 2.0 / 256 * 1.05 + 2e-5;
+      std::vector<float> tol(size_t(n * m));
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < m; ++j) {
+          double s = 0;
+          for (int64_t l = 0; l < k; ++l) s += std::fabs(x[size_t(i * k + l)] * wf[size_t(j * k + l)]);
+          tol[size_t(i * m + j)] = float(rel * s + 1e-6);
+        }
+      expect_close(gpu_f32(out), read<float>(*exact_cpu, oc), 0, 0, str_cat("matmul ", dtype_name(dtype), " n ", n),
+                   &tol);
+    }
 }
 
 // --- rope --------------------------------------------------------------------

@@ -154,7 +154,9 @@ int simple_answers(bool exact) {
     std::printf("%s: %s -> %s\n", exact ? "exact" : "fast", question.c_str(), out.text.c_str());
     right += out.text.find(answer) != std::string::npos;
     // The stop token ends the exact path's replies within the cap.
-    if (exact) EXPECT_EQ(out.finish_reason, herd::FinishReason::stop) << "the reply should end at <|im_end|>";
+    if (exact) {
+      EXPECT_EQ(out.finish_reason, herd::FinishReason::stop) << "the reply should end at <|im_end|>";
+    }
   }
   return right;
 }

@@ -16,6 +16,7 @@
 
 #include "backend/cpu/cpu-kernels.h"
 #include "common/quant.h"
+#include "random-blocks.h"
 
 namespace herd {
 namespace {
@@ -24,41 +25,6 @@ std::vector<CpuLevel> levels() {
   std::vector<CpuLevel> out;
   for (int l = 0; l <= int(detect_cpu_level()); ++l) out.push_back(CpuLevel(l));
   return out;
-}
-
-// A row of `n_blocks` random blocks of type t whose scales (and zero points) are sane, with random
-// bytes elsewhere.
-std::vector<uint8_t> random_row(DType t, int64_t n_blocks, std::mt19937& rng) {
-  const DTypeBlock blk = dtype_block(t);
-  std::vector<uint8_t> row(size_t(n_blocks) * blk.bytes);
-  for (auto& b : row) b = uint8_t(rng());
-  std::uniform_real_distribution<float> scale(0.001f, 0.05f);
-  auto put_f16 = [&](uint8_t* p, float v) {
-    const uint16_t h = f32_to_f16(v);
-    std::memcpy(p, &h, 2);
-  };
-  for (int64_t i = 0; i < n_blocks; ++i) {
-    uint8_t* b = row.data() + size_t(i) * blk.bytes;
-    switch (t) {
-      case DType::q8_0:
-      case DType::q4_0: put_f16(b, scale(rng)); break;
-      case DType::q4_1: put_f16(b, scale(rng)), put_f16(b + 2, -8 * scale(rng)); break;
-      case DType::q4_k:
-      case DType::q5_k: put_f16(b, scale(rng) / 8), put_f16(b + 2, scale(rng) / 8); break;
-      case DType::q6_k: put_f16(b + 208, scale(rng) / 16); break;
-      case DType::fp8: {
-        // d a small positive f32; every E4M3 code but NaN's (0x7f, 0xff), subnormals included.
-        const float d = scale(rng) / 16;
-        std::memcpy(b, &d, 4);
-        for (int j = 4; j < 36; ++j)
-          if ((b[j] & 0x7f) == 0x7f) b[j] = uint8_t(b[j] ^ (1u << (rng() % 7)));
-        break;
-      }
-      case DType::int4: put_f16(b, scale(rng)), b[2] = uint8_t(rng() % 17); break;
-      default: break;
-    }
-  }
-  return row;
 }
 
 std::vector<float> random_acts(int64_t n, std::mt19937& rng) {
@@ -84,7 +50,7 @@ TEST(CpuKernels, QuantizedDotsAgreeAcrossLevelsAndWithTheExactPath) {
     const int64_t be = dtype_block(t).elems;
     for (int64_t n_blocks : {1, 3, 7, 17}) {
       const int64_t n = n_blocks * be;
-      const auto row = random_row(t, n_blocks, rng);
+      const auto row = random_blocks(t, n_blocks, rng);
       const auto x = random_acts(n, rng);
       const CpuKernels ref = resolve_cpu_kernels(CpuLevel::scalar);
       std::vector<Q8Block> a(static_cast<size_t>(n / 32));
@@ -121,7 +87,7 @@ TEST(CpuKernels, FourRowKernelsEqualFourSingleRows) {
     for (int64_t n_blocks : {1, 3, 9}) {
       const int64_t n = n_blocks * dtype_block(t).elems;
       const size_t row_bytes = dtype_nbytes(t, n);
-      const auto rows = random_row(t, 4 * n_blocks, rng);  // four rows back to back
+      const auto rows = random_blocks(t, 4 * n_blocks, rng);  // four rows back to back
       const auto x = random_acts(n, rng);
       for (CpuLevel l : levels()) {
         const CpuKernels k = resolve_cpu_kernels(l);
@@ -154,7 +120,7 @@ TEST(CpuKernels, PanelKernelsEqualScalarRows) {
       const int64_t k = n_blocks * dtype_block(t).elems, nb = k / 32;
       const size_t row_bytes = dtype_nbytes(t, k);
       for (int64_t m : {1, 16, 21, 35}) {
-        const auto w = random_row(t, m * n_blocks, rng);  // m rows back to back
+        const auto w = random_blocks(t, m * n_blocks, rng);  // m rows back to back
         for (CpuLevel l : levels()) {
           const PanelKernel pk = panel_kernel(t, l);
           if (!pk.gemm) continue;
@@ -297,7 +263,7 @@ TEST(CpuKernels, NonFiniteActivationsReachTheResult) {
     k.quantize(x.data(), 64, a.data());
     EXPECT_TRUE(std::isfinite(a[0].d)) << cpu_level_name(l);
     EXPECT_TRUE(std::isnan(a[1].d)) << cpu_level_name(l);
-    const auto row = random_row(DType::q8_0, 2, rng);
+    const auto row = random_blocks(DType::q8_0, 2, rng);
     EXPECT_TRUE(std::isnan(k.dot_q8[int(DType::q8_0)](64, row.data(), a.data()))) << cpu_level_name(l);
   }
   x[40] = INFINITY;

@@ -17,6 +17,7 @@
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/paged-attention.cuh"
+#include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope-kv-write.cuh"
 #include "kernels/silu-mul.cuh"
@@ -70,6 +71,23 @@ cudaDataType_t cuda_type(DType t) {
   }
   HERD_CHECK(false, "dtype ", dtype_name(t), " has no cuBLAS type");
   return CUDA_R_32F;
+}
+
+// The device kernels' name of a quantized weight type (all of herd's: kernels/quant-matmul.cuh).
+k::QuantType quant_type(DType t) {
+  switch (t) {
+    case DType::q8_0: return k::QuantType::q8_0;
+    case DType::q4_0: return k::QuantType::q4_0;
+    case DType::q4_1: return k::QuantType::q4_1;
+    case DType::q4_k: return k::QuantType::q4_k;
+    case DType::q5_k: return k::QuantType::q5_k;
+    case DType::q6_k: return k::QuantType::q6_k;
+    case DType::fp8: return k::QuantType::fp8;
+    case DType::int4: return k::QuantType::int4;
+    default: break;
+  }
+  HERD_CHECK(false, "dtype ", dtype_name(t), " is not a quantized weight type");
+  return k::QuantType::q8_0;
 }
 
 void check_dtype(const Tensor& t, DType want, const char* what) {
@@ -145,8 +163,9 @@ class CudaBackend final : public Backend {
   // --- memory ----------------------------------------------------------------
 
   Tensor upload_weight(const TensorView& host) override {
-    if (is_quantized(host.dtype)) return upload_dequantized(host);  // col_perm is undone there
-    HERD_CHECK(host.col_perm == nullptr, "a column order on a ", dtype_name(host.dtype), " weight");
+    // Quantized weights stay in their blocks, which the kernels read directly; an act-ordered one
+    // (GPTQ's col_perm) becomes BF16 in input order instead.
+    if (host.col_perm != nullptr) return upload_dequantized(host);
     Tensor t = alloc_uninit(host.dtype, host.shape);
     // Pageable source: the copy is staged by the driver; weights are uploaded once.
     HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data, host.nbytes(), cudaMemcpyHostToDevice, stream_));
@@ -191,6 +210,11 @@ class CudaBackend final : public Backend {
     check_dtype(ids, DType::i32, "embed ids");
     check_dtype(out, DType::f32, "embed output");
     HERD_CHECK(out.numel() == n_tokens * n_embd);
+    if (is_quantized(table.dtype)) {
+      HERD_CUDA_CHECK(k::quant_embed(table.data(), quant_type(table.dtype), n_vocab, n_embd, i32p(ids), f32p(out),
+                                     int(n_tokens), stream_));
+      return;
+    }
     // Ids are on the device: one out of range becomes a NaN row (see kernels/embed.cuh).
     HERD_CUDA_CHECK(k::embed(table.data(), elem_type(table.dtype, "embed table"), i32p(ids), f32p(out),
                              int(n_tokens), int(n_embd), n_vocab, stream_));
@@ -227,6 +251,7 @@ class CudaBackend final : public Backend {
     HERD_CHECK(w.shape.size() == 2 && w.dim(1) == kdim, "matmul: x has ", kdim, " columns, w ", shape_str(w.shape));
     HERD_CHECK(out.numel() == n * m);
     if (n == 0) return;
+    if (is_quantized(w.dtype)) return matmul_quantized(x, w, out);
     // Row-major out[n, m] = x[n, k] . w[m, k]^T is, in cuBLAS's column-major view,
     // out^T[m, n] = (w viewed as [k, m])^T . (x viewed as [k, n]): op(A) = T on w, op(B) = N on x.
     const void* xb = x.data();
@@ -241,6 +266,33 @@ class CudaBackend final : public Backend {
     HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(kdim), &alpha, w.data(),
                                    cuda_type(w.dtype), int(kdim), xb, cuda_type(w.dtype), int(kdim), &beta,
                                    out.data(), CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+
+  // A quantized weight: a few tokens read its blocks once in a GEMV that widens them in registers;
+  // more are multiplied on the tensor cores after widening slabs of its rows to BF16.
+  void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& out) {
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
+    const k::QuantType qt = quant_type(w.dtype);
+    if (n <= k::kQuantGemvMaxTokens) {
+      HERD_CUDA_CHECK(k::quant_gemv(w.data(), qt, m, kdim, f32p(x), f32p(out), int(n), stream_));
+      return;
+    }
+    void* xb = cast_scratch_.get(size_t(n * kdim) * 2, stream_);
+    HERD_CUDA_CHECK(k::cast_f32(f32p(x), xb, k::ElemType::bf16, n * kdim, stream_));
+    // Slabs of about 256 MiB of BF16 rows: the largest weight (an LM head) never widens whole.
+    const int64_t slab = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(256) << 20) / (kdim * 2)));
+    void* wb = dequant_scratch_.get(size_t(slab * kdim) * 2, stream_);
+    const size_t row_bytes = dtype_nbytes(w.dtype, kdim);
+    const float alpha = 1.f, beta = 0.f;
+    for (int64_t r0 = 0; r0 < m; r0 += slab) {
+      const int64_t rows = std::min(slab, m - r0);
+      HERD_CUDA_CHECK(k::quant_dequantize(static_cast<const uint8_t*>(w.data()) + size_t(r0) * row_bytes, qt, rows, kdim,
+                                          wb, stream_));
+      // out[:, r0 .. r0 + rows) = x . slab^T, as in matmul (column-major: ldc = m, offset r0).
+      HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n), int(kdim), &alpha, wb,
+                                     CUDA_R_16BF, int(kdim), xb, CUDA_R_16BF, int(kdim), &beta, f32p(out) + r0,
+                                     CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
   }
 
   // bf16 halves the largest buffer at long contexts; scores and sums stay f32 in the kernels.
@@ -351,7 +403,7 @@ class CudaBackend final : public Backend {
   }
 
   Tensor alloc_uninit(DType dtype, Shape shape) {
-    const size_t n = size_t(shape_numel(shape)) * dtype_size(dtype);
+    const size_t n = dtype_nbytes(dtype, shape_numel(shape));
     void* p = nullptr;
     const cudaError_t e = cudaMalloc(&p, std::max<size_t>(n, 256));
     // Not the user's input: an environment failure (the model or the KV budget does not fit).
@@ -380,6 +432,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   Scratch cast_scratch_, attn_scratch_;
+  Scratch dequant_scratch_;  // a slab of a quantized weight's rows as BF16 (matmul_quantized)
 };
 
 }  // namespace

@@ -1,0 +1,151 @@
+// Quantized weights on the device (kernels/quant-matmul.cuh) against the host's dequantize_row
+// (common/quant.h), for every block type, on random blocks with sane scales and awkward sizes:
+// widening to BF16 equals the host's values rounded to BF16; the GEMV equals the exact product to
+// f32 rounding; the embedding gather equals the host rows, zeros for -1, NaN for a bad id.
+// Skips cleanly without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/dtype.h"
+#include "common/quant.h"
+#include "kernels/quant-matmul.cuh"
+#include "random-blocks.h"
+
+namespace herd {
+namespace {
+
+namespace k = herd::kernels;
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+bool have_gpu() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+struct Type {
+  DType host;
+  k::QuantType device;
+};
+const Type kTypes[] = {{DType::q8_0, k::QuantType::q8_0}, {DType::q4_0, k::QuantType::q4_0},
+                       {DType::q4_1, k::QuantType::q4_1}, {DType::q4_k, k::QuantType::q4_k},
+                       {DType::q5_k, k::QuantType::q5_k}, {DType::q6_k, k::QuantType::q6_k},
+                       {DType::fp8, k::QuantType::fp8},   {DType::int4, k::QuantType::int4}};
+
+// `rows` rows of `cols` elements of type t.
+std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
+  return random_blocks(t, rows * cols / dtype_block(t).elems, rng);
+}
+
+std::vector<float> host_rows(DType t, const std::vector<uint8_t>& bytes, int64_t rows, int64_t cols) {
+  std::vector<float> out(size_t(rows * cols));
+  const size_t row_bytes = dtype_nbytes(t, cols);
+  for (int64_t r = 0; r < rows; ++r) dequantize_row(t, bytes.data() + size_t(r) * row_bytes, out.data() + r * cols, cols);
+  return out;
+}
+
+template <typename T>
+struct DeviceBuffer {
+  T* p = nullptr;
+  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)), cudaSuccess); }
+  ~DeviceBuffer() { cudaFree(p); }
+};
+
+int64_t awkward_cols(DType t) { return dtype_block(t).elems == 256 ? 256 * 3 : 32 * 37; }
+
+TEST(KernelQuant, RowLayoutsMatchTheHost) {
+  for (const Type& t : kTypes) EXPECT_EQ(k::quant_row_bytes(t.device, awkward_cols(t.host)), int64_t(dtype_nbytes(t.host, awkward_cols(t.host))));
+}
+
+TEST(KernelQuant, DequantizeEqualsTheHostRoundedToBf16) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(1);
+  for (const Type& t : kTypes) {
+    const int64_t rows = 7, cols = awkward_cols(t.host);
+    const std::vector<uint8_t> w = random_rows(t.host, rows, cols, rng);
+    const std::vector<float> want = host_rows(t.host, w, rows, cols);
+    DeviceBuffer<uint8_t> dw(w.size());
+    DeviceBuffer<uint16_t> dout(size_t(rows * cols));
+    CUDA_OK(cudaMemcpy(dw.p, w.data(), w.size(), cudaMemcpyHostToDevice));
+    CUDA_OK(k::quant_dequantize(dw.p, t.device, rows, cols, dout.p, nullptr));
+    std::vector<uint16_t> got(size_t(rows * cols));
+    CUDA_OK(cudaMemcpy(got.data(), dout.p, got.size() * 2, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < got.size(); ++i) {
+      // The device may fuse a multiply-add the host rounds twice: one BF16 step at most.
+      const float g = bf16_to_f32(got[i]), h = bf16_to_f32(f32_to_bf16(want[i]));
+      ASSERT_LE(std::fabs(g - h), std::fabs(h) / 128 + 1e-30f) << dtype_name(t.host) << " element " << i;
+    }
+  }
+}
+
+TEST(KernelQuant, GemvEqualsTheExactProduct) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  for (const Type& t : kTypes)
+    for (int64_t rows : {1, 9, 70})
+      for (int n : {1, 3, 8}) {
+        const int64_t cols = awkward_cols(t.host);
+        const std::vector<uint8_t> w = random_rows(t.host, rows, cols, rng);
+        const std::vector<float> wf = host_rows(t.host, w, rows, cols);
+        std::vector<float> x(size_t(n * cols));
+        for (float& v : x) v = nd(rng);
+        DeviceBuffer<uint8_t> dw(w.size());
+        DeviceBuffer<float> dx(x.size()), dout(size_t(n * rows));
+        CUDA_OK(cudaMemcpy(dw.p, w.data(), w.size(), cudaMemcpyHostToDevice));
+        CUDA_OK(cudaMemcpy(dx.p, x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+        CUDA_OK(k::quant_gemv(dw.p, t.device, rows, cols, dx.p, dout.p, n, nullptr));
+        std::vector<float> got(size_t(n * rows));
+        CUDA_OK(cudaMemcpy(got.data(), dout.p, got.size() * 4, cudaMemcpyDeviceToHost));
+        for (int i = 0; i < n; ++i)
+          for (int64_t r = 0; r < rows; ++r) {
+            double exact = 0, mag = 0;
+            for (int64_t c = 0; c < cols; ++c) {
+              exact += double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)];
+              mag += std::fabs(double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)]);
+            }
+            ASSERT_NEAR(got[size_t(i * rows + r)], exact, 1e-5 * mag + 1e-30)
+                << dtype_name(t.host) << " rows " << rows << " tokens " << n << " at " << i << "," << r;
+          }
+      }
+}
+
+TEST(KernelQuant, EmbedGathersHostRows) {
+  if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
+  std::mt19937 rng(3);
+  for (const Type& t : kTypes) {
+    const int64_t n_vocab = 11, cols = awkward_cols(t.host);
+    const std::vector<uint8_t> table = random_rows(t.host, n_vocab, cols, rng);
+    const std::vector<float> rows = host_rows(t.host, table, n_vocab, cols);
+    const std::vector<int32_t> ids = {3, 0, 10, -1, 11, 3};
+    DeviceBuffer<uint8_t> dt(table.size());
+    DeviceBuffer<int32_t> di(ids.size());
+    DeviceBuffer<float> dout(ids.size() * size_t(cols));
+    CUDA_OK(cudaMemcpy(dt.p, table.data(), table.size(), cudaMemcpyHostToDevice));
+    CUDA_OK(cudaMemcpy(di.p, ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+    CUDA_OK(k::quant_embed(dt.p, t.device, n_vocab, cols, di.p, dout.p, int(ids.size()), nullptr));
+    std::vector<float> got(ids.size() * size_t(cols));
+    CUDA_OK(cudaMemcpy(got.data(), dout.p, got.size() * 4, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < ids.size(); ++i)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float g = got[i * size_t(cols) + size_t(c)];
+        if (ids[i] == -1) ASSERT_EQ(g, 0.f);
+        else if (ids[i] >= n_vocab) ASSERT_TRUE(std::isnan(g));
+        else ASSERT_NEAR(g, rows[size_t(ids[i] * cols + c)], 1e-6f * std::fabs(rows[size_t(ids[i] * cols + c)]) + 1e-30f)
+            << dtype_name(t.host) << " id " << ids[i] << " column " << c;
+      }
+  }
+}
+
+}  // namespace
+}  // namespace herd
