@@ -100,7 +100,9 @@ struct SyntheticModelSpec {
   std::string config_path;   // a config.json (for example a preset from models/)
   int64_t n_layer = 0;       // > 0 overrides the config's layer count
   int64_t n_vocab = 0;       // > 0 overrides the vocabulary size
-  std::string dtype = "bf16";  // bf16, f16 or f32
+  // bf16, f16 or f32; or, in memory only (Engine::load_synthetic), the layers' matrices quantized:
+  // fp8, int4 (as herd quantize writes them), q8_0, q4_0, q4_1, q6_k.
+  std::string dtype = "bf16";
   uint64_t seed = 0;
 };
 HERD_API Status write_synthetic_model(const SyntheticModelSpec& spec, const std::string& out_dir);

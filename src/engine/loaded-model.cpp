@@ -131,12 +131,12 @@ ModelFiles synthetic_files(const SyntheticModelSpec& spec) {
     if (c.bos_id >= c.n_vocab) c.bos_id = -1;
     std::erase_if(c.eos_ids, [&](int32_t id) { return id >= c.n_vocab; });
   }
-  DType dtype;
-  if (spec.dtype == "bf16") dtype = DType::bf16;
-  else if (spec.dtype == "f16") dtype = DType::f16;
-  else if (spec.dtype == "f32") dtype = DType::f32;
-  else fail_input("synthetic model dtype ", spec.dtype, ": expected bf16, f16 or f32");
-  return make_synthetic_files(c, dtype, spec.seed);
+  static const std::pair<const char*, DType> kTypes[] = {
+      {"bf16", DType::bf16}, {"f16", DType::f16},   {"f32", DType::f32},   {"fp8", DType::fp8}, {"int4", DType::int4},
+      {"q8_0", DType::q8_0}, {"q4_0", DType::q4_0}, {"q4_1", DType::q4_1}, {"q6_k", DType::q6_k}};
+  for (const auto& [name, dtype] : kTypes)
+    if (spec.dtype == name) return make_synthetic_files(c, dtype, spec.seed);
+  fail_input("synthetic model dtype ", spec.dtype, ": expected bf16, f16, f32, fp8, int4, q8_0, q4_0, q4_1 or q6_k");
 }
 
 void check_token_ids(const std::vector<int32_t>& ids, int64_t n_vocab) {

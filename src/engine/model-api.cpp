@@ -86,6 +86,9 @@ Status Model::generate_greedy(const std::vector<int32_t>& ids, int max_new, std:
 
 Status write_synthetic_model(const SyntheticModelSpec& spec, const std::string& out_dir) {
   return guarded([&] {
+    HERD_REQUIRE(spec.dtype == "bf16" || spec.dtype == "f16" || spec.dtype == "f32",
+                 "a synthetic model written to files is bf16, f16 or f32 (herd quantize makes the quantized formats ",
+                 "from one), not ", spec.dtype);
     const ModelFiles m = synthetic_files(spec);
     write_synthetic_model(m.config, m.config.dtype, spec.seed, out_dir);
   });

@@ -195,7 +195,11 @@ void add_bench_command(CLI::App& app, int& rc) {
                   "A preset from models/ (llama-3.1-8b, llama-3.2-1b, ...) or a config.json: random weights in memory");
   cmd->add_option("--layers", f->spec.n_layer, "Synthetic: override the number of layers (1 to 1024)")
       ->check(int_range(1, 1024));
-  cmd->add_option("--dtype", f->spec.dtype, "Synthetic: bf16, f16 or f32")->capture_default_str()->check(CLI::IsMember({"bf16", "f16", "f32"}));
+  cmd->add_option("--dtype", f->spec.dtype,
+                  "Synthetic: bf16, f16 or f32; or the layers' matrices quantized: fp8, int4 (as herd quantize writes them), "
+                  "q8_0, q4_0, q4_1, q6_k")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bf16", "f16", "f32", "fp8", "int4", "q8_0", "q4_0", "q4_1", "q6_k"}));
   const int most = std::numeric_limits<int32_t>::max();
   cmd->add_option("-p", f->prompt, "Prompt tokens of the prefill test")->capture_default_str()->check(int_range(1, most));
   cmd->add_option("-n", f->n_gen, "Tokens of the decode test")->capture_default_str()->check(int_range(1, most));
