@@ -14,7 +14,10 @@
 // Panel layout, per 32-element block (nb = k / 32 of them, one after another):
 //   quants: kBits = 8: 8 x 64 bytes, chunk c (c < 8) holding bytes [4c, 4c + 4) of each row's
 //           block at 4r; kBits = 4: 4 x 64 bytes likewise, byte j holding element j in its low
-//           nibble and element j + 16 in its high nibble. Quants are unsigned.
+//           nibble and element j + 16 in its high nibble; kBits = 6 (Q6_K, 32 bytes a row and
+//           block where whole bytes took 40): those nibbles, then 2 x 64 bytes of the top two bits,
+//           byte 4r + i of plane k holding those of elements j and j + 16 for j = 8k + i (bits
+//           0-3) and j = 8k + 4 + i (bits 4-7). Quants are unsigned.
 //   d:      H x 16 f32, the scale of each row's block (H = 2: of each 16-element half).
 //   m:      16 f32 (types with a minimum), added as m * a.d * (a.sum[0] + a.sum[1]).
 //   z:      16 int32 (INT4), each row's zero point negated in both 16-bit halves.
@@ -39,7 +42,7 @@ namespace {
 
 // How a type lies in a panel.
 struct PanelFormat {
-  int bits;     // 4 or 8
+  int bits;     // 4, 6 or 8
   int halves;   // scales per block: 1, or 2 (one per 16 elements)
   int offset;   // integer offset of the unsigned quants
   bool has_m;   // a per-block minimum
@@ -53,7 +56,7 @@ constexpr PanelFormat panel_format(DType t) {
     case DType::q4_1: return {4, 1, 0, true, false};
     case DType::q4_k: return {4, 1, 0, true, false};
     case DType::q5_k: return {8, 1, 0, true, false};
-    case DType::q6_k: return {8, 2, -32, false, false};
+    case DType::q6_k: return {6, 2, -32, false, false};
     case DType::int4: return {4, 1, 0, false, true};
     default: return {0, 0, 0, false, false};
   }
@@ -126,8 +129,20 @@ void pack_panel(const void* w, size_t row_bytes, int rows, int64_t k, uint8_t* p
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* q = panel + size_t(b) * block_bytes(f);
       const RowBlock& o = row[size_t(b)];
-      for (int j = 0; j < f.bits * 4; ++j)
-        q[(j / 4) * 64 + 4 * r + j % 4] = f.bits == 8 ? o.u[j] : uint8_t(o.u[j] | o.u[j + 16] << 4);
+      if constexpr (f.bits == 8) {
+        for (int j = 0; j < 32; ++j) q[(j / 4) * 64 + 4 * r + j % 4] = o.u[j];
+      } else {
+        for (int j = 0; j < 16; ++j) q[(j / 4) * 64 + 4 * r + j % 4] = uint8_t((o.u[j] & 0xF) | (o.u[j + 16] & 0xF) << 4);
+      }
+      if constexpr (f.bits == 6) {
+        // The top two bits of elements j and j + 16 of chunk c (j = 4c + i), for chunks 2k and 2k + 1,
+        // in byte 4r + i of plane k: bits 0-1, 2-3 (chunk 2k), 4-5, 6-7 (chunk 2k + 1).
+        for (int c = 0; c < 4; ++c)
+          for (int i = 0; i < 4; ++i) {
+            const int j = 4 * c + i, shift = 4 * (c % 2);
+            q[64 * (4 + c / 2) + 4 * r + i] |= uint8_t(((o.u[j] >> 4) | (o.u[j + 16] >> 4) << 2) << shift);
+          }
+      }
       auto* d = reinterpret_cast<float*>(q + 64 * f.bits);
       for (int h = 0; h < f.halves; ++h) d[16 * h + r] = o.d[h];
       if (f.has_m) d[16 * f.halves + r] = o.m;
@@ -179,13 +194,23 @@ HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, floa
           isum[H == 2 ? c / 4 : 0][t] = _mm512_dpbusd_epi32(isum[H == 2 ? c / 4 : 0][t], w, bcast32(a[t * nb + b].q + 4 * c));
       }
     } else {
+      const __m512i top2 = _mm512_set1_epi8(0x30);
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
         const __m512i w = _mm512_load_si512(p + 64 * c);
-        const __m512i lo = _mm512_and_si512(w, low4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
+        __m512i lo = _mm512_and_si512(w, low4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low4);
+        if constexpr (f.bits == 6) {
+          // Each byte's two top bits to bits 4-5 (16-bit shifts: what crosses into the next byte is
+          // masked off).
+          const __m512i plane = _mm512_load_si512(p + 64 * (4 + c / 2));
+          const __m512i lo_top = c % 2 ? plane : _mm512_slli_epi16(plane, 4);
+          const __m512i hi_top = c % 2 ? _mm512_srli_epi16(plane, 2) : _mm512_slli_epi16(plane, 2);
+          lo = _mm512_or_si512(lo, _mm512_and_si512(lo_top, top2));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(hi_top, top2));
+        }
         for (int t = 0; t < T; ++t) {
           isum[0][t] = _mm512_dpbusd_epi32(isum[0][t], lo, bcast32(a[t * nb + b].q + 4 * c));
-          isum[0][t] = _mm512_dpbusd_epi32(isum[0][t], hi, bcast32(a[t * nb + b].q + 16 + 4 * c));
+          isum[H - 1][t] = _mm512_dpbusd_epi32(isum[H - 1][t], hi, bcast32(a[t * nb + b].q + 16 + 4 * c));
         }
       }
     }
