@@ -39,8 +39,8 @@ struct QuantizeOptions {
 };
 
 // What quantize_model has done so far: bytes of input weights read (of the total), and the tensor it
-// wrote last. Called once before the first tensor (nothing done, tensor empty), then after each
-// input tensor, from the calling thread.
+// wrote last. Called once when the input has passed every check and writing begins (nothing done,
+// tensor empty), then after each input tensor, from the calling thread.
 struct QuantizeProgress {
   int64_t done_bytes = 0;
   int64_t total_bytes = 0;

@@ -247,6 +247,7 @@ void write_quantized_checkpoint(const QuantizeInput& in, const std::string& out_
       default: HERD_CHECK(false, "not a safetensors format");
     }
   }
+  tracker.start();  // every shape checked: the writing begins
   for (const SourceTensor& t : in.tensors) {
     if (!t.linear) {
       // Norms, the embedding and the LM head travel unchanged (GGUF aside, the formats keep them).

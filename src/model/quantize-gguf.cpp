@@ -283,6 +283,7 @@ void write_quantized_gguf(const QuantizeInput& in, const std::string& out_file, 
   w.add_u32("general.file_type", file_type(s.format));
 
   for (const Planned& p : plan) w.add_tensor(p.name, p.type, p.src ? p.src->view.shape : Shape{int64_t(rope->size())});
+  tracker.start();  // the tokenizer and every tensor type settled: the writing begins
   w.begin(out_file);
   for (const Planned& p : plan) {
     if (!p.src) {

@@ -122,7 +122,10 @@ void read_row_f32(const SourceTensor& t, int64_t r, float* dst, NonFinite& bad) 
 QuantizeTracker::QuantizeTracker(const QuantizeInput& in, const QuantizeCallback& cb) : cb_(cb) {
   for (const SourceTensor& t : in.tensors) step_.total_bytes += int64_t(t.view.nbytes());
   step_.total_tensors = int64_t(in.tensors.size());
-  if (cb_) cb_(step_);  // the start: nothing done yet
+}
+
+void QuantizeTracker::start() {
+  if (cb_) cb_(step_);  // nothing done yet
 }
 
 void QuantizeTracker::done(const SourceTensor& t, const std::string& written_as) {

@@ -60,11 +60,12 @@ struct QuantizeInput {
   std::vector<SourceTensor> tensors;  // embedding, layers in order, final norm, LM head
 };
 
-// Counts input tensors and bytes as the writers finish them, and tells the caller (once at the
-// start, with nothing done, then after each input tensor).
+// Counts input tensors and bytes as the writers finish them, and tells the caller: once when the
+// writer has checked everything it can before writing (start), then after each input tensor.
 class QuantizeTracker {
  public:
   QuantizeTracker(const QuantizeInput& in, const QuantizeCallback& cb);
+  void start();
   void done(const SourceTensor& t, const std::string& written_as);
 
  private:
