@@ -116,20 +116,19 @@ float e4m3_to_f32(uint8_t b) {
 }
 
 uint8_t f32_to_e4m3(float f) {
-  if (std::isnan(f)) return 0x7f;
-  const uint8_t sign = std::signbit(f) ? 0x80 : 0;
-  const float a = std::fabs(f);
+  uint32_t u = std::bit_cast<uint32_t>(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7f;  // NaN
+  const uint8_t sign = uint8_t((u >> 24) & 0x80u);
+  u &= 0x7fffffffu;
+  const float a = std::bit_cast<float>(u);
   if (a >= 448.f) return sign | 0x7e;
-  // The codes 0..0x7e are the finite magnitudes in increasing order: take the nearest, ties to the
-  // even code (whose mantissa's last bit is 0), as IEEE rounding does.
-  int lo = 0, hi = 0x7e;
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) / 2;
-    (e4m3_to_f32(uint8_t(mid)) <= a ? lo : hi) = mid;
-  }
-  const float dlo = a - e4m3_to_f32(uint8_t(lo)), dhi = e4m3_to_f32(uint8_t(hi)) - a;
-  const int code = dlo < dhi ? lo : dhi < dlo ? hi : (lo % 2 == 0 ? lo : hi);
-  return uint8_t(sign | code);
+  // Below the smallest normal (2^-6) the codes are multiples of 2^-9; nearbyint rounds to even.
+  if (a < 0.015625f) return uint8_t(sign | int(std::nearbyint(a * 512.f)));
+  // Normal: keep 3 of the 23 mantissa bits, rounding the 20 dropped ones to nearest even (a carry
+  // moves into the exponent), and rebias the exponent from 127 to 7. Checked against a search over
+  // every code for every float below 480.
+  const uint32_t r = (u + 0x7ffffu + ((u >> 20) & 1u)) >> 20;
+  return uint8_t(sign | (r - (120u << 3)));
 }
 
 }  // namespace herd

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "common/check.h"
@@ -129,6 +130,12 @@ void QuantizeTracker::start() {
 }
 
 void QuantizeTracker::done(const SourceTensor& t, const std::string& written_as) {
+  // The input is read once, in order: its pages need not stay resident (they are the mapped file's,
+  // read back from it if touched again), so the process holds about one tensor at a time.
+  const auto page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const auto begin = (uintptr_t(t.view.data) + page - 1) / page * page;
+  const auto end = (uintptr_t(t.view.data) + t.view.nbytes()) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
   step_.done_bytes += int64_t(t.view.nbytes());
   ++step_.done_tensors;
   step_.tensor = written_as;
