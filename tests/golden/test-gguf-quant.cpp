@@ -10,13 +10,17 @@
 #include <cmath>
 #include <string>
 
+#include "golden/reference-logits.h"
 #include "herd/herd.h"
-#include "model/safetensors.h"
 
 namespace {
 
 const std::string kDir = std::string(HERD_TEST_DATA) + "/gguf/";
 const std::string kDevice = HERD_TEST_DEVICE;
+
+using herd::golden::max_abs;
+using herd::golden::max_diff;
+using herd::golden::top1_agreement;
 
 struct Ref {
   std::vector<int32_t> ids;
@@ -24,40 +28,8 @@ struct Ref {
 };
 
 Ref load_ref(const std::string& quant) {
-  Ref r;
-  herd::SafetensorsFile st(kDir + "quant-" + quant + ".ref.safetensors");
-  for (const auto& e : st.header().tensors) {
-    const auto v = st.view(e);
-    const auto* p = static_cast<const float*>(v.data);
-    if (e.name == "ids") {
-      for (int64_t i = 0; i < v.numel(); ++i) r.ids.push_back(int32_t(p[i]));  // exact: ids < 2^24
-    } else {
-      (e.name == "logits" ? r.logits : r.llamacpp).assign(p, p + v.numel());
-    }
-  }
-  return r;
-}
-
-float max_abs(const std::vector<float>& v) {
-  float m = 0.f;
-  for (float x : v) m = std::max(m, std::fabs(x));
-  return m;
-}
-
-float max_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  float m = 0.f;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
-
-// Positions where both rows put the same token first.
-double top1_agreement(const std::vector<float>& a, const std::vector<float>& b, size_t n_vocab) {
-  size_t same = 0, rows = a.size() / n_vocab;
-  for (size_t r = 0; r < rows; ++r) {
-    const auto ra = a.begin() + long(r * n_vocab), rb = b.begin() + long(r * n_vocab);
-    same += std::max_element(ra, ra + long(n_vocab)) - ra == std::max_element(rb, rb + long(n_vocab)) - rb;
-  }
-  return double(same) / double(rows);
+  herd::golden::RefLogits f = herd::golden::load_ref_logits(kDir + "quant-" + quant + ".ref.safetensors");
+  return Ref{std::move(f.ids), std::move(f.logits), std::move(f.others["logits_llamacpp"])};
 }
 
 class GgufQuant : public testing::TestWithParam<std::string> {

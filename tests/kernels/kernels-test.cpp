@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "kernels/device-test.h"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 
@@ -19,24 +20,6 @@ namespace herd {
 namespace {
 
 namespace k = herd::kernels;
-
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-
-bool have_gpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
-
-template <typename T>
-struct DeviceBuffer {
-  T* p = nullptr;
-  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)), cudaSuccess); }
-  ~DeviceBuffer() { cudaFree(p); }
-};
 
 TEST(KernelArgmax, MatchesMaxElementWithTiesAndNans) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";

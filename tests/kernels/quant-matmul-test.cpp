@@ -14,6 +14,7 @@
 
 #include "common/dtype.h"
 #include "common/quant.h"
+#include "kernels/device-test.h"
 #include "kernels/quant-matmul.cuh"
 #include "random-blocks.h"
 
@@ -21,17 +22,6 @@ namespace herd {
 namespace {
 
 namespace k = herd::kernels;
-
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
-
-bool have_gpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
 
 struct Type {
   DType host;
@@ -53,13 +43,6 @@ std::vector<float> host_rows(DType t, const std::vector<uint8_t>& bytes, int64_t
   for (int64_t r = 0; r < rows; ++r) dequantize_row(t, bytes.data() + size_t(r) * row_bytes, out.data() + r * cols, cols);
   return out;
 }
-
-template <typename T>
-struct DeviceBuffer {
-  T* p = nullptr;
-  explicit DeviceBuffer(size_t n) { EXPECT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), std::max<size_t>(n, 1) * sizeof(T)), cudaSuccess); }
-  ~DeviceBuffer() { cudaFree(p); }
-};
 
 int64_t awkward_cols(DType t) { return dtype_block(t).elems == 256 ? 256 * 3 : 32 * 37; }
 

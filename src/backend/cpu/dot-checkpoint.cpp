@@ -111,11 +111,6 @@ HERD_AVX2 inline __m256 fp8_d8(const uint8_t* b) {
 // -z * d * a.d * (a.sum[0] + a.sum[1]) per block, the offset terms of eight blocks in one FMA.
 // A block starts with the dword d | z << 16 | pad << 24.
 
-// An INT4 block's 16 bytes of nibbles as 32 unsigned quants in element order.
-HERD_AVX2 inline __m256i int4_quants(const uint8_t* b) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 4));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
-}
 // The zero points z of eight blocks from their head dwords, as f32.
 HERD_AVX2 inline __m256 int4_z8(__m256i heads) {
   return _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(heads, 16), _mm256_set1_epi32(0xFF)));
@@ -162,7 +157,7 @@ HERD_AVX2 void dot_checkpoint_avx2(int64_t n, const void* w, size_t row_bytes, c
         const __m256i aq = load32(a[j].q);
 #pragma GCC unroll 4
         for (int r = 0; r < R; ++r)
-          acc[r][j % C] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(int4_quants(row[r] + (i + j) * kBytes), aq)),
+          acc[r][j % C] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q4_quants(row[r] + (i + j) * kBytes + 4), aq)),
                                           _mm256_broadcast_ss(sc[r] + j), acc[r][j % C]);
       }
     }
@@ -176,7 +171,7 @@ HERD_AVX2 void dot_checkpoint_avx2(int64_t n, const void* w, size_t row_bytes, c
         acc[r][0] = _mm256_fmadd_ps(fp8_block_avx2(b, act_f32_avx2(a)), _mm256_set1_ps(d * (a->d * kFp8Unit)), acc[r][0]);
       } else {
         const float s = f16(b) * a->d;
-        acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(int4_quants(b), load32(a->q))), _mm256_set1_ps(s), acc[r][0]);
+        acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q4_quants(b + 4), load32(a->q))), _mm256_set1_ps(s), acc[r][0]);
         offs_tail[r] -= s * (float(b[2]) * float(int32_t(a->sum[0]) + a->sum[1]));
       }
     }
@@ -191,33 +186,8 @@ HERD_AVX2 void dot_checkpoint_avx2(int64_t n, const void* w, size_t row_bytes, c
 // (four int32 lanes a block), each block's scale d * a.d permuted to its lanes; the offset terms
 // of the eight blocks in one FMA. The last n/32 % 8 blocks go one at a time with 256-bit VNNI.
 
-HERD_AVX512 inline __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
-HERD_AVX512 inline __m512i load16x4(const void* p0, const void* p1, const void* p2, const void* p3) {
-  auto l = [](const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); };
-  const __m512i x = _mm512_inserti32x4(_mm512_castsi128_si512(l(p0)), l(p1), 1);
-  return _mm512_inserti32x4(_mm512_inserti32x4(x, l(p2), 2), l(p3), 3);
-}
 
-// Activation quants of eight blocks: lo[h] lane k = a[4h + k].q[0, 16), hi[h] = q[16, 32).
-struct ActQuads {
-  __m512i lo[2], hi[2];
-};
-HERD_AVX512 inline ActQuads act_quads(const Q8Block* a) {
-  ActQuads q;
-  for (int h = 0; h < 2; ++h)
-    for (int half = 0; half < 2; ++half)
-      (half ? q.hi : q.lo)[h] = load16x4(a[4 * h].q + 16 * half, a[4 * h + 1].q + 16 * half, a[4 * h + 2].q + 16 * half,
-                                         a[4 * h + 3].q + 16 * half);
-  return q;
-}
 
-// Four blocks' nibbles (16 bytes each, block k in lane k) against activation quads: the int32
-// sums, four lanes a block.
-HERD_AVX512 inline __m512i q4_quad_dot(__m512i nibbles, __m512i alo, __m512i ahi) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
-  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
-}
 
 // Eight INT4 blocks against eight activation blocks (scales ad, sums sum): acc += the quants'
 // products times their scales, offs += the scales times z * sum.
@@ -305,25 +275,13 @@ HERD_AVX512 void dot_int4_avx512(int64_t n, const void* w, size_t row_bytes, con
     for (int r = 0; r < R; ++r) {
       const uint8_t* b = row[r] + i * kInt4;
       const float s = f16(b) * a->d;
-      tail[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8_vnni(int4_quants(b), aq)), _mm256_set1_ps(s), tail[r]);
+      tail[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8_vnni(q4_quants(b + 4), aq)), _mm256_set1_ps(s), tail[r]);
       offs_tail[r] += s * (float(b[2]) * sum);
     }
   }
   for (int r = 0; r < R; ++r) out[r] = hsum(tail[r]) - (hsum(offs[r]) + offs_tail[r]);
 }
 
-template <DotQ8x4Fn F>
-HERD_AVX2 float one_row_avx2(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
-template <DotQ8x4Fn F>
-HERD_AVX512 float one_row_avx512(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
 
 template <int R> constexpr DotQ8x4Fn fp8_avx2 = dot_checkpoint_avx2<R, kFp8>;
 template <int R> constexpr DotQ8x4Fn int4_avx2 = dot_checkpoint_avx2<R, kInt4>;

@@ -277,18 +277,6 @@ HERD_AVX512 void dot_q6_k_avx512(int64_t n, const void* w, size_t row_bytes, con
   for (int r = 0; r < R; ++r) out[r] = hsum(fold(_mm512_add_ps(acc[r][0], acc[r][1]))) - 32.f * hsum(offs[r]);
 }
 
-template <DotQ8x4Fn F>
-HERD_AVX2 float one_row_avx2(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
-template <DotQ8x4Fn F>
-HERD_AVX512 float one_row_avx512(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
 
 #endif
 

@@ -75,12 +75,6 @@ constexpr int kChains = R == 1 ? 2 : 1;
 
 // ---- AVX2: one block per register.
 
-// A Q4_0/Q4_1 block's 16 bytes of nibbles as 32 unsigned quants in element order.
-HERD_AVX2 inline __m256i q4_quants(const uint8_t* q) {
-  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
-}
-
 // The int32 lanes of one weight block's integer dot product with activation quants aq.
 HERD_AVX2 inline __m256i q8_0_block_avx2(const uint8_t* b, __m256i aq) {
   const __m256i w = load32(b + 2);
@@ -151,12 +145,6 @@ HERD_AVX2 void dot_legacy_avx2(int64_t n, const void* w, size_t row_bytes, const
 // block); Q8_0 goes two blocks to a register. The last n/32 % 8 blocks go one at a time with
 // 256-bit VNNI.
 
-HERD_AVX512 inline __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
-HERD_AVX512 inline __m512i load16x4(const void* p0, const void* p1, const void* p2, const void* p3) {
-  auto l = [](const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); };
-  const __m512i x = _mm512_inserti32x4(_mm512_castsi128_si512(l(p0)), l(p1), 1);
-  return _mm512_inserti32x4(_mm512_inserti32x4(x, l(p2), 2), l(p3), 3);
-}
 
 // 16 f32 lanes whose lane 2i + 1 (odd) or 2i (even) is v[i] (8 lanes), the others zero; or both.
 HERD_AVX512 inline __m512 dup_lanes(__m256 v, __mmask16 lanes) {
@@ -173,18 +161,6 @@ HERD_AVX512 inline ActScales8 act_scales8(const Q8Block* a) {
   return {dup_lanes(act_d8(a), 0xFFFF), dup_lanes(act_sum8(a), kSumLanes)};
 }
 
-// Activation quants of eight blocks for Q4: lo[h] lane k = a[4h + k].q[0, 16), hi[h] = q[16, 32).
-struct ActQuads {
-  __m512i lo[2], hi[2];
-};
-HERD_AVX512 inline ActQuads act_quads(const Q8Block* a) {
-  ActQuads q;
-  for (int h = 0; h < 2; ++h)
-    for (int half = 0; half < 2; ++half)
-      (half ? q.hi : q.lo)[h] = load16x4(a[4 * h].q + 16 * half, a[4 * h + 1].q + 16 * half, a[4 * h + 2].q + 16 * half,
-                                         a[4 * h + 3].q + 16 * half);
-  return q;
-}
 // Activation quants of eight blocks for Q8_0: pair[j] = blocks 2j, 2j + 1.
 struct ActPairs {
   __m512i pair[4];
@@ -195,13 +171,6 @@ HERD_AVX512 inline ActPairs act_pairs(const Q8Block* a) {
   return p;
 }
 
-// Four Q4 blocks' nibbles (16 bytes each, block k in lane k) against activation quads: the
-// int32 sums, four lanes a block.
-HERD_AVX512 inline __m512i q4_quad_dot(__m512i nibbles, __m512i alo, __m512i ahi) {
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  const __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
-  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
-}
 
 // acc += the int32 lanes of blocks whose scales sit at even lanes `first`, first + 2, ... of sc,
 // each repeated over `width` lanes (4 for quads, 8 for pairs).
@@ -317,18 +286,6 @@ HERD_AVX512 void dot_legacy_avx512(int64_t n, const void* w, size_t row_bytes, c
   for (int r = 0; r < R; ++r) out[r] = hsum(tail[r]) + T::kOffset * (hsum(fold(offs[r])) + offs_tail[r]);
 }
 
-template <DotQ8x4Fn F>
-HERD_AVX2 float one_row_avx2(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
-template <DotQ8x4Fn F>
-HERD_AVX512 float one_row_avx512(int64_t n, const void* w, const Q8Block* a) {
-  float out;
-  F(n, w, 0, a, &out);
-  return out;
-}
 
 template <int R> constexpr DotQ8x4Fn q8_0_avx2 = dot_legacy_avx2<R, kQ8_0, q8_0_block_avx2>;
 template <int R> constexpr DotQ8x4Fn q4_0_avx2 = dot_legacy_avx2<R, kQ4_0, q4_0_block_avx2>;

@@ -94,6 +94,55 @@ HERD_AVX512 inline __m512 pair_lanes(__m256 v, int i) {
   return _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(v));
 }
 
+// 16 bytes of nibbles (GGML's Q4_0/Q4_1 layout, INT4's) as 32 unsigned quants in element order.
+HERD_AVX2 inline __m256i q4_quants(const uint8_t* q) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+
+HERD_AVX512 inline __m512i load64(const void* p) { return _mm512_loadu_si512(p); }
+HERD_AVX512 inline __m512i load16x4(const void* p0, const void* p1, const void* p2, const void* p3) {
+  auto l = [](const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); };
+  const __m512i x = _mm512_inserti32x4(_mm512_castsi128_si512(l(p0)), l(p1), 1);
+  return _mm512_inserti32x4(_mm512_inserti32x4(x, l(p2), 2), l(p3), 3);
+}
+
+// Activation quants of eight blocks for 4-bit weights: lo[h] lane k = a[4h + k].q[0, 16),
+// hi[h] = q[16, 32).
+struct ActQuads {
+  __m512i lo[2], hi[2];
+};
+HERD_AVX512 inline ActQuads act_quads(const Q8Block* a) {
+  ActQuads q;
+  for (int h = 0; h < 2; ++h)
+    for (int half = 0; half < 2; ++half)
+      (half ? q.hi : q.lo)[h] = load16x4(a[4 * h].q + 16 * half, a[4 * h + 1].q + 16 * half, a[4 * h + 2].q + 16 * half,
+                                         a[4 * h + 3].q + 16 * half);
+  return q;
+}
+
+// Four 4-bit blocks' nibbles (16 bytes each, block k in lane k) against activation quads: the
+// int32 sums, four lanes a block.
+HERD_AVX512 inline __m512i q4_quad_dot(__m512i nibbles, __m512i alo, __m512i ahi) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
+  const __m512i lo = _mm512_and_si512(nibbles, low4), hi = _mm512_and_si512(_mm512_srli_epi16(nibbles, 4), low4);
+  return _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, alo), hi, ahi);
+}
+
+// A four-row kernel F run on one row: the single-row kernel is the same code, so the two agree.
+template <DotQ8x4Fn F>
+HERD_AVX2 float one_row_avx2(int64_t n, const void* w, const Q8Block* a) {
+  float out;
+  F(n, w, 0, a, &out);
+  return out;
+}
+template <DotQ8x4Fn F>
+HERD_AVX512 float one_row_avx512(int64_t n, const void* w, const Q8Block* a) {
+  float out;
+  F(n, w, 0, a, &out);
+  return out;
+}
+
 }  // namespace herd::x86
 
 #endif
