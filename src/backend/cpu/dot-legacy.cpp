@@ -183,7 +183,7 @@ HERD_AVX512 inline __m512 scale_acc(__m512i p, __m512 sc, int first, __m512 acc)
 
 struct Q4_1Avx512 {
   static constexpr int kBytes = kQ4_1;
-  static constexpr __mmask16 kSumLanes = 0xAAAA, kScaleLanes = 0xFFFF;
+  static constexpr __mmask16 kSumLanes = 0xAAAA;
   static constexpr float kOffset = 1.f;
   using Act = ActQuads;
   static Act act(const Q8Block* a) HERD_AVX512 { return act_quads(a); }
