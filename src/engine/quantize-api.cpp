@@ -19,6 +19,7 @@ constexpr Named kTypes[] = {
     {QuantType::fp8, "fp8", QuantFormat::fp8},    {QuantType::awq, "awq", QuantFormat::awq},
     {QuantType::gptq, "gptq", QuantFormat::gptq}, {QuantType::q8_0, "q8_0", QuantFormat::q8_0},
     {QuantType::q4_0, "q4_0", QuantFormat::q4_0}, {QuantType::q4_1, "q4_1", QuantFormat::q4_1},
+    {QuantType::q4_k_m, "q4_k_m", QuantFormat::q4_k_m}, {QuantType::q6_k, "q6_k", QuantFormat::q6_k},
 };
 
 const Named& named(QuantType t) {
@@ -49,7 +50,7 @@ std::vector<std::string> quant_type_names() {
 }
 
 bool quant_type_is_gguf(QuantType t) {
-  return t == QuantType::q8_0 || t == QuantType::q4_0 || t == QuantType::q4_1;
+  return t != QuantType::fp8 && t != QuantType::awq && t != QuantType::gptq;
 }
 
 Status quantize_model(const std::string& in_dir, const std::string& out, const QuantizeOptions& options,

@@ -197,6 +197,125 @@ void q6_k_block(const float* x, uint8_t* b) {
   }
 }
 
+// ggml's make_qkx2_quants for Q4_K's sub-blocks (32 elements, nmax 15, weights w): an asymmetric
+// grid (scale and min) chosen by least weighted squared error among the grid through the range and
+// 21 nearby grids, each refit by weighted least squares. L receives the chosen codes; *neg_min the
+// min, negated (never negative).
+float best_grid_scale_min(const float* x, const float* w, uint8_t* L, float* neg_min) {
+  constexpr int n = 32, nmax = 15, nstep = 20;
+  constexpr float rmin = -1.f, rdelta = 0.1f;
+  // min moves to each better fit's min, and the grids after it are laid from there, as in ggml.
+  float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    sum_w += w[i];
+    sum_x += w[i] * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    std::fill(L, L + n, uint8_t(0));
+    *neg_min = -min;
+    return 0.f;
+  }
+  auto code = [&](float iscale, float v) { return std::max(0, std::min(nmax, nearest_int(iscale * (v - min)))); };
+  float iscale = float(nmax) / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    L[i] = uint8_t(code(iscale, x[i]));
+    const float diff = scale * float(L[i]) + min - x[i];
+    best_error += w[i] * (diff * diff);
+  }
+  uint8_t Laux[n];
+  for (int step = 0; step <= nstep; ++step) {
+    iscale = (rmin + rdelta * float(step) + float(nmax)) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = code(iscale, x[i]);
+      Laux[i] = uint8_t(l);
+      sum_l += w[i] * float(l);
+      sum_l2 += w[i] * float(l) * float(l);
+      sum_xl += w[i] * float(l) * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float cur_error = 0;
+      for (int i = 0; i < n; ++i) {
+        const float diff = this_scale * float(Laux[i]) + this_min - x[i];
+        cur_error += w[i] * (diff * diff);
+      }
+      if (cur_error < best_error) {
+        std::copy(Laux, Laux + n, L);
+        best_error = cur_error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *neg_min = -min;
+  return scale;
+}
+
+// Q4_K (256 elements): 8 sub-blocks of 32, each with a 6-bit scale and min against the super-block's
+// f16 d and dmin (packed in 12 bytes as scale_min_k4 reads them), codes round((x + dmin * m) / (d *
+// sc)) in 4 bits: d, dmin, scales[12], qs[128] (elements j and j + 32 of each 64 share a byte).
+void q4_k_block(const float* x, uint8_t* b) {
+  uint8_t L[256];
+  float scales[8], mins[8], w[32];
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < 8; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = best_grid_scale_min(x + 32 * j, w, L + 32 * j, &mins[j]);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  uint8_t* sc = b + 4;
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t ls = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
+    const uint8_t lm = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+    if (j < 4) {
+      sc[j] = ls;
+      sc[j + 4] = lm;
+    } else {
+      sc[j + 4] = uint8_t((ls & 0xF) | ((lm & 0xF) << 4));
+      sc[j - 4] = uint8_t(sc[j - 4] | ((ls >> 4) << 6));
+      sc[j] = uint8_t(sc[j] | ((lm >> 4) << 6));
+    }
+  }
+  put_f16(b, max_scale / 63.f);
+  put_f16(b + 2, max_min / 63.f);
+  uint16_t h;
+  std::memcpy(&h, b, 2);
+  const float d_super = f16_to_f32(h);
+  std::memcpy(&h, b + 2, 2);
+  const float dmin_super = f16_to_f32(h);
+  for (int j = 0; j < 8; ++j) {
+    // scale_min_k4 (common/quant.cpp's reading of the packed bytes)
+    const uint8_t s6 = j < 4 ? uint8_t(sc[j] & 63) : uint8_t((sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4));
+    const uint8_t m6 = j < 4 ? uint8_t(sc[j + 4] & 63) : uint8_t((sc[j + 4] >> 4) | ((sc[j] >> 6) << 4));
+    const float d = d_super * float(s6);
+    if (d == 0.f) continue;
+    const float dm = dmin_super * float(m6);
+    for (int i = 0; i < 32; ++i)
+      L[32 * j + i] = uint8_t(std::max(0, std::min(15, nearest_int((x[32 * j + i] + dm) / d))));
+  }
+  uint8_t* q = b + 16;
+  for (int j = 0; j < 256; j += 64, q += 32)
+    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+}
+
 }  // namespace
 
 float quantize_fp8_row(DType t, const float* x, int64_t n, uint8_t* q) {
@@ -256,6 +375,7 @@ void quantize_ggml_row(DType t, const float* x, int64_t n, uint8_t* dst) {
       case DType::q8_0: q8_0_block(xb, db); break;
       case DType::q4_0: q4_0_block(xb, db); break;
       case DType::q4_1: q4_1_block(xb, db); break;
+      case DType::q4_k: q4_k_block(xb, db); break;
       case DType::q6_k: q6_k_block(xb, db); break;
       default: HERD_CHECK(false, "no quantizer for ", dtype_name(t));
     }

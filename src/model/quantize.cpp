@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool is_gguf(QuantFormat f) { return f == QuantFormat::q8_0 || f == QuantFormat::q4_0 || f == QuantFormat::q4_1; }
+bool is_gguf(QuantFormat f) { return f != QuantFormat::fp8 && f != QuantFormat::awq && f != QuantFormat::gptq; }
 
 bool path_exists(const fs::path& p) {
   std::error_code ec;

@@ -1,8 +1,8 @@
 // herd quantize against the tools it imitates (tests/reference/make_quantize_fixtures.py):
 //  - GGUF: a random model (made by herd's synthetic writer from a committed config and seed, with a
 //    committed Llama 3-style tokenizer) converted by llama.cpp's convert_hf_to_gguf and quantized by
-//    llama-quantize to Q8_0, Q4_0 and Q4_1 (untied: Q6_K or Q8_0 LM head; tied: the embedding takes
-//    the LM head's type). herd's file must be the same file, byte for byte: every key and value in
+//    llama-quantize to Q8_0, Q4_0, Q4_1, Q4_K_M and Q6_K (untied: Q6_K or Q8_0 LM head; tied: the
+//    embedding takes the LM head's type; Q4_K_M's Q6_K attn_v and ffn_down). herd's file must be the same file, byte for byte: every key and value in
 //    order, tensor names, types, order and offsets, q/k rows, rope_freqs, every block.
 //  - FP8: a tiny model compressed by compressed-tensors itself (FP8_DYNAMIC): the same tensors, byte
 //    for byte, and the same quantization_config.
@@ -81,6 +81,8 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(GgufCase{"ref", "config.json", herd::QuantType::q8_0, "ref.Q8_0.gguf"},
                     GgufCase{"ref", "config.json", herd::QuantType::q4_0, "ref.Q4_0.gguf"},
                     GgufCase{"ref", "config.json", herd::QuantType::q4_1, "ref.Q4_1.gguf"},
+                    GgufCase{"ref", "config.json", herd::QuantType::q4_k_m, "ref.Q4_K_M.gguf"},
+                    GgufCase{"ref", "config.json", herd::QuantType::q6_k, "ref.Q6_K.gguf"},
                     GgufCase{"ref-tied", "config-tied.json", herd::QuantType::q4_0, "ref-tied.Q4_0.gguf"}),
     [](const testing::TestParamInfo<GgufCase>& i) {
       return std::string(i.param.model == std::string("ref") ? "untied_" : "tied_") + herd::quant_type_name(i.param.type);

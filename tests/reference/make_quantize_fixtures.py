@@ -13,7 +13,7 @@ It writes to tests/data/quantize-ref/:
       a byte-level BPE vocabulary with Llama 3's pre-tokenizer (256 byte tokens, byte 0xFF's place
       taken by " t" so that there is one merge; <|begin_of_text|>, <|end_of_text|>, <|eot_id|> as
       ids 256-258; ids 259-319 unused), a chat template and sampling defaults.
-  ref.{Q8_0,Q4_0,Q4_1}.gguf, ref-tied.Q4_0.gguf
+  ref.{Q8_0,Q4_0,Q4_1,Q4_K_M,Q6_K}.gguf, ref-tied.Q4_0.gguf
       `herd make-model --config config.json --seed 5` (config-tied.json for the tied one) with the
       files above, converted by llama.cpp's convert_hf_to_gguf (--outtype bf16, the model's own
       precision) and quantized by llama-quantize. The converter recognises pre-tokenizers by
@@ -141,7 +141,7 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     write_tokenizer_files()
     with tempfile.TemporaryDirectory() as tmp:
-        for config, name, types in (("config.json", "ref", ["Q8_0", "Q4_0", "Q4_1"]),
+        for config, name, types in (("config.json", "ref", ["Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q6_K"]),
                                     ("config-tied.json", "ref-tied", ["Q4_0"])):
             src = Path(tmp) / name
             make_model(herd, OUT / config, src)

@@ -75,14 +75,15 @@ TEST(QuantizeBlocks, GptqGroupIsSymmetricAroundEight) {
 TEST(QuantizeBlocks, GgmlBlocksDequantizeWithinHalfAStep) {
   std::vector<float> x(256);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f) * (1.0f + float(i % 7));
-  for (herd::DType t : {herd::DType::q8_0, herd::DType::q4_0, herd::DType::q4_1, herd::DType::q6_k}) {
+  for (herd::DType t : {herd::DType::q8_0, herd::DType::q4_0, herd::DType::q4_1, herd::DType::q4_k, herd::DType::q6_k}) {
     std::vector<uint8_t> b(herd::dtype_nbytes(t, 256));
     herd::quantize_ggml_row(t, x.data(), 256, b.data());
     std::vector<float> y(256);
     herd::dequantize_row(t, b.data(), y.data(), 256);
     // Per block of 32, the grid's step: amax / 127 (Q8_0), amax / 8 (Q4_0: -8 .. 7 steps, so the end
     // opposite the largest element clamps a whole step short), (max - min) / 15 (Q4_1), about
-    // amax / 32 (Q6_K, whose search may trade a little of the largest error for less squared error).
+    // amax / 32 (Q6_K), (max - min(min, 0)) / 15 (Q4_K); the K-quants' searches may trade a little of
+    // the largest error for less squared error.
     // Round to nearest keeps the rest within half a step, plus the f16 rounding of the scale.
     for (int blk = 0; blk < 8; ++blk) {
       float lo = 1e30f, hi = -1e30f, err = 0.f;
@@ -94,6 +95,7 @@ TEST(QuantizeBlocks, GgmlBlocksDequantizeWithinHalfAStep) {
       const float bound = t == herd::DType::q8_0   ? 0.51f * amax / 127.f
                           : t == herd::DType::q4_0 ? 1.01f * amax / 8.f
                           : t == herd::DType::q4_1 ? 0.51f * (hi - lo) / 15.f
+                          : t == herd::DType::q4_k ? 1.0f * (hi - std::min(lo, 0.f)) / 15.f
                                                    : 1.0f * amax / 32.f;
       EXPECT_LE(err, bound) << herd::dtype_name(t) << " block " << blk;
     }
@@ -223,7 +225,8 @@ herd::Status quantize(const fs::path& in, const fs::path& out, herd::QuantType t
 }
 
 // The row a quantizer makes of source row r, dequantized: what herd's loader must give back.
-std::vector<float> expected_row(herd::QuantType t, const herd::TensorView& src, int64_t r, int64_t group) {
+std::vector<float> expected_row(herd::QuantType t, const herd::TensorView& src, int64_t r, int64_t group,
+                                herd::DType gguf_type) {
   const int64_t cols = src.shape[1];
   std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(cols));
   herd::dequantize_row(src.dtype, static_cast<const uint8_t*>(src.data) + herd::dtype_nbytes(src.dtype, r * cols),
@@ -246,9 +249,9 @@ std::vector<float> expected_row(herd::QuantType t, const herd::TensorView& src, 
       }
       break;
     default: {
-      const herd::DType d = t == herd::QuantType::q8_0   ? herd::DType::q8_0
-                            : t == herd::QuantType::q4_0 ? herd::DType::q4_0
-                                                         : herd::DType::q4_1;
+      // GGUF: the type the file gives this matrix (Q4_K_M mixes Q4_K and Q6_K; which where is
+      // llama-quantize's choice, checked against its files in tests/golden/test-quantize-reference.cpp).
+      const herd::DType d = gguf_type;
       std::vector<uint8_t> b(herd::dtype_nbytes(d, cols));
       herd::quantize_ggml_row(d, x.data(), cols, b.data());
       herd::dequantize_row(d, b.data(), y.data(), cols);
@@ -273,7 +276,7 @@ void expect_loaded_weights(herd::QuantType t, const fs::path& src, const fs::pat
       for (int64_t r = 0; r < wa->shape[0]; ++r) {
         herd::dequantize_row(wb->dtype, static_cast<const uint8_t*>(wb->data) + herd::dtype_nbytes(wb->dtype, r * cols),
                              got.data(), cols);
-        const std::vector<float> want = expected_row(t, *wa, r, group);
+        const std::vector<float> want = expected_row(t, *wa, r, group, wb->dtype);
         ASSERT_EQ(0, std::memcmp(got.data(), want.data(), got.size() * 4))
             << herd::quant_type_name(t) << " layer " << l << " row " << r;
         ++compared;
@@ -313,7 +316,9 @@ INSTANTIATE_TEST_SUITE_P(All, QuantizeFormats,
                                          Case{herd::QuantType::gptq, "gptq", 0.03f},
                                          Case{herd::QuantType::q8_0, "q8_0.gguf", 0.015f},
                                          Case{herd::QuantType::q4_0, "q4_0.gguf", 0.12f},
-                                         Case{herd::QuantType::q4_1, "q4_1.gguf", 0.12f}),
+                                         Case{herd::QuantType::q4_1, "q4_1.gguf", 0.12f},
+                                         Case{herd::QuantType::q4_k_m, "q4_k_m.gguf", 0.08f},
+                                         Case{herd::QuantType::q6_k, "q6_k.gguf", 0.03f}),
                          [](const testing::TestParamInfo<Case>& i) { return herd::quant_type_name(i.param.type); });
 
 TEST_F(QuantizeModel, GgufCarriesTheTokenizerAndLlama3Scaling) {

@@ -62,15 +62,16 @@ void add_quantize_command(CLI::App& app, int& rc) {
       "FP8, AWQ or GPTQ (a model directory) or a llama.cpp GGUF file (docs/quantized.md)");
   cmd->add_option("-m,--model", f->in, "The model directory to read (config.json, *.safetensors)")->required();
   cmd->add_option("-o,--out", f->out,
-                  "What to write: a new directory (fp8, awq, gptq) or a new .gguf file (q8_0, q4_0, q4_1); "
+                  "What to write: a new directory (fp8, awq, gptq) or a new .gguf file (the GGUF types); "
                   "it must not exist (never overwritten)")
       ->required();
   cmd->add_option("--type", f->type,
                   "fp8: compressed-tensors FP8_DYNAMIC (E4M3 weights, a scale per output row; vLLM, transformers); "
                   "awq: AutoAWQ GEMM, 4 bits with zero points, per --group-size columns; "
                   "gptq: GPTQModel, 4 bits symmetric, per --group-size columns (round to nearest, no calibration); "
-                  "q8_0, q4_0, q4_1: GGUF as llama.cpp's convert_hf_to_gguf.py + llama-quantize write it "
-                  "(needs Llama 3's tokenizer.json). The embedding, norms and LM head keep their type except in GGUF")
+                  "q8_0, q4_0, q4_1, q4_k_m, q6_k: GGUF as llama.cpp's convert_hf_to_gguf.py + llama-quantize write "
+                  "it (needs Llama 3's tokenizer.json). The embedding, norms and LM head keep their type except in "
+                  "GGUF")
       ->required();
   cmd->add_option("--group-size", f->options.group_size,
                   "awq and gptq: input columns per scale, a multiple of 32 that divides every layer's input width")
