@@ -77,7 +77,10 @@ void GgufWriter::add_tensor(const std::string& name, DType t, const Shape& shape
   HERD_CHECK(!f_, "tensor info after begin()");
   Tensor info{name, t, shape};
   info.nbytes = dtype_nbytes(t, shape_numel(shape));
-  info.offset = tensors_.empty() ? 0 : (tensors_.back().offset + tensors_.back().nbytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (!tensors_.empty()) {
+    const uint64_t end = tensors_.back().offset + tensors_.back().nbytes;
+    info.offset = (end + kAlignment - 1) / kAlignment * kAlignment;
+  }
   tensors_.push_back(std::move(info));
 }
 
@@ -130,7 +133,8 @@ void GgufWriter::write_tensor(const void* data, size_t n, bool last) {
   const Tensor& t = tensors_[next_];
   if (written_ == 0) {
     pad_to_alignment();
-    HERD_CHECK(pos_ == data_start_ + t.offset, "tensor ", t.name, " starts at ", pos_ - data_start_, ", planned ", t.offset);
+    HERD_CHECK(pos_ == data_start_ + t.offset, "tensor ", t.name, " starts at ", pos_ - data_start_, ", planned ",
+               t.offset);
   }
   put(data, n);
   written_ += n;

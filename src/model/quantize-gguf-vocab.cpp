@@ -230,7 +230,8 @@ SpecialVocab special_vocab(const json& tj, std::optional<json> tc, const json& c
     } else if (std::error_code ec; fs::is_regular_file(dir / "chat_template.jinja", ec)) {
       sv.chat_template = read_file((dir / "chat_template.jinja").string(), kMaxJsonFileBytes, "a chat template");
     } else if (std::optional<json> ct = read_json(dir / "chat_template.json", kMaxJsonFileBytes)) {
-      if (const json* t2 = member(*ct, "chat_template"); t2 && t2->is_string()) sv.chat_template = t2->get<std::string>();
+      if (const json* t2 = member(*ct, "chat_template"); t2 && t2->is_string())
+        sv.chat_template = t2->get<std::string>();
     }
     const json* added = member(tj, "added_tokens");
     for (const std::string& type : types) {
@@ -264,8 +265,8 @@ void add_gguf_vocab(GgufWriter& w, const QuantizeInput& in, int64_t n_vocab) {
   HERD_REQUIRE(model && string_or(member(*model, "type"), "") == "BPE", src,
                ": model.type is not \"BPE\"; herd quantize writes GGUF vocabularies of byte-level BPE tokenizers");
   HERD_REQUIRE(is_llama3_pretokenizer(*tj), src,
-               ": the pre-tokenizer is not Llama 3's (a Split on its pattern, then ByteLevel); herd quantize writes GGUF "
-               "vocabularies of Llama 3 tokenizers (\"llama-bpe\") only");
+               ": the pre-tokenizer is not Llama 3's (a Split on its pattern, then ByteLevel); herd quantize "
+               "writes GGUF vocabularies of Llama 3 tokenizers (\"llama-bpe\") only");
   const json* vocab = member(*model, "vocab");
   HERD_REQUIRE(vocab && vocab->is_object(), src, ": model.vocab must be an object");
 

@@ -98,8 +98,9 @@ std::string title(const std::string& w) {
   std::string out = w;
   bool prev_letter = false;
   for (char& c : out) {
-    const bool letter = std::isalpha(static_cast<unsigned char>(c)) != 0;
-    if (letter) c = char(prev_letter ? std::tolower(static_cast<unsigned char>(c)) : std::toupper(static_cast<unsigned char>(c)));
+    const auto u = static_cast<unsigned char>(c);
+    const bool letter = std::isalpha(u) != 0;
+    if (letter) c = char(prev_letter ? std::tolower(u) : std::toupper(u));
     prev_letter = letter;
   }
   return out;
@@ -114,8 +115,10 @@ std::string model_name(const std::string& dir) {
   std::string out, word;
   auto flush = [&] {
     if (word.empty()) return;
-    const bool has_lower = std::any_of(word.begin(), word.end(), [](char c) { return std::islower(static_cast<unsigned char>(c)); });
-    const bool has_upper = std::any_of(word.begin(), word.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)); });
+    auto any = [&](int (*is)(int)) {
+      return std::any_of(word.begin(), word.end(), [&](char c) { return is(static_cast<unsigned char>(c)) != 0; });
+    };
+    const bool has_lower = any(std::islower), has_upper = any(std::isupper);
     const bool version = std::isdigit(static_cast<unsigned char>(word[0])) ||
                          (word.size() > 1 && word[0] == 'v' && std::isdigit(static_cast<unsigned char>(word[1])));
     if (!out.empty()) out += ' ';
@@ -185,7 +188,8 @@ void add_sampling(GgufWriter& w, const std::string& dir) {
     auto it = g->find(key);
     return it != g->end() && it->is_number() ? &*it : nullptr;
   };
-  if (const json* v = number("top_k"); v && v->is_number_integer()) w.add_i32("general.sampling.top_k", v->get<int32_t>());
+  if (const json* v = number("top_k"); v && v->is_number_integer())
+    w.add_i32("general.sampling.top_k", v->get<int32_t>());
   if (const json* v = number("top_p")) w.add_f32("general.sampling.top_p", v->get<float>());
   if (const json* v = number("min_p")) w.add_f32("general.sampling.min_p", v->get<float>());
   if (const json* v = number("temperature")) w.add_f32("general.sampling.temp", v->get<float>());

@@ -147,7 +147,8 @@ void quantize_model_dir(const std::string& in_dir, const std::string& out, const
   HERD_REQUIRE(!out.empty(), "the output path is empty");
   const fs::path out_path = fs::path(out).lexically_normal();
   HERD_REQUIRE(out_path.has_filename(), out, ": not a file or directory name");
-  HERD_REQUIRE(!path_exists(out_path), out, ": already exists; herd quantize never overwrites (remove it or choose another path)");
+  HERD_REQUIRE(!path_exists(out_path), out,
+               ": already exists; herd quantize never overwrites (remove it or choose another path)");
   const fs::path parent = out_path.has_parent_path() ? out_path.parent_path() : fs::path(".");
   std::error_code ec;
   HERD_REQUIRE(fs::is_directory(parent, ec), out, ": the directory ", parent.string(), " does not exist");

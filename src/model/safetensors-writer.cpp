@@ -43,7 +43,8 @@ void SafetensorsWriter::open_file(size_t file) {
   header["__metadata__"] = {{"format", "pt"}};
   for (const Entry& e : entries_)
     if (e.file == file)
-      header[e.name] = {{"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.offset, e.offset + e.nbytes}}};
+      header[e.name] = {
+          {"dtype", dtype_name(e.dtype)}, {"shape", e.shape}, {"data_offsets", {e.offset, e.offset + e.nbytes}}};
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // keeps the data section 8-byte aligned
   path_ = dir_ + "/" + file_name(file);

@@ -2,8 +2,9 @@
 //  - GGUF: a random model (made by herd's synthetic writer from a committed config and seed, with a
 //    committed Llama 3-style tokenizer) converted by llama.cpp's convert_hf_to_gguf and quantized by
 //    llama-quantize to Q8_0, Q4_0, Q4_1, Q4_K_M and Q6_K (untied: Q6_K or Q8_0 LM head; tied: the
-//    embedding takes the LM head's type; Q4_K_M's Q6_K attn_v and ffn_down). herd's file must be the same file, byte for byte: every key and value in
-//    order, tensor names, types, order and offsets, q/k rows, rope_freqs, every block.
+//    embedding takes the LM head's type; Q4_K_M's Q6_K attn_v and ffn_down). herd's file must be the
+//    same file, byte for byte: every key and value in order, tensor names, types, order and offsets,
+//    q/k rows, rope_freqs, every block.
 //  - FP8: a tiny model compressed by compressed-tensors itself (FP8_DYNAMIC): the same tensors, byte
 //    for byte, and the same quantization_config.
 #include <gtest/gtest.h>
@@ -63,7 +64,8 @@ TEST_P(QuantizeGgufReference, IsTheFileLlamaCppWrites) {
   spec.config_path = (kRef / c.config).string();
   spec.seed = 5;
   ASSERT_TRUE(herd::write_synthetic_model(spec, src.string()).is_ok());
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"}) fs::copy_file(kRef / f, src / f);
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"})
+    fs::copy_file(kRef / f, src / f);
   const fs::path out = dir / "out.gguf";
   const herd::Status s = quantize(src, out, c.type);
   ASSERT_TRUE(s.is_ok()) << s.message();
@@ -85,13 +87,15 @@ INSTANTIATE_TEST_SUITE_P(
                     GgufCase{"ref", "config.json", herd::QuantType::q6_k, "ref.Q6_K.gguf"},
                     GgufCase{"ref-tied", "config-tied.json", herd::QuantType::q4_0, "ref-tied.Q4_0.gguf"}),
     [](const testing::TestParamInfo<GgufCase>& i) {
-      return std::string(i.param.model == std::string("ref") ? "untied_" : "tied_") + herd::quant_type_name(i.param.type);
+      const std::string tied = i.param.model == std::string("ref") ? "untied_" : "tied_";
+      return tied + herd::quant_type_name(i.param.type);
     });
 
 TEST(QuantizeFp8Reference, IsWhatCompressedTensorsWrites) {
   const fs::path out = scratch() / "fp8";
   fs::remove_all(out);
-  const herd::Status s = quantize(fs::path(HERD_TEST_DATA) / "models" / "gqa4-hd32-untied-llama3", out, herd::QuantType::fp8);
+  const fs::path model = fs::path(HERD_TEST_DATA) / "models" / "gqa4-hd32-untied-llama3";
+  const herd::Status s = quantize(model, out, herd::QuantType::fp8);
   ASSERT_TRUE(s.is_ok()) << s.message();
   const fs::path ref_dir = kRef / "gqa4-hd32-untied-llama3.fp8";
   herd::SafetensorsFile got((out / "model.safetensors").string()), want((ref_dir / "model.safetensors").string());

@@ -75,7 +75,8 @@ TEST(QuantizeBlocks, GptqGroupIsSymmetricAroundEight) {
 TEST(QuantizeBlocks, GgmlBlocksDequantizeWithinHalfAStep) {
   std::vector<float> x(256);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f) * (1.0f + float(i % 7));
-  for (herd::DType t : {herd::DType::q8_0, herd::DType::q4_0, herd::DType::q4_1, herd::DType::q4_k, herd::DType::q6_k}) {
+  using herd::DType;
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k}) {
     std::vector<uint8_t> b(herd::dtype_nbytes(t, 256));
     herd::quantize_ggml_row(t, x.data(), 256, b.data());
     std::vector<float> y(256);
@@ -167,12 +168,14 @@ void write_tokenizer(const fs::path& dir) {
       {"post_processor",
        {{"type", "TemplateProcessing"},
         {"single", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"pair", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, bos, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}}}},
+        {"pair",
+         {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, bos, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}}}},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", {space + " t"}}}}};
   std::ofstream(dir / "tokenizer.json") << tj.dump();
   std::ofstream(dir / "tokenizer_config.json")
-      << json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}, {"chat_template", "{{ bos_token }}"}}.dump();
+      << json{{"bos_token", "<|begin_of_text|>"}, {"eos_token", "<|eot_id|>"}, {"chat_template", "{{ bos_token }}"}}
+             .dump();
 }
 
 class QuantizeModel : public testing::Test {
@@ -245,7 +248,8 @@ std::vector<float> expected_row(herd::QuantType t, const herd::TensorView& src, 
                                        ? herd::quantize_awq_group(x.data() + g * group, group, q.data() + g * group)
                                        : herd::quantize_gptq_group(x.data() + g * group, group, q.data() + g * group);
         const float s = herd::f16_to_f32(qg.scale);
-        for (int64_t i = g * group; i < (g + 1) * group; ++i) y[size_t(i)] = s * float(int(q[size_t(i)]) - int(qg.zero));
+        for (int64_t i = g * group; i < (g + 1) * group; ++i)
+          y[size_t(i)] = s * float(int(q[size_t(i)]) - int(qg.zero));
       }
       break;
     default: {
@@ -312,7 +316,8 @@ TEST_P(QuantizeFormats, LoadsBackNearTheModelWithExactlyTheQuantizedWeights) {
 }
 
 INSTANTIATE_TEST_SUITE_P(All, QuantizeFormats,
-                         testing::Values(Case{herd::QuantType::fp8, "fp8", 0.01f}, Case{herd::QuantType::awq, "awq", 0.03f},
+                         testing::Values(Case{herd::QuantType::fp8, "fp8", 0.01f},
+                                         Case{herd::QuantType::awq, "awq", 0.03f},
                                          Case{herd::QuantType::gptq, "gptq", 0.03f},
                                          Case{herd::QuantType::q8_0, "q8_0.gguf", 0.015f},
                                          Case{herd::QuantType::q4_0, "q4_0.gguf", 0.12f},

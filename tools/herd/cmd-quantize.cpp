@@ -58,8 +58,8 @@ void add_quantize_command(CLI::App& app, int& rc) {
   auto f = std::make_shared<QuantizeFlags>();
   CLI::App* cmd = app.add_subcommand(
       "quantize",
-      "Write a Hugging Face model directory (BF16, F16 or F32 safetensors) as a quantized checkpoint: compressed-tensors "
-      "FP8, AWQ or GPTQ (a model directory) or a llama.cpp GGUF file (docs/quantized.md)");
+      "Write a Hugging Face model directory (BF16, F16 or F32 safetensors) as a quantized checkpoint: "
+      "compressed-tensors FP8, AWQ or GPTQ (a model directory) or a llama.cpp GGUF file (docs/quantized.md)");
   cmd->add_option("-m,--model", f->in, "The model directory to read (config.json, *.safetensors)")->required();
   cmd->add_option("-o,--out", f->out,
                   "What to write: a new directory (fp8, awq, gptq) or a new .gguf file (the GGUF types); "
