@@ -145,8 +145,9 @@ void QuantizeTracker::done(const SourceTensor& t, const std::string& written_as)
 void quantize_model_dir(const std::string& in_dir, const std::string& out, const QuantizeSettings& s,
                         const QuantizeCallback& on_step) {
   HERD_REQUIRE(!out.empty(), "the output path is empty");
-  const fs::path out_path = fs::path(out).lexically_normal();
-  HERD_REQUIRE(out_path.has_filename(), out, ": not a file or directory name");
+  fs::path out_path = fs::path(out).lexically_normal();
+  if (!out_path.has_filename() && out_path.has_parent_path()) out_path = out_path.parent_path();  // "dir/"
+  HERD_REQUIRE(out_path.has_filename() && out_path.filename() != "..", out, ": not a file or directory name");
   HERD_REQUIRE(!path_exists(out_path), out,
                ": already exists; herd quantize never overwrites (remove it or choose another path)");
   const fs::path parent = out_path.has_parent_path() ? out_path.parent_path() : fs::path(".");
