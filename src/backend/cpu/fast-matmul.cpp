@@ -93,7 +93,7 @@ void FastMatmul::run(const Tensor& x, std::span<const MatmulOut> parts) {
     a = q;
   }
 
-  // Each token tile split into BF16 halves once, for every F16 or BF16 weight.
+  // Each token tile split into its three BF16 parts once, for every F16 or BF16 weight.
   if (any_amx) {
     const int64_t tiles = (n + 15) / 16;
     if (amx_x_.size() < size_t(amx_activation_elems(k, n))) amx_x_.resize(size_t(amx_activation_elems(k, n)));
