@@ -236,13 +236,15 @@ bool cpu_has_amx() {
     const bool tile = (d >> 24) & 1, bf16 = (d >> 22) & 1;  // CPUID.(7,0):EDX AMX-TILE, AMX-BF16
     return tile && bf16 && os_grants_tiles();
   }();
-  const char* env = std::getenv("HERD_CPU_AMX");
-  if (env != nullptr && *env != '\0') {
-    const std::string_view v(env);
-    HERD_REQUIRE(v == "on" || v == "off", "HERD_CPU_AMX=", v, ": expected on or off");
-    return ok && v == "on";
-  }
   return ok;
+}
+
+bool amx_requested() {
+  const char* env = std::getenv("HERD_CPU_AMX");
+  if (env == nullptr || *env == '\0') return false;
+  const std::string_view v(env);
+  HERD_REQUIRE(v == "on" || v == "off", "HERD_CPU_AMX=", v, ": expected on or off");
+  return v == "on";
 }
 
 void amx_prepare_activations(const float* x, int64_t k, int64_t n_tok, int64_t tile, uint16_t* out) {
@@ -258,6 +260,7 @@ void amx_gemm_rows(DType t, int64_t k, const void* w, size_t row_bytes, int rows
 #else
 
 bool cpu_has_amx() { return false; }
+bool amx_requested() { return false; }
 void amx_prepare_activations(const float*, int64_t, int64_t, int64_t, uint16_t*) {
   HERD_CHECK(false, "AMX on a non-x86 build");
 }

@@ -9,9 +9,13 @@
 
 namespace herd {
 
-// The processor has AMX-TILE and AMX-BF16 with AVX-512 BF16, Linux granted this process the tile
-// state, and HERD_CPU_AMX is not "off" (any value but on/off is invalid input).
+// The processor has AMX-TILE and AMX-BF16 with AVX-512 BF16, and Linux granted this process the
+// tile state.
 bool cpu_has_amx();
+// HERD_CPU_AMX=on: the user asked for AMX tiles (off, or unset, by default: they are not bit for
+// bit the FMA kernels, so results would depend on how many tokens share a step; any value but
+// on/off is invalid input).
+bool amx_requested();
 
 // Elements of the prepared activations of n_tok tokens of k columns (k a multiple of 32).
 inline int64_t amx_activation_elems(int64_t k, int64_t n_tok) { return (n_tok + 15) / 16 * (k / 32) * 3 * 512; }

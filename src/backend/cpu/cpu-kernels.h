@@ -97,7 +97,7 @@ struct CpuKernels {
   DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
   DotF32TileFn dot_f32_tile[16] = {};  // by DType; null: dot_f32 per row and token
   AxpyF16Fn axpy_f16 = nullptr;
-  bool amx = false;  // F16 and BF16 weights on AMX tiles (amx-gemm.h): at the avx512 level, where present
+  bool amx = false;  // F16 and BF16 weights on AMX tiles (amx-gemm.h): avx512, HERD_CPU_AMX=on, where present
 };
 CpuKernels resolve_cpu_kernels(CpuLevel level);
 

@@ -61,7 +61,7 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
   };
   k.quantize = pick([](CpuLevel l) { return quantize_q8_kernel(l); });
   k.axpy_f16 = pick([](CpuLevel l) { return axpy_f16_kernel(l); });
-  k.amx = level == CpuLevel::avx512 && cpu_has_amx();
+  k.amx = level == CpuLevel::avx512 && amx_requested() && cpu_has_amx();
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1}) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_legacy_kernel(t, l); });
     k.dot_q8x4[int(t)] = pick([t](CpuLevel l) { return dot_q8x4_legacy_kernel(t, l); });
