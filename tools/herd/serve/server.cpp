@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <sys/socket.h>
+
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -255,12 +257,20 @@ void Server::serve_generation(bool chat, const std::string& body_text, void* res
 }
 
 bool Server::bind(std::string* error) {
+  // Debian's compiled cpp-httplib listens with a backlog of 5: a burst of connections beyond that was
+  // reset before the server read them. listen() again on the bound socket raises it (the kernel caps
+  // it at net.core.somaxconn).
+  http_->set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd_ = int(sock);
+  });
   port_ = options_.port == 0 ? http_->bind_to_any_port(options_.host) : (http_->bind_to_port(options_.host, options_.port) ? options_.port : -1);
   if (port_ <= 0) {
     *error = "cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
              " (in use, or not an address of this machine); pick another with --host/--port";
     return false;
   }
+  if (listen_fd_ >= 0) ::listen(listen_fd_, 4096);
   return true;
 }
 

@@ -59,6 +59,7 @@ class Server {
   Metrics metrics_;
   std::unique_ptr<httplib::Server> http_;
   int port_ = 0;
+  int listen_fd_ = -1;  // the listening socket, whose backlog bind() raises
   std::mutex mu_;
   std::condition_variable cv_;
   bool draining_ = false;
