@@ -34,24 +34,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from make_gguf_fixtures import byte_alphabet  # GPT-2's bytes_to_unicode, in byte order
+
 DATA = Path(__file__).resolve().parent.parent / "data"
 OUT = DATA / "quantize-ref"
 SEED = 5
 PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
            r"\s*[\r\n]+|\s+(?!\S)|\s+")
-
-
-def byte_alphabet():
-    """GPT-2's bytes_to_unicode, in byte order."""
-    printable = list(range(0x21, 0x7F)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
-    out, k = {}, 0
-    for b in range(256):
-        if b in printable:
-            out[b] = chr(b)
-        else:
-            out[b] = chr(0x100 + k)
-            k += 1
-    return [out[b] for b in range(256)]
 
 
 def write_tokenizer_files():
