@@ -164,6 +164,11 @@ HERD_AVX512 inline __m512i bcast32(const void* p) {
   return _mm512_set1_epi32(v);
 }
 
+// Decode reads each panel once, from memory: the kernel asks for the lines kPrefetchBlocks blocks
+// ahead, which the hardware prefetcher alone does not do soon enough (decode 7-11% faster on this
+// machine's Q8_0, Q4_0 and Q4_K_M models; 2 and 12 blocks ahead gained less).
+constexpr int kPrefetchBlocks = 4;
+
 // T tokens (a + t * nb) against one panel: out[t * out_stride + r] for the rows of `rows`.
 template <DType Ty, int T>
 HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, float* out, int64_t out_stride, __mmask16 rows) {
@@ -176,6 +181,8 @@ HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, floa
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b, p += block_bytes(f)) {
+    for (size_t i = 0; i < block_bytes(f); i += 64)
+      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBlocks * block_bytes(f) + i), _MM_HINT_T0);
     __m512i isum[H][T];
     if constexpr (f.has_z) {
       static_assert(H == 1 && f.offset == 0);
