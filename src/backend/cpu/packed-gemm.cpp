@@ -14,19 +14,24 @@
 // Panel layout, per 32-element block (nb = k / 32 of them, one after another):
 //   quants: kBits = 8: 8 x 64 bytes, chunk c (c < 8) holding bytes [4c, 4c + 4) of each row's
 //           block at 4r; kBits = 4: 4 x 64 bytes likewise, byte j holding element j in its low
-//           nibble and element j + 16 in its high nibble; kBits = 6 (Q6_K, 32 bytes a row and
-//           block where whole bytes took 40): those nibbles, then 2 x 64 bytes of the top two bits,
+//           nibble and element j + 16 in its high nibble; kBits = 6 (Q6_K, where whole bytes took
+//           40 bytes a row and block): those nibbles, then 2 x 64 bytes of the top two bits,
 //           byte 4r + i of plane k holding those of elements j and j + 16 for j = 8k + i (bits
 //           0-3) and j = 8k + 4 + i (bits 4-7). Quants are unsigned.
 //   d:      H x 16 f32, the scale of each row's block (H = 2: of each 16-element half).
 //   m:      16 f32 (types with a minimum), added as m * a.d * (a.sum[0] + a.sum[1]).
 //   z:      16 int32 (INT4), each row's zero point negated in both 16-bit halves.
+// The K-quants keep their scales coded, as the file does, so that decode reads fewer bytes (Q4_K
+// 19 bytes a row and block where f32 scales took 24, Q6_K 26.5 where they took 32): per
+// 256-element superblock, 16 f32 of each row's d (and 16 of its -dmin), then the 8 blocks' quants
+// as above, then per block 16 bytes of each row's scale code per half (and 16 of its minimum
+// code), widened and multiplied by d in the kernel: d * code is exact in f32 (an 11-bit by 8-bit
+// product), the same value the file's dequantization gives.
 // A type's integer offset (Q8_0's -128 after the +128 that makes its quants unsigned, Q4_0's -8,
 // Q6_K's -32) is where the int32 sums start: kOffset times the activation block's sums. INT4's
 // offset differs by row and block: its sums start at -z * (a.sum[0] + a.sum[1]), one madd of the
 // sums against z, so they are the scalar kernel's integers exactly.
-// The K-quants' per-group scales are folded into d and m when packing (d * scale[g], exact in
-// f32: an 11-bit by 8-bit product). Rows past the weight's end are zero.
+// Rows past the weight's end are zero.
 //
 // Every output is one lane of one accumulator, summed block by block in the same order whatever
 // the tile size or the thread that runs it: a token's result does not depend on the batch.
@@ -47,24 +52,47 @@ struct PanelFormat {
   int offset;   // integer offset of the unsigned quants
   bool has_m;   // a per-block minimum
   bool has_z;   // a per-block integer zero point
+  bool coded;   // scales as per-block codes times a per-superblock d (the K-quants)
 };
 
 constexpr PanelFormat panel_format(DType t) {
   switch (t) {
-    case DType::q8_0: return {8, 1, -128, false, false};
-    case DType::q4_0: return {4, 1, -8, false, false};
-    case DType::q4_1: return {4, 1, 0, true, false};
-    case DType::q4_k: return {4, 1, 0, true, false};
-    case DType::q5_k: return {8, 1, 0, true, false};
-    case DType::q6_k: return {6, 2, -32, false, false};
-    case DType::int4: return {4, 1, 0, false, true};
-    default: return {0, 0, 0, false, false};
+    case DType::q8_0: return {8, 1, -128, false, false, false};
+    case DType::q4_0: return {4, 1, -8, false, false, false};
+    case DType::q4_1: return {4, 1, 0, true, false, false};
+    case DType::q4_k: return {4, 1, 0, true, false, true};
+    case DType::q5_k: return {8, 1, 0, true, false, true};
+    case DType::q6_k: return {6, 2, -32, false, false, true};
+    case DType::int4: return {4, 1, 0, false, true, false};
+    default: return {0, 0, 0, false, false, false};
   }
 }
 
+constexpr size_t quant_bytes(PanelFormat f) { return 64 * size_t(f.bits); }
+// One block: its quants and f32 scales (not coded).
 constexpr size_t block_bytes(PanelFormat f) {
-  return size_t(kPanelRows) * (size_t(f.bits) * 4 + size_t(f.halves) * 4 + (f.has_m ? 4 : 0) + (f.has_z ? 4 : 0));
+  return quant_bytes(f) + size_t(kPanelRows) * (size_t(f.halves) * 4 + (f.has_m ? 4 : 0) + (f.has_z ? 4 : 0));
 }
+// Coded: one block's scale (and minimum) codes, and one superblock of 8 blocks.
+constexpr size_t code_bytes(PanelFormat f) { return size_t(kPanelRows) * size_t(f.halves + (f.has_m ? 1 : 0)); }
+constexpr size_t super_head_bytes(PanelFormat f) { return 64 * size_t(f.has_m ? 2 : 1); }
+constexpr size_t super_bytes(PanelFormat f) { return super_head_bytes(f) + 8 * (quant_bytes(f) + code_bytes(f)); }
+static_assert(super_bytes(panel_format(DType::q4_k)) % 64 == 0 && super_bytes(panel_format(DType::q6_k)) % 64 == 0 &&
+              super_bytes(panel_format(DType::q5_k)) % 64 == 0);
+// Bytes a panel holds per block, on average, and in all.
+constexpr size_t stride_bytes(PanelFormat f) { return f.coded ? super_bytes(f) / 8 : block_bytes(f); }
+constexpr size_t panel_bytes_of(PanelFormat f, int64_t k) { return size_t(k / 32) * stride_bytes(f); }
+
+// Block b's quants in a panel.
+constexpr size_t quants_offset(PanelFormat f, int64_t b) {
+  return f.coded ? size_t(b / 8) * super_bytes(f) + super_head_bytes(f) + size_t(b % 8) * quant_bytes(f)
+                 : size_t(b) * block_bytes(f);
+}
+// Coded: block b's codes, and its superblock's d (then -dmin).
+constexpr size_t codes_offset(PanelFormat f, int64_t b) {
+  return size_t(b / 8) * super_bytes(f) + super_head_bytes(f) + 8 * quant_bytes(f) + size_t(b % 8) * code_bytes(f);
+}
+constexpr size_t super_offset(PanelFormat f, int64_t b) { return size_t(b / 8) * super_bytes(f); }
 
 float f16_at(const uint8_t* p) {
   uint16_t h;
@@ -73,12 +101,15 @@ float f16_at(const uint8_t* p) {
 }
 
 // One row's blocks as unsigned quants u[32], scales d[2], minimum m and zero point z per 32
-// elements.
+// elements; the K-quants' as their codes (scales code[0, H), minimum code[H]) and their
+// superblock's d and -dmin instead.
 struct RowBlock {
   uint8_t u[32];
   float d[2];
   float m;
   int z;
+  int8_t code[3];
+  float super_d, super_m;
 };
 
 template <DType T>
@@ -90,13 +121,14 @@ void decode_row(const uint8_t* w, int64_t nb, RowBlock* out) {
       for (int g = 0; g < 8; ++g) {
         RowBlock& o = out[8 * s + g];
         for (int i = 0; i < 32; ++i) o.u[i] = uint8_t(k.q[32 * g + i] + (T == DType::q6_k ? 32 : 0));
+        o.super_d = k.d;
+        o.super_m = -k.dmin;
         if constexpr (T == DType::q6_k) {
-          o.d[0] = k.d * float(k.scale[2 * g]);
-          o.d[1] = k.d * float(k.scale[2 * g + 1]);
-          o.m = 0.f;
+          o.code[0] = int8_t(k.scale[2 * g]);
+          o.code[1] = int8_t(k.scale[2 * g + 1]);
         } else {
-          o.d[0] = o.d[1] = k.d * float(k.scale[g]);
-          o.m = -k.dmin * float(k.min[g]);
+          o.code[0] = int8_t(k.scale[g]);  // six bits: [0, 64)
+          o.code[1] = int8_t(k.min[g]);
         }
       }
     }
@@ -122,12 +154,12 @@ template <DType T>
 void pack_panel(const void* w, size_t row_bytes, int rows, int64_t k, uint8_t* panel) {
   constexpr PanelFormat f = panel_format(T);
   const int64_t nb = k / 32;
-  std::memset(panel, 0, size_t(nb) * block_bytes(f));
+  std::memset(panel, 0, panel_bytes_of(f, k));
   std::vector<RowBlock> row(static_cast<size_t>(nb));
   for (int r = 0; r < rows; ++r) {
     decode_row<T>(static_cast<const uint8_t*>(w) + size_t(r) * row_bytes, nb, row.data());
     for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* q = panel + size_t(b) * block_bytes(f);
+      uint8_t* q = panel + quants_offset(f, b);
       const RowBlock& o = row[size_t(b)];
       if constexpr (f.bits == 8) {
         for (int j = 0; j < 32; ++j) q[(j / 4) * 64 + 4 * r + j % 4] = o.u[j];
@@ -143,13 +175,21 @@ void pack_panel(const void* w, size_t row_bytes, int rows, int64_t k, uint8_t* p
             q[64 * (4 + c / 2) + 4 * r + i] |= uint8_t(((o.u[j] >> 4) | (o.u[j + 16] >> 4) << 2) << shift);
           }
       }
-      auto* d = reinterpret_cast<float*>(q + 64 * f.bits);
-      for (int h = 0; h < f.halves; ++h) d[16 * h + r] = o.d[h];
-      if (f.has_m) d[16 * f.halves + r] = o.m;
-      if (f.has_z) {
-        const uint32_t nz = uint16_t(-o.z);
-        const uint32_t word = nz | nz << 16;
-        std::memcpy(q + 64 * (f.bits + f.halves + (f.has_m ? 1 : 0)) + 4 * r, &word, 4);
+      if constexpr (f.coded) {
+        uint8_t* codes = panel + codes_offset(f, b);
+        for (int h = 0; h < f.halves + (f.has_m ? 1 : 0); ++h) codes[16 * h + r] = uint8_t(o.code[h]);
+        auto* super = reinterpret_cast<float*>(panel + super_offset(f, b));
+        super[r] = o.super_d;
+        if (f.has_m) super[16 + r] = o.super_m;
+      } else {
+        auto* d = reinterpret_cast<float*>(q + quant_bytes(f));
+        for (int h = 0; h < f.halves; ++h) d[16 * h + r] = o.d[h];
+        if (f.has_m) d[16 * f.halves + r] = o.m;
+        if (f.has_z) {
+          const uint32_t nz = uint16_t(-o.z);
+          const uint32_t word = nz | nz << 16;
+          std::memcpy(q + quant_bytes(f) + 64 * (f.halves + (f.has_m ? 1 : 0)) + 4 * r, &word, 4);
+        }
       }
     }
   }
@@ -170,8 +210,13 @@ HERD_AVX512 inline __m512i bcast32(const void* p) {
 constexpr int kPrefetchBlocks = 4;
 
 // T tokens (a + t * nb) against one panel: out[t * out_stride + r] for the rows of `rows`.
+// 16 signed byte codes as f32.
+HERD_AVX512 inline __m512 widen_codes(const uint8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(p))));
+}
+
 template <DType Ty, int T>
-HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, float* out, int64_t out_stride, __mmask16 rows) {
+HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* panel, const Q8Block* a, float* out, int64_t out_stride, __mmask16 rows) {
   constexpr PanelFormat f = panel_format(Ty);
   constexpr int H = f.halves;
   const __m512i low4 = _mm512_set1_epi8(0x0F);
@@ -180,13 +225,14 @@ HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, floa
                              _mm512_set1_epi32(int32_t(uint32_t(uint16_t(f.offset)) << 16))};
   __m512 acc[T];
   for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b, p += block_bytes(f)) {
-    for (size_t i = 0; i < block_bytes(f); i += 64)
-      _mm_prefetch(reinterpret_cast<const char*>(p + kPrefetchBlocks * block_bytes(f) + i), _MM_HINT_T0);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* ahead = panel + size_t(b + kPrefetchBlocks) * stride_bytes(f);
+    for (size_t i = 0; i < stride_bytes(f); i += 64) _mm_prefetch(reinterpret_cast<const char*>(ahead + i), _MM_HINT_T0);
+    const uint8_t* p = panel + quants_offset(f, b);
     __m512i isum[H][T];
     if constexpr (f.has_z) {
       static_assert(H == 1 && f.offset == 0);
-      const __m512i nz = _mm512_load_si512(p + 64 * (f.bits + H + (f.has_m ? 1 : 0)));
+      const __m512i nz = _mm512_load_si512(p + quant_bytes(f) + 64 * (H + (f.has_m ? 1 : 0)));
       for (int t = 0; t < T; ++t) isum[0][t] = _mm512_madd_epi16(bcast32(a[t * nb + b].sum), nz);
     } else {
       for (int t = 0; t < T; ++t)
@@ -221,14 +267,24 @@ HERD_AVX512 void panel_tile(int64_t nb, const uint8_t* p, const Q8Block* a, floa
         }
       }
     }
-    const auto* d = reinterpret_cast<const float*>(p + 64 * f.bits);
+    // Each row's scale per half, and its minimum.
+    __m512 d[H], m = _mm512_setzero_ps();
+    if constexpr (f.coded) {
+      const uint8_t* codes = panel + codes_offset(f, b);
+      const auto* super = reinterpret_cast<const float*>(panel + super_offset(f, b));
+      for (int h = 0; h < H; ++h) d[h] = _mm512_mul_ps(_mm512_load_ps(super), widen_codes(codes + 16 * h));
+      if constexpr (f.has_m) m = _mm512_mul_ps(_mm512_load_ps(super + 16), widen_codes(codes + 16 * H));
+    } else {
+      const auto* scales = reinterpret_cast<const float*>(p + quant_bytes(f));
+      for (int h = 0; h < H; ++h) d[h] = _mm512_load_ps(scales + 16 * h);
+      if constexpr (f.has_m) m = _mm512_load_ps(scales + 16 * H);
+    }
     for (int t = 0; t < T; ++t) {
       const Q8Block& q = a[t * nb + b];
-      __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[0][t]), _mm512_load_ps(d));
-      if constexpr (H == 2) s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[1][t]), _mm512_load_ps(d + 16), s);
+      __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[0][t]), d[0]);
+      if constexpr (H == 2) s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[1][t]), d[1], s);
       acc[t] = _mm512_fmadd_ps(s, _mm512_set1_ps(q.d), acc[t]);
-      if constexpr (f.has_m)
-        acc[t] = _mm512_fmadd_ps(_mm512_load_ps(d + 16 * H), _mm512_set1_ps(q.d * float(int32_t(q.sum[0]) + q.sum[1])), acc[t]);
+      if constexpr (f.has_m) acc[t] = _mm512_fmadd_ps(m, _mm512_set1_ps(q.d * float(int32_t(q.sum[0]) + q.sum[1])), acc[t]);
     }
   }
   for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(out + t * out_stride, rows, acc[t]);
@@ -248,7 +304,7 @@ HERD_AVX512 void panel_gemm_avx512(int64_t k, const uint8_t* panel, const Q8Bloc
 }
 
 template <DType T>
-constexpr PanelKernel avx512_panel = {[](int64_t k) { return size_t(k / 32) * block_bytes(panel_format(T)); },
+constexpr PanelKernel avx512_panel = {[](int64_t k) { return panel_bytes_of(panel_format(T), k); },
                                       pack_panel<T>, panel_gemm_avx512<T>};
 #endif
 
