@@ -99,6 +99,7 @@ cudaError_t add_rmsnorm(float* x, const float* y, const void* w, ElemType w_type
       return launch<__half>(x, y, w, out, n_rows, n_embd, x_stride, y_stride, out_stride, eps, stream);
     case ElemType::bf16:
       return launch<__nv_bfloat16>(x, y, w, out, n_rows, n_embd, x_stride, y_stride, out_stride, eps, stream);
+    case ElemType::fp8_e4m3: break;  // a KV cache type only
   }
   return cudaErrorInvalidValue;
 }

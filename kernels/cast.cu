@@ -41,6 +41,7 @@ cudaError_t cast_f32(const float* x, void* out, ElemType out_type, int64_t n, cu
       return cudaMemcpyAsync(out, x, size_t(n) * sizeof(float), cudaMemcpyDeviceToDevice, stream);
     case ElemType::f16: return launch<__half>(x, out, n, stream);
     case ElemType::bf16: return launch<__nv_bfloat16>(x, out, n, stream);
+    case ElemType::fp8_e4m3: break;  // a KV cache type only
   }
   return cudaErrorInvalidValue;
 }

@@ -11,9 +11,10 @@
 namespace herd::kernels {
 
 // Element type of a stored tensor (a weight row, a KV cache). Activations are always f32.
-enum class ElemType : uint8_t { f32, f16, bf16 };
+// fp8_e4m3: KV caches only.
+enum class ElemType : uint8_t { f32, f16, bf16, fp8_e4m3 };
 
-inline int elem_size(ElemType t) { return t == ElemType::f32 ? 4 : 2; }
+inline int elem_size(ElemType t) { return t == ElemType::f32 ? 4 : t == ElemType::fp8_e4m3 ? 1 : 2; }
 
 }  // namespace herd::kernels
 
@@ -30,12 +31,14 @@ inline int elem_size(ElemType t) { return t == ElemType::f32 ? 4 : 2; }
 #ifdef __CUDACC__
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda_fp8.h>
 
 namespace herd::kernels {
 
 __device__ __forceinline__ float to_f32(float v) { return v; }
 __device__ __forceinline__ float to_f32(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_f32(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f32(__nv_fp8_e4m3 v) { return float(v); }
 
 // Round to nearest even, the same rule as the host's f32_to_bf16 / f32_to_f16.
 template <typename T>
@@ -46,6 +49,9 @@ template <>
 __device__ __forceinline__ __half from_f32<__half>(float v) { return __float2half_rn(v); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+// E4M3 saturates at +-448 (the host's f32_to_e4m3 does too); NaN stays NaN.
+template <>
+__device__ __forceinline__ __nv_fp8_e4m3 from_f32<__nv_fp8_e4m3>(float v) { return __nv_fp8_e4m3(v); }
 
 // N consecutive elements as f32 through one 16-byte (f32: N=4) or 16-byte (16-bit: N=8) load.
 // The caller guarantees 16-byte alignment.

@@ -42,6 +42,7 @@ cudaError_t embed(const void* table, ElemType table_type, const int32_t* ids, fl
     case ElemType::f32: return launch<float>(table, ids, out, n_tokens, n_embd, n_vocab, stream);
     case ElemType::f16: return launch<__half>(table, ids, out, n_tokens, n_embd, n_vocab, stream);
     case ElemType::bf16: return launch<__nv_bfloat16>(table, ids, out, n_tokens, n_embd, n_vocab, stream);
+    case ElemType::fp8_e4m3: break;  // a KV cache type only
   }
   return cudaErrorInvalidValue;
 }

@@ -19,9 +19,29 @@ constexpr int kRowsPerWarp = 2;
 constexpr int kRowsPerBlock = kWarps * kRowsPerWarp;
 constexpr int kThreads = kWarps * 32;
 constexpr int kMaxSplits = 128;
-constexpr int kVec = 8;  // bf16 elements per 16-byte load
 
 using bf16 = __nv_bfloat16;
+using fp8 = __nv_fp8_e4m3;
+
+// A cache's 16-byte load as f32: 8 bf16 values (exact: a bf16 is the high half of its f32, low
+// element first in memory) or 16 E4M3 codes (exact too), times `mul` (an FP8 cache's v scale; 1 else).
+template <typename TC>
+__device__ __forceinline__ void unpack16(const uint4& raw, float mul, float* dst);
+template <>
+__device__ __forceinline__ void unpack16<bf16>(const uint4& raw, float mul, float* dst) {
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    dst[2 * i] = __uint_as_float(w[i] << 16) * mul;
+    dst[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u) * mul;
+  }
+}
+template <>
+__device__ __forceinline__ void unpack16<fp8>(const uint4& raw, float mul, float* dst) {
+  const fp8* e = reinterpret_cast<const fp8*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 16; ++i) dst[i] = float(e[i]) * mul;
+}
 
 // The first grid tile of sequence s. A sequence of q_len tokens needs ceil(q_len * group / 16) tiles;
 // floor(qsl[s] * group / 16) + s grows by at least that much from one sequence to the next, needs
@@ -34,11 +54,11 @@ __device__ __forceinline__ int tile_start(const int32_t* __restrict__ qsl, int s
 
 // At least 3 blocks per multiprocessor (<= 85 registers; shared memory allows 5 at head_dim 128): more
 // tiles in flight matter more to this memory-bound loop than registers for deeper unrolling.
-template <int HEAD_DIM>
+template <int HEAD_DIM, typename TC>
 __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
     const float* __restrict__ q,              // [n_tokens, n_head, HEAD_DIM], token stride q_stride
-    const bf16* __restrict__ k_cache,         // [n_blocks, n_head_kv, block_size, HEAD_DIM]
-    const bf16* __restrict__ v_cache,         // [n_blocks, n_head_kv, block_size, HEAD_DIM]
+    const TC* __restrict__ k_cache,           // [n_blocks, n_head_kv, block_size, HEAD_DIM]
+    const TC* __restrict__ v_cache,           // [n_blocks, n_head_kv, block_size, HEAD_DIM]
     const int32_t* __restrict__ qsl,          // [n_seqs + 1]
     const int32_t* __restrict__ seq_lens,     // [n_seqs]
     const int32_t* __restrict__ block_table,  // [n_seqs, max_blocks]
@@ -46,7 +66,8 @@ __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
     float* __restrict__ part_o,               // [n_splits, n_tokens, n_head, HEAD_DIM] unnormalised
     float* __restrict__ part_ml,              // [n_splits, n_tokens, n_head, 2] running max, sum
     int n_tokens, int n_seqs, int n_head, int n_head_kv, int block_shift, int n_blocks, int max_blocks,
-    int64_t q_stride, int64_t out_stride, float scale) {
+    int64_t q_stride, int64_t out_stride, float scale, float v_scale) {
+  constexpr int kVec = 16 / int(sizeof(TC));  // cache elements per 16-byte load
   constexpr int kDimsPerLane = HEAD_DIM / 32;
   constexpr int kChunksPerRow = HEAD_DIM / kVec;
   constexpr int kChunksPerTile = kTileKeys * kChunksPerRow;
@@ -108,7 +129,7 @@ __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
 #pragma unroll
     for (int c = 0; c < kChunksPerThread; ++c) {
       const int idx = threadIdx.x + c * kThreads, j = idx / kChunksPerRow, key = tile + j;
-      k_raw[c] = v_raw[c] = make_uint4(0, 0, 0, 0);  // bf16 zeros: keys past key_end never add NaNs
+      k_raw[c] = v_raw[c] = make_uint4(0, 0, 0, 0);  // zeros: keys past key_end never add NaNs
       if (idx < kChunksPerTile && key < key_end) {
         const int phys = __ldg(bt + (key >> block_shift));
         if (phys >= 0 && phys < n_blocks) {
@@ -121,20 +142,20 @@ __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
       }
     }
   };
-  // bf16 -> f32 is exact: the bf16 bits are the high half of the f32 (low element first in memory).
-  auto unpack = [](uint32_t w0, uint32_t w1) {
-    return make_float4(__uint_as_float(w0 << 16), __uint_as_float(w0 & 0xffff0000u), __uint_as_float(w1 << 16),
-                       __uint_as_float(w1 & 0xffff0000u));
-  };
+  // The key scale is in `scale`; the value scale applies here, once per element.
   auto stash = [&]() {
 #pragma unroll
     for (int c = 0; c < kChunksPerThread; ++c) {
       const int idx = threadIdx.x + c * kThreads, j = idx / kChunksPerRow, d0 = (idx % kChunksPerRow) * kVec;
       if (idx >= kChunksPerTile) continue;
-      *reinterpret_cast<float4*>(&k_s[j][d0]) = unpack(k_raw[c].x, k_raw[c].y);
-      *reinterpret_cast<float4*>(&k_s[j][d0 + 4]) = unpack(k_raw[c].z, k_raw[c].w);
-      *reinterpret_cast<float4*>(&v_s[j][d0]) = unpack(v_raw[c].x, v_raw[c].y);
-      *reinterpret_cast<float4*>(&v_s[j][d0 + 4]) = unpack(v_raw[c].z, v_raw[c].w);
+      float kf[kVec], vf[kVec];
+      unpack16<TC>(k_raw[c], 1.f, kf);
+      unpack16<TC>(v_raw[c], v_scale, vf);
+#pragma unroll
+      for (int i = 0; i < kVec; i += 4) {
+        *reinterpret_cast<float4*>(&k_s[j][d0 + i]) = make_float4(kf[i], kf[i + 1], kf[i + 2], kf[i + 3]);
+        *reinterpret_cast<float4*>(&v_s[j][d0 + i]) = make_float4(vf[i], vf[i + 1], vf[i + 2], vf[i + 3]);
+      }
     }
   };
 
@@ -260,20 +281,21 @@ __global__ void paged_attention_combine_kernel(
   out[t * out_stride + h * head_dim + d] = sum > 0.f ? acc / sum : 0.f;
 }
 
-template <int HEAD_DIM>
+template <int HEAD_DIM, typename TC>
 cudaError_t launch(const float* q, const void* k_cache, const void* v_cache, const int32_t* qsl,
                    const int32_t* seq_lens, const int32_t* block_table, float* out, int n_tokens, int n_seqs,
                    int n_head, int n_head_kv, int block_shift, int n_blocks, int max_blocks, int64_t q_stride,
-                   int64_t out_stride, float scale, int n_splits, float* workspace, cudaStream_t stream) {
+                   int64_t out_stride, float scale, float v_scale, int n_splits, float* workspace,
+                   cudaStream_t stream) {
   const int64_t n_tiles = int64_t(n_tokens) * (n_head / n_head_kv) / kRowsPerBlock + n_seqs;
   if (n_tiles > INT_MAX) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_head_kv), static_cast<unsigned>(n_splits));
   float* part_o = workspace;
   float* part_ml = n_splits > 1 ? workspace + size_t(n_splits) * n_tokens * n_head * HEAD_DIM : nullptr;
-  paged_attention_kernel<HEAD_DIM><<<grid, kThreads, 0, stream>>>(
-      q, static_cast<const bf16*>(k_cache), static_cast<const bf16*>(v_cache), qsl, seq_lens, block_table, out,
-      part_o, part_ml, n_tokens, n_seqs, n_head, n_head_kv, block_shift, n_blocks, max_blocks, q_stride, out_stride,
-      scale);
+  paged_attention_kernel<HEAD_DIM, TC><<<grid, kThreads, 0, stream>>>(
+      q, static_cast<const TC*>(k_cache), static_cast<const TC*>(v_cache), qsl, seq_lens, block_table, out, part_o,
+      part_ml, n_tokens, n_seqs, n_head, n_head_kv, block_shift, n_blocks, max_blocks, q_stride, out_stride, scale,
+      v_scale);
   HERD_CUDA_TRY(cudaGetLastError());
   if (n_splits > 1) {
     paged_attention_combine_kernel<<<unsigned(int64_t(n_tokens) * n_head), HEAD_DIM, 0, stream>>>(
@@ -303,9 +325,11 @@ size_t paged_attention_workspace_bytes(int n_splits, int n_tokens, int n_head, i
 cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_cache, const int32_t* query_start_loc,
                             const int32_t* seq_lens, const int32_t* block_table, float* out, int n_tokens, int n_seqs,
                             int n_head, int n_head_kv, int head_dim, int block_size, int n_blocks, int max_blocks,
-                            int64_t q_stride, int64_t out_stride, float scale, int n_splits, float* workspace,
-                            cudaStream_t stream) {
+                            int64_t q_stride, int64_t out_stride, ElemType cache_type, float scale, float v_scale,
+                            int n_splits, float* workspace, cudaStream_t stream) {
   if (n_tokens == 0 || n_seqs == 0) return cudaSuccess;
+  if (cache_type != ElemType::bf16 && cache_type != ElemType::fp8_e4m3) return cudaErrorInvalidValue;
+  const bool is_fp8 = cache_type == ElemType::fp8_e4m3;
   const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
   if (n_tokens < 0 || n_seqs < 0 || n_head_kv <= 0 || n_head_kv > 65535 || n_head % n_head_kv != 0 || !pow2 ||
       n_blocks <= 0 || max_blocks <= 0 || n_splits < 1 || n_splits > 65535 || (n_splits > 1 && workspace == nullptr) ||
@@ -313,10 +337,13 @@ cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_c
     return cudaErrorInvalidValue;
   int block_shift = 0;
   while ((1 << block_shift) < block_size) ++block_shift;
-  // One switch over the head_dims Llama uses (64, 128; 32 for small test models): 3 instantiations.
-#define HERD_PAGED_ATTN(D)                                                                                   \
-  launch<D>(q, k_cache, v_cache, query_start_loc, seq_lens, block_table, out, n_tokens, n_seqs, n_head, n_head_kv, \
-            block_shift, n_blocks, max_blocks, q_stride, out_stride, scale, n_splits, workspace, stream)
+  // One switch over the head_dims Llama uses (64, 128; 32 for small test models) and the two cache
+  // types: 6 instantiations.
+#define HERD_PAGED_ATTN_T(D, TC)                                                                                 \
+  launch<D, TC>(q, k_cache, v_cache, query_start_loc, seq_lens, block_table, out, n_tokens, n_seqs, n_head,        \
+                n_head_kv, block_shift, n_blocks, max_blocks, q_stride, out_stride, scale, v_scale, n_splits, workspace, \
+                stream)
+#define HERD_PAGED_ATTN(D) (is_fp8 ? HERD_PAGED_ATTN_T(D, fp8) : HERD_PAGED_ATTN_T(D, bf16))
   switch (head_dim) {
     case 32: return HERD_PAGED_ATTN(32);
     case 64: return HERD_PAGED_ATTN(64);
@@ -324,6 +351,7 @@ cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_c
     default: return cudaErrorInvalidValue;
   }
 #undef HERD_PAGED_ATTN
+#undef HERD_PAGED_ATTN_T
 }
 
 }  // namespace herd::kernels

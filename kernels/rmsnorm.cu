@@ -65,6 +65,7 @@ cudaError_t rmsnorm(const float* x, const void* w, ElemType w_type, float* out, 
     case ElemType::f16: return launch<__half>(x, w, out, n_rows, n_embd, x_stride, out_stride, eps, stream);
     case ElemType::bf16:
       return launch<__nv_bfloat16>(x, w, out, n_rows, n_embd, x_stride, out_stride, eps, stream);
+    case ElemType::fp8_e4m3: break;  // a KV cache type only
   }
   return cudaErrorInvalidValue;
 }

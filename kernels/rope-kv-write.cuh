@@ -12,8 +12,9 @@ namespace herd::kernels {
 // in place on every head of q and of k. Then, when slot = slot_mapping[t] is in
 // [0, n_blocks * block_size), for every KV head h:
 //   k_cache[slot / block_size, h, slot % block_size, :] = rotated k[t, h, :], v_cache[...] = v[t, h, :]
-// converted to cache_type (f32 or bf16, rounded to nearest even: the cache is the largest buffer at
-// long contexts). A slot of -1 (a padding token) and any other slot outside the cache is skipped;
+// converted to cache_type (f32, bf16 or fp8_e4m3, rounded to nearest even: the cache is the largest
+// buffer at long contexts), the keys divided by k_scale and the values by v_scale first (1 but for
+// an FP8 cache). A slot of -1 (a padding token) and any other slot outside the cache is skipped;
 // its k is still rotated.
 // With n_head_kv == 0 it is RoPE on q alone: k, v, slot_mapping and the caches may then be null.
 // head_dim even and at most 2048, else cudaErrorInvalidValue.
@@ -25,7 +26,8 @@ cudaError_t rope_kv_write(float* q,                     // [n_tokens, n_head, he
                           const int32_t* slot_mapping,  // [n_tokens]
                           void* k_cache,                // [n_blocks, n_head_kv, block_size, head_dim] in cache_type
                           void* v_cache,                // [n_blocks, n_head_kv, block_size, head_dim] in cache_type
-                          ElemType cache_type, int n_tokens, int n_head, int n_head_kv, int head_dim, int block_size,
-                          int n_blocks, int64_t q_stride, int64_t k_stride, int64_t v_stride, cudaStream_t stream);
+                          ElemType cache_type, float k_scale, float v_scale, int n_tokens, int n_head, int n_head_kv,
+                          int head_dim, int block_size, int n_blocks, int64_t q_stride, int64_t k_stride,
+                          int64_t v_stride, cudaStream_t stream);
 
 }  // namespace herd::kernels

@@ -301,7 +301,7 @@ int main(int argc, char** argv) {
     const double qkv_bytes = double(n) * (8.0 * kHead * kHeadDim + 16.0 * kHeadKv * kHeadDim);
     bench("rope_kv_write -> bf16 paged", dims({n, kHead, kHeadDim}) + " + 2 x " + dims({n, kHeadKv, kHeadDim}),
           qkv_bytes, 0, [&] {
-            ok(k::rope_kv_write(q, kk, vv, d_pos, inv_freq, d_slots, kc, vc, k::ElemType::bf16, n, kHead, kHeadKv,
+            ok(k::rope_kv_write(q, kk, vv, d_pos, inv_freq, d_slots, kc, vc, k::ElemType::bf16, 1.f, 1.f, n, kHead, kHeadKv,
                                 kHeadDim, kBlockSize, n_blocks, int64_t(kHead) * kHeadDim, int64_t(kHeadKv) * kHeadDim,
                                 int64_t(kHeadKv) * kHeadDim, g_stream),
                "rope_kv_write");
@@ -375,7 +375,8 @@ int main(int argc, char** argv) {
       bench(c.name, shape, bytes, flops, [&] {
         ok(k::paged_attention(q, kc, vc, d_qsl, d_lens, d_table, out, n_tokens, c.n_seqs, kHead, kHeadKv, kHeadDim,
                               kBlockSize, n_blocks, blocks_per_seq, int64_t(kHead) * kHeadDim,
-                              int64_t(kHead) * kHeadDim, 1.0f / sqrtf(float(kHeadDim)), n_splits, ws, g_stream),
+                              int64_t(kHead) * kHeadDim, k::ElemType::bf16, 1.0f / sqrtf(float(kHeadDim)), 1.f,
+                              n_splits, ws, g_stream),
            "paged_attention");
       });
       if (c.q_len == 1) {

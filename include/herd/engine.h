@@ -23,6 +23,7 @@ struct EngineOptions {
   int n_threads = 0;              // CPU threads; 0 = one per hardware thread
   float meta_rope_factor = 8.0f;  // see ModelOptions
   bool exact = false;             // see ModelOptions
+  std::string kv_dtype = "auto";  // see ModelOptions
   int tensor_parallel = 1;        // see ModelOptions
   std::optional<ProcessGroup> process_group;  // see ModelOptions
   // KV cache budget in bytes; 0 = kv_memory_fraction of the memory free after the weights

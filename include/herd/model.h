@@ -34,6 +34,9 @@ struct ModelOptions {
   // CPU only: the reference path (weights dequantized to f32, f32 products) instead of the fast
   // kernels, which round activations to 8 bits against quantized weights (docs/cpu.md).
   bool exact = false;
+  // The KV cache's type: "auto" (the backend's own: f16 on the CPU, f32 with exact, bf16 on CUDA)
+  // or "fp8" (E4M3, a byte an element: half the memory of f16/bf16, a quarter of f32; docs/quantized.md).
+  std::string kv_dtype = "auto";
   // Ranks to split the model over (tensor parallelism: docs/distributed.md); each holds 1/N of the
   // heads, FFN columns and vocabulary. Ranks run as threads of this process on the CPU backend,
   // unless process_group says they are processes (then tensor_parallel is its world size).
@@ -53,6 +56,7 @@ struct ModelInfo {
   // them (CUDA keeps quantized types as BF16 today), over all ranks.
   int64_t decode_weight_bytes = 0;
   std::string device;  // "cpu", or "cuda:N (card name)"
+  std::string kv_dtype;  // the KV cache's element type: "F16", "F32", "BF16" or "F8_E4M3"
   int n_threads = 0;   // CPU threads the backend computes with (0 on a GPU), over all ranks
   int tensor_parallel = 1;  // ranks the model is split over
 

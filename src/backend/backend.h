@@ -42,6 +42,11 @@ struct MatmulOut {
   Tensor& out;
 };
 
+// A layer's FP8 KV cache scales: the cache holds k / k and v / v as E4M3 codes.
+struct KvScales {
+  float k = 1.f, v = 1.f;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -79,7 +84,9 @@ class Backend {
     for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
   }
   // The paged KV cache of one layer: K and V each [n_blocks, n_head_kv, block_size, head_dim].
-  // The backend picks the element type (f32 on the CPU, the reference; bf16 on CUDA).
+  // The backend picks the element type (f32 on the CPU's exact path, f16 on its fast one, bf16 on
+  // CUDA), or f8_e4m3 on any when asked (BackendOptions::kv_fp8): E4M3 codes of k / scales.k and
+  // v / scales.v, rounded to nearest even and saturated at +-448.
   virtual DType kv_dtype() const = 0;
   // What comes between the qkv projections and attention, in one op: RoPE on q and k in place
   // (the half-split (rotate_half) layout, angle = float(pos) * inv_freq[i] rounded to f32, inv_freq
@@ -88,8 +95,9 @@ class Backend {
   // still rotated).
   //   q: [n_tokens, n_head, head_dim] f32; k, v: [n_tokens, n_head_kv, head_dim] f32
   //   pos, slot_mapping: i32[n_tokens]; inv_freq: f32[head_dim / 2]
+  // scales: the layer's, used by an f8_e4m3 cache only.
   virtual void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
-                             const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) = 0;
+                             const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache, KvScales scales = {}) = 0;
   // Causal GQA attention over the paged cache for a batch of sequences, each contributing a run of
   // query tokens (a prefill chunk, or one decode token):
   //   q:               [n_tokens, n_head, head_dim], sequences back to back
@@ -99,9 +107,11 @@ class Backend {
   //                    and sees keys [0, that position])
   //   block_table:     i32[n_seqs, max_blocks]; logical block b of s is physical block bt[s][b]
   //   out:             [n_tokens, n_head * head_dim]
+  // An f8_e4m3 cache holds codes c: a score is (q . c_k) * scales.k / sqrt(head_dim), and the output
+  // scales.v * sum(p * c_v).
   virtual void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache,
                          const Tensor& query_start_loc, const Tensor& seq_lens, const Tensor& block_table,
-                         Tensor& out) = 0;
+                         Tensor& out, KvScales scales = {}) = 0;
   // out[n, f] = silu(gate) * up
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
   // out[r] = the first index of the largest value of row r, or -1 when the row holds a NaN or an
@@ -117,12 +127,15 @@ struct BackendOptions {
   // CPU: weights dequantized to f32 and f32 products, the reference path, instead of the fast
   // kernels (8-bit activations against quantized weights; backend/cpu/cpu-kernels.h).
   bool exact = false;
+  bool kv_fp8 = false;  // an FP8 E4M3 KV cache (kv_dtype()) instead of the backend's own type
   int cuda_device = 0;  // which GPU: a process group's rank drives its local rank's
 };
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact = false);
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact = false, bool kv_fp8 = false);
 // Throws invalid-input for an unknown or unavailable device.
 std::unique_ptr<Backend> make_backend(const BackendOptions& o);
+// ModelOptions::kv_dtype: true for "fp8", false for "auto"; anything else is invalid input.
+bool kv_fp8_named(const std::string& kv_dtype);
 bool cuda_usable();
 
 }  // namespace herd

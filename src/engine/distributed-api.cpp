@@ -36,7 +36,7 @@ Status run_follower_rank(const std::string& path, const ModelOptions& options, c
                  "a tensor-parallel degree of ", options.tensor_parallel, ", but the launcher started ",
                  group.world_size, " ranks: they must agree (one rank per process)");
     const ModelFiles files = load_model_files(path, options.meta_rope_factor, process_shard(group));
-    const BackendOptions asked{options.device, options.n_threads, options.exact};
+    const BackendOptions asked{options.device, options.n_threads, options.exact, kv_fp8_named(options.kv_dtype)};
     const std::unique_ptr<Backend> backend = make_backend(group_backend_options(asked, group));
     const std::unique_ptr<Communicator> comm =
         connect_process_group(group, files.config, files.weights, *backend, options.exact);

@@ -70,7 +70,7 @@ std::unique_ptr<Engine::Impl> Engine::Impl::open(ModelFiles&& files, const std::
   HERD_REQUIRE(o.kv_memory_fraction > 0 && o.kv_memory_fraction <= 1, "the KV memory fraction must lie in (0, 1]");
   auto impl = std::make_unique<Impl>();
   Impl& e = *impl;
-  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact}, o.tensor_parallel, o.process_group, o.block_size,
+  e.m = load_model(std::move(files), {o.device, o.n_threads, o.exact, kv_fp8_named(o.kv_dtype)}, o.tensor_parallel, o.process_group, o.block_size,
                    [&](const ModelConfig& c, Backend& be) {
                      // Each rank holds its KV heads' share; ranks that are threads share this process's memory.
                      const bool processes = o.process_group && o.process_group->world_size > 1;

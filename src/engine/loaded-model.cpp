@@ -113,6 +113,7 @@ std::unique_ptr<LoadedModel> load_model(ModelFiles files, const BackendOptions& 
   const HostWeights& w = m->files.weights;
   i.dtype = std::string(dtype_name(w.layers.empty() ? w.tok_embd.dtype : w.layers[0].w_up.dtype));
   i.device = m->backend->name();
+  i.kv_dtype = std::string(dtype_name(m->backend->kv_dtype()));
   i.decode_weight_bytes = m->runner->decode_weight_bytes();
   // The CPU pool's size, as ThreadPool resolves it (0: one per hardware thread).
   if (i.device.starts_with("cpu"))

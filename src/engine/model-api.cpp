@@ -38,7 +38,7 @@ Status Model::load(const std::string& path, const ModelOptions& options, std::un
     HERD_REQUIRE(options.max_context > 0, "max_context must be positive, got ", options.max_context);
     auto impl = std::make_unique<Impl>();
     int64_t n_ctx = 0;
-    const BackendOptions backend{options.device, options.n_threads, options.exact};
+    const BackendOptions backend{options.device, options.n_threads, options.exact, kv_fp8_named(options.kv_dtype)};
     ModelFiles files = load_model_files(path, options.meta_rope_factor, process_shard(options.process_group));
     impl->m = load_model(std::move(files), backend, options.tensor_parallel, options.process_group, kBlockSize,
                          [&](const ModelConfig& c, Backend&) {

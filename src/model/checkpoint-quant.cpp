@@ -75,8 +75,16 @@ class ConfigReader {
     const std::string format = str(qc_, "format", "quantization_config.");
     if (format != "float-quantized")
       unsupported("quantization_config.format", "\"" + format + "\"", "\"float-quantized\" (FP8) compressed-tensors checkpoints");
-    if (get(qc_, "kv_cache_scheme"))
-      unsupported("quantization_config.kv_cache_scheme", "set", "checkpoints whose KV cache is not quantized");
+    // A KV cache scheme stores per-layer FP8 scales (self_attn.k_scale, v_scale; model/weights.cpp),
+    // which an FP8 cache (--kv-dtype fp8) then uses.
+    if (const json* kv = get(qc_, "kv_cache_scheme")) {
+      const std::string at = "quantization_config.kv_cache_scheme.";
+      float_8bit(*kv, at);
+      if (const std::string strategy = str(*kv, "strategy", at, "tensor"); strategy != "tensor")
+        unsupported(at + "strategy", "\"" + strategy + "\"", "KV cache scales per layer (\"tensor\")");
+      if (!boolean(*kv, "symmetric", at, true)) unsupported(at + "symmetric", "false", "symmetric FP8 KV caches");
+      if (boolean(*kv, "dynamic", at, false)) unsupported(at + "dynamic", "true", "KV cache scales stored in the checkpoint");
+    }
     // Rotated weights need the rotations at run time; sparse ones another tensor layout.
     for (const char* key : {"transform_config", "sparsity_config"})
       if (const json* v = get(qc_, key); v && !(v->is_object() && v->empty()))

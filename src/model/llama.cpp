@@ -39,6 +39,7 @@ LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& back
     l.w_gate = upload_rows(lw.w_gate, d_.ff0, d_.n_ff);
     l.w_up = upload_rows(lw.w_up, d_.ff0, d_.n_ff);
     l.w_down = upload_cols(lw.w_down, d_.ff0, d_.n_ff);
+    l.kv_scales = {lw.k_scale, lw.v_scale};
     layers_.push_back(std::move(l));
   }
 }
@@ -159,8 +160,8 @@ Tensor LlamaModel::run(const Batch& b) {
     // attention block; on entry xn = attn_norm(x)
     const MatmulOut qkv[] = {{l.wq, q_flat}, {l.wk, k_flat}, {l.wv, v_flat}};
     be_.matmul_shared(xn, qkv);
-    be_.rope_kv_write(q, k, v, pos, inv_freq_, slots, l.k_cache, l.v_cache);
-    be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn);
+    be_.rope_kv_write(q, k, v, pos, inv_freq_, slots, l.k_cache, l.v_cache, l.kv_scales);
+    be_.attention(q, l.k_cache, l.v_cache, qsl, seq_lens, table, attn, l.kv_scales);
     be_.matmul(attn, l.wo, xn);                              // xn is free again: the output projection
     all_reduce(xn);
     be_.add_rms_norm(x, xn, l.ffn_norm, c_.norm_eps, xn);    // x += attention; xn = ffn_norm(x)

@@ -40,6 +40,7 @@ class LlamaModel final : public ModelRunner {
   struct Layer {
     Tensor attn_norm, wq, wk, wv, wo, ffn_norm, w_gate, w_up, w_down;
     Tensor k_cache, v_cache;  // [n_blocks, n_head_kv, block_size, head_dim]
+    KvScales kv_scales;       // used by an FP8 cache
   };
   // Activations for up to `cap` tokens, reused across steps; head and FFN counts are this rank's.
   struct Scratch {

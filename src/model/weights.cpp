@@ -11,6 +11,7 @@
 
 #include "common/check.h"
 #include "common/json-limits.h"
+#include "common/quant.h"
 #include "model/checkpoint-quant.h"
 
 namespace herd {
@@ -183,6 +184,26 @@ void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameSc
   w.layers.resize(size_t(c.n_layer));
   for (int64_t l = 0; l < c.n_layer; ++l)
     for (const auto& r : kLayerRules) w.layers[size_t(l)].*r.field = take(layer_name(scheme, l, r.name), expected_shape(c, r.field));
+
+  // The FP8 KV cache scales of a checkpoint quantized with a KV cache scheme (compressed-tensors'
+  // kv_cache_scheme, checked with the rest of quantization_config): one scalar each.
+  if (scheme == NameScheme::hf)
+    for (int64_t l = 0; l < c.n_layer; ++l)
+      for (auto [suffix, field] : {std::pair{"k_scale", &LayerWeights::k_scale}, std::pair{"v_scale", &LayerWeights::v_scale}}) {
+        const std::string name = str_cat("model.layers.", l, ".self_attn.", suffix);
+        const auto it = by_name.find(name);
+        if (it == by_name.end()) continue;
+        used.insert(name);
+        const TensorView& t = it->second.first;
+        float v = NAN;
+        if ((t.dtype == DType::f32 || t.dtype == DType::f16 || t.dtype == DType::bf16) && t.numel() == 1)
+          dequantize_row(t.dtype, t.data, &v, 1);
+        if (v > 0.f && std::isfinite(v))
+          w.layers[size_t(l)].*field = v;
+        else
+          problems.push_back(str_cat("tensor \"", name, "\" must be one positive finite float (an FP8 KV cache scale), not ",
+                                     dtype_name(t.dtype), " ", shape_str(t.shape), t.numel() == 1 ? str_cat(" holding ", v) : ""));
+      }
 
   for (const auto& [name, entry] : by_name)
     if (!used.count(name)) problems.push_back(str_cat("unexpected tensor \"", name, "\" in ", entry.second));

@@ -28,6 +28,9 @@ struct LayerWeights {
   TensorView w_gate;     // [n_ff, n_embd]
   TensorView w_up;       // [n_ff, n_embd]
   TensorView w_down;     // [n_embd, n_ff]
+  // An FP8 KV cache's scales: the cache holds k / k_scale and v / v_scale. A checkpoint quantized
+  // with a KV cache scheme stores them (self_attn.k_scale, v_scale); 1 otherwise.
+  float k_scale = 1.f, v_scale = 1.f;
 };
 
 // Views into memory-mapped files, plus owned copies of the few tensors the loader had to permute.

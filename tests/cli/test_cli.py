@@ -115,6 +115,18 @@ rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "5", "--json", "
 j = json.loads(out) if rc == 0 else {}
 check("generate --samples", rc == 0 and len(j["samples"]) == 3 and all(len(x["ids"]) <= 5 for x in j["samples"])
       and j["usage"]["prompt_tokens"] == 64, out + err.encode())
+# --kv-dtype fp8: one byte per K and V element (the default CPU cache holds f16), generation runs.
+infos = {}
+for kv in ("auto", "fp8"):
+    rc, out, err = run("info", "-m", MODEL, "--device", "cpu", "--kv-dtype", kv, "--json")
+    infos[kv] = json.loads(out) if rc == 0 else {}
+check("info --kv-dtype fp8 halves the CPU's f16 cache", infos["auto"].get("kv_dtype") == "F16"
+      and infos["fp8"].get("kv_dtype") == "F8_E4M3"
+      and infos["fp8"]["kv_bytes_per_token"] * 2 == infos["auto"]["kv_bytes_per_token"], infos)
+rc, out, err = run("generate", "-m", MODEL, "--ids", ids, "-n", "8", "--device", "cpu", "--kv-dtype", "fp8", "--json")
+j = json.loads(out) if rc == 0 else {}
+check("generate --kv-dtype fp8", rc == 0 and len(j["samples"][0]["ids"]) == 8, err)
+expect_bad_input("bad --kv-dtype", ["generate", "-m", MODEL, "--ids", "1", "--kv-dtype", "int8"], "--kv-dtype")
 expect_bad_input("bad --kv-memory size", ["generate", "-m", MODEL, "--ids", "1", "--kv-memory", "lots"], "not a size")
 expect_bad_input("bad sampling value", ["generate", "-m", MODEL, "--ids", "1", "--top-p", "1.5", "--device", "cpu"], "top_p")
 

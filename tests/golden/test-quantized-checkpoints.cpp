@@ -10,12 +10,20 @@
 //    would be split is refused with a message that says why.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <optional>
 #include <string>
 
 #include "golden/reference-logits.h"
 #include "herd/herd.h"
+#include "model/safetensors-writer.h"
+#include "model/safetensors.h"
 
 namespace {
 
@@ -83,6 +91,97 @@ TEST_P(QuantizedCheckpoint, SplitOverTwoRanks) {
   EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
   EXPECT_NE(s.message().find("act order (desc_act) cannot be split by its input columns"), std::string::npos)
       << s.message();
+}
+
+// A checkpoint quantized with a KV cache scheme (compressed-tensors' kv_cache_scheme: FP8, one scale
+// per layer for K and one for V, stored as self_attn.k_scale and v_scale): the FP8 fixture again with
+// that scheme and those scalars added. With --kv-dtype fp8 the cache holds k / k_scale and
+// v / v_scale, so the logits stay within the FP8 cache's tolerance of transformers' and move with
+// the scales; a scale that is not one positive float is refused, naming the tensor.
+class KvCacheScheme : public QuantizedCheckpoint {
+ protected:
+  // ct-fp8-tensor with the scheme and the scales (bad_v_scale for layer 1's v_scale when set).
+  std::string write_copy(float k_scale, float v_scale, std::optional<float> bad_v_scale = {},
+                         const char* strategy = "tensor") {
+    namespace fs = std::filesystem;
+    const std::string dir = ::testing::TempDir() + "herd-kv-scheme-" + std::to_string(::getpid()) + "-" +
+                            std::to_string(n_copies_++);
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    nlohmann::json config = nlohmann::json::parse(std::ifstream(kDir + "ct-fp8-tensor/config.json"));
+    config["quantization_config"]["kv_cache_scheme"] = {
+        {"num_bits", 8}, {"type", "float"}, {"strategy", strategy}, {"dynamic", false}, {"symmetric", true}};
+    std::ofstream(dir + "/config.json") << config.dump(2);
+    const herd::SafetensorsFile src(kDir + "ct-fp8-tensor/model.safetensors");
+    herd::SafetensorsWriter out(dir);
+    const int64_t n_layer = config["num_hidden_layers"].get<int64_t>();
+    for (const auto& e : src.header().tensors) out.plan(e.name, e.dtype, e.shape);
+    for (int64_t l = 0; l < n_layer; ++l)
+      for (const char* s : {"k_scale", "v_scale"})
+        out.plan("model.layers." + std::to_string(l) + ".self_attn." + s, herd::DType::f32, {});
+    for (const auto& e : src.header().tensors) out.write(src.view(e).data, e.end - e.begin);
+    for (int64_t l = 0; l < n_layer; ++l) {
+      out.write(&k_scale, 4);
+      const float v = l == 1 && bad_v_scale ? *bad_v_scale : v_scale;
+      out.write(&v, 4);
+    }
+    out.finish();
+    return dir;
+  }
+  static herd::Status load_fp8_kv(const std::string& dir, std::unique_ptr<herd::Model>* model) {
+    herd::ModelOptions opt;
+    opt.device = kDevice;
+    opt.n_threads = 2;
+    opt.max_context = 128;
+    opt.kv_dtype = "fp8";
+    return herd::Model::load(dir, opt, model);
+  }
+  int n_copies_ = 0;
+};
+
+TEST_F(KvCacheScheme, ScalesAreReadAndUsedByAnFp8Cache) {
+  const herd::golden::RefLogits ref = herd::golden::load_ref_logits(kDir + "ct-fp8-tensor.ref.safetensors");
+  auto logits_of = [&](const std::string& dir) {
+    std::unique_ptr<herd::Model> model;
+    const herd::Status loaded = load_fp8_kv(dir, &model);
+    EXPECT_TRUE(loaded) << loaded.message();
+    std::vector<float> logits;
+    if (model) {
+      EXPECT_TRUE(model->logits(ref.ids, /*all_positions=*/true, &logits));
+    }
+    return logits;
+  };
+  const auto unscaled = logits_of(kDir + "ct-fp8-tensor");
+  const std::string dir = write_copy(0.02f, 0.01f);
+  const auto scaled = logits_of(dir);
+  ASSERT_EQ(scaled.size(), ref.logits.size());
+  const float scale = max_abs(ref.logits);
+  // The FP8 cache's tolerance (test-reference-logits.cpp), scales or not.
+  EXPECT_LE(max_diff(scaled, ref.logits) / scale, 5e-2f);
+  EXPECT_LE(max_diff(unscaled, ref.logits) / scale, 5e-2f);
+  EXPECT_GT(max_diff(scaled, unscaled), 0.f) << "the scales changed nothing: were they read?";
+  std::printf("FP8 KV cache: max|herd - transformers| %.3g with the scales, %.3g without, scale %.3g\n",
+              max_diff(scaled, ref.logits), max_diff(unscaled, ref.logits), scale);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_F(KvCacheScheme, BadScalesAndSchemesAreRefused) {
+  for (float bad : {-1.f, 0.f, NAN}) {
+    const std::string dir = write_copy(0.02f, 0.01f, bad);
+    std::unique_ptr<herd::Model> model;
+    const herd::Status s = load_fp8_kv(dir, &model);
+    EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
+    EXPECT_NE(s.message().find("model.layers.1.self_attn.v_scale\" must be one positive finite float"), std::string::npos)
+        << s.message();
+    std::filesystem::remove_all(dir);
+  }
+  const std::string dir = write_copy(0.02f, 0.01f, {}, "channel");
+  std::unique_ptr<herd::Model> model;
+  const herd::Status s = load_fp8_kv(dir, &model);
+  EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
+  EXPECT_NE(s.message().find("quantization_config.kv_cache_scheme.strategy is \"channel\""), std::string::npos)
+      << s.message();
+  std::filesystem::remove_all(dir);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantizedCheckpoint,

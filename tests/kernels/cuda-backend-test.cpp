@@ -27,7 +27,7 @@ class CudaVsCpu : public ::testing::Test {
   void SetUp() override {
     if (!cuda_device_available()) GTEST_SKIP() << "no CUDA device";
     gpu_ = make_cuda_backend(0);
-    cpu_ = make_cpu_backend(0);
+    cpu_ = make_cpu_backend(0, /*exact=*/true);  // the reference ops (f32 KV cache)
   }
 
   // The same host data as a tensor of both backends. Weights go through upload_weight, the rest
@@ -258,7 +258,6 @@ TEST_F(CudaVsCpu, Matmul16BitWeights) {
 // widens them in registers (f32 products, as the CPU's exact path); more through BF16 slabs and
 // cuBLAS, which round the weights and the activations to BF16 first.
 TEST_F(CudaVsCpu, MatmulQuantizedWeights) {
-  auto exact_cpu = make_cpu_backend(0, /*exact=*/true);
   std::mt19937 rng(9);
   for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8,
                       DType::int4})
@@ -269,14 +268,14 @@ TEST_F(CudaVsCpu, MatmulQuantizedWeights) {
       for (int64_t r = 0; r < m; ++r)
         dequantize_row(dtype, wbytes.data() + dtype_nbytes(dtype, r * k), wf.data() + r * k, k);
       const auto x = random_floats(size_t(n * k), 10);
-      const Tensor wc = exact_cpu->upload_weight(TensorView{dtype, {m, k}, wbytes.data()});
+      const Tensor wc = cpu_->upload_weight(TensorView{dtype, {m, k}, wbytes.data()});
       const Tensor wg = gpu_->upload_weight(TensorView{dtype, {m, k}, wbytes.data()});
       EXPECT_EQ(wg.nbytes(), wbytes.size()) << "kept in its blocks";
-      Tensor xc = exact_cpu->alloc(DType::f32, {n, k}), oc = exact_cpu->alloc(DType::f32, {n, m});
-      exact_cpu->write(xc, x.data(), xc.nbytes());
+      Tensor xc = cpu_->alloc(DType::f32, {n, k}), oc = cpu_->alloc(DType::f32, {n, m});
+      cpu_->write(xc, x.data(), xc.nbytes());
       auto xt = input(DType::f32, {n, k}, x.data());
       auto out = output(DType::f32, {n, m});
-      exact_cpu->matmul(xc, wc, oc);
+      cpu_->matmul(xc, wc, oc);
       gpu_->matmul(xt.gpu, wg, out.gpu);
       const double rel = n <= 8 ? 2e-5 : 2.0 / 256 * 1.05 + 2e-5;
       std::vector<float> tol(size_t(n * m));
@@ -286,7 +285,7 @@ TEST_F(CudaVsCpu, MatmulQuantizedWeights) {
           for (int64_t l = 0; l < k; ++l) s += std::fabs(x[size_t(i * k + l)] * wf[size_t(j * k + l)]);
           tol[size_t(i * m + j)] = float(rel * s + 1e-6);
         }
-      expect_close(gpu_f32(out), read<float>(*exact_cpu, oc), 0, 0, str_cat("matmul ", dtype_name(dtype), " n ", n),
+      expect_close(gpu_f32(out), read<float>(*cpu_, oc), 0, 0, str_cat("matmul ", dtype_name(dtype), " n ", n),
                    &tol);
     }
 }
@@ -521,6 +520,59 @@ TEST_F(CudaAttention, MatchesCpuOnBf16RoundedCache) {
     // 1e-4 relative holds with margin at 32K keys; a wrong key, block or mask is off by ~1e-2 or more.
     expect_close(got, want, 2e-5f, 1e-4f, str_cat(c.name, " (", c.n_head, "/", c.n_head_kv, " heads, hd ", c.head_dim,
                                                  ", block ", c.block_size, ")"));
+  }
+}
+
+// An FP8 KV cache: the same E4M3 codes in both caches, written through rope_kv_write at position 0
+// (RoPE the identity there, so both write the codes of the same values: they must be byte-equal),
+// then attention with scales on both; the CPU's exact path is the reference.
+TEST_F(CudaAttention, Fp8CacheMatchesCpu) {
+  const auto cpu8 = make_cpu_backend(0, /*exact=*/true, /*kv_fp8=*/true);
+  const auto gpu8 = make_cuda_backend(0, /*kv_fp8=*/true);
+  ASSERT_EQ(gpu8->kv_dtype(), DType::f8_e4m3);
+  const KvScales scales{0.05f, 0.02f};
+  uint32_t seed = 70;
+  for (const AttnCase& c : attention_cases()) {
+    if (std::any_of(c.seqs.begin(), c.seqs.end(), [](const SeqSpec& s) { return s.seq_len > 4096; })) continue;
+    const PagedBatch b = make_batch(c.seqs, c.block_size, seed += 10);
+    const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
+    const int64_t n_slots = b.n_blocks * c.block_size;
+    // Every slot written (keys that must not be seen are there too), values of a few units.
+    const auto kf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 1, 3.f);
+    const auto vf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 2);
+    std::vector<int32_t> slots(static_cast<size_t>(n_slots)), zeros(static_cast<size_t>(n_slots), 0);
+    for (int64_t i = 0; i < n_slots; ++i) slots[size_t(i)] = int32_t(i);
+    std::vector<float> freq(size_t(c.head_dim / 2), 1.f);
+    Tensor kc = cpu8->alloc(DType::f8_e4m3, cache_shape), vc = cpu8->alloc(DType::f8_e4m3, cache_shape);
+    Tensor kg = gpu8->alloc(DType::f8_e4m3, cache_shape), vg = gpu8->alloc(DType::f8_e4m3, cache_shape);
+    auto both = [&](DType t, const Shape& shape, const void* data) {
+      std::pair<Tensor, Tensor> p{cpu8->alloc(t, shape), gpu8->alloc(t, shape)};
+      cpu8->write(p.first, data, p.first.nbytes());
+      gpu8->write(p.second, data, p.second.nbytes());
+      return p;
+    };
+    auto [pq, pqg] = both(DType::f32, {n_slots, 1, c.head_dim}, std::vector<float>(size_t(n_slots * c.head_dim)).data());
+    auto [pk, pkg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, kf.data());
+    auto [pv, pvg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, vf.data());
+    auto [ps, psg] = both(DType::i32, {n_slots}, slots.data());
+    auto [pz, pzg] = both(DType::i32, {n_slots}, zeros.data());
+    auto [pf, pfg] = both(DType::f32, {c.head_dim / 2}, freq.data());
+    cpu8->rope_kv_write(pq, pk, pv, pz, pf, ps, kc, vc, scales);
+    gpu8->rope_kv_write(pqg, pkg, pvg, pzg, pfg, psg, kg, vg, scales);
+    EXPECT_TRUE(read<uint8_t>(*cpu8, kc) == read<uint8_t>(*gpu8, kg)) << c.name << ": K codes";
+    EXPECT_TRUE(read<uint8_t>(*cpu8, vc) == read<uint8_t>(*gpu8, vg)) << c.name << ": V codes";
+
+    const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
+    auto [qt, qtg] = both(DType::f32, {b.n_tokens, c.n_head, c.head_dim}, q.data());
+    auto [qsl, qslg] = both(DType::i32, {b.n_seqs + 1}, b.qsl.data());
+    auto [sl, slg] = both(DType::i32, {b.n_seqs}, b.seq_lens.data());
+    auto [bt, btg] = both(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
+    Tensor out = cpu8->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim});
+    Tensor outg = gpu8->alloc(DType::f32, out.shape);
+    cpu8->attention(qt, kc, vc, qsl, sl, bt, out, scales);
+    gpu8->attention(qtg, kg, vg, qslg, slg, btg, outg, scales);
+    // As the bf16 test: the same values, f32 arithmetic in different orders.
+    expect_close(read<float>(*gpu8, outg), read<float>(*cpu8, out), 2e-5f, 1e-4f, str_cat(c.name, " (FP8 cache)"));
   }
 }
 

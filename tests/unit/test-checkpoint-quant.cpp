@@ -259,10 +259,11 @@ TEST_F(CheckpointConvert, UnsupportedSettingsAreNamed) {
                   none)
                 .find("quantization_config.config_groups.g.weights.strategy is \"block\""),
             std::string::npos);
-  EXPECT_NE(error(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "kv_cache_scheme": {"num_bits": 8},
-                     "config_groups": {}})",
+  // An FP8 KV cache scheme is read (test-quantized-checkpoints.cpp); an integer one is not.
+  EXPECT_NE(error(R"({"quant_method": "compressed-tensors", "format": "float-quantized",
+                     "kv_cache_scheme": {"num_bits": 8, "type": "int"}, "config_groups": {}})",
                   none)
-                .find("quantization_config.kv_cache_scheme"),
+                .find("quantization_config.kv_cache_scheme.type is \"int\""),
             std::string::npos);
   EXPECT_NE(error(R"({"quant_method": "compressed-tensors", "format": "float-quantized", "transform_config": {"r": 1},
                      "config_groups": {}})",

@@ -78,6 +78,14 @@ void add_exact_flag(CLI::App* cmd, bool& exact) {
                 "which round activations to 8 bits against quantized weights (docs/cpu.md)");
 }
 
+void add_kv_dtype_flag(CLI::App* cmd, std::string& kv_dtype) {
+  cmd->add_option("--kv-dtype", kv_dtype,
+                  "KV cache type: auto (f16 on the CPU, f32 with --exact, bf16 on CUDA) or fp8 (E4M3: half the "
+                  "memory of f16/bf16; docs/quantized.md)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp8"}));
+}
+
 }  // namespace
 
 void add_model_flags(CLI::App* cmd, ModelFlags& f) {
@@ -85,6 +93,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
       ->required();
   add_device_flags(cmd, f.options.device, f.options.n_threads, f.options.tensor_parallel, f.options.meta_rope_factor);
   add_exact_flag(cmd, f.options.exact);
+  add_kv_dtype_flag(cmd, f.options.kv_dtype);
   cmd->add_option("-c,--ctx-size,--ctx", f.options.max_context,
                   "Context length: KV cache capacity in tokens (clamped to the model's context)")
       ->capture_default_str()
@@ -96,6 +105,7 @@ void add_model_flags(CLI::App* cmd, ModelFlags& f) {
 void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
   add_device_flags(cmd, o.device, o.n_threads, o.tensor_parallel, o.meta_rope_factor);
   add_exact_flag(cmd, o.exact);
+  add_kv_dtype_flag(cmd, o.kv_dtype);
   cmd->add_option_function<std::string>(
       "--kv-memory", [&o](const std::string& text) { o.kv_memory = parse_size(text, "--kv-memory"); },
       "KV cache budget, e.g. 512MiB or 8GiB (default: half of the memory free after the weights)");
@@ -106,6 +116,7 @@ void add_engine_flags(CLI::App* cmd, herd::EngineOptions& o) {
     asked.device = o.device;
     asked.n_threads = o.n_threads;
     asked.exact = o.exact;
+    asked.kv_dtype = o.kv_dtype;
     asked.meta_rope_factor = o.meta_rope_factor;
     join_process_group(cmd, asked, o.tensor_parallel, o.process_group);
   });

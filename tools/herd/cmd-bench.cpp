@@ -128,7 +128,7 @@ int run_bench(BenchFlags& f) {
   const herd::ModelInfo& info = engine->info();
   const herd::EngineStats st = engine->stats();
   std::cerr << "herd bench: " << info.device << ", " << info.dtype << ", KV cache of " << st.kv_capacity_tokens
-            << " tokens\n";
+            << " tokens (" << info.kv_dtype << ")\n";
   // Bytes a decode step must read at least: every linear weight and the LM head once.
   const double weight_bytes = double(info.decode_weight_bytes);
 

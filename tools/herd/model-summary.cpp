@@ -62,6 +62,7 @@ ordered_json model_summary(const herd::Engine& engine, const herd::Tokenizer* to
       {"context", std::min<int64_t>(i.max_context, st.kv_capacity_tokens)},
       {"kv_capacity_tokens", st.kv_capacity_tokens},
       {"kv_bytes_per_token", st.kv_bytes_per_token},
+      {"kv_dtype", i.kv_dtype},
       {"block_size", st.block_size},
       {"chat_format", format_name(tokenizer)},
       {"device", i.device},
@@ -95,7 +96,7 @@ std::string summary_text(const ordered_json& j) {
   out += "context:     " + std::to_string(j["context"].get<int64_t>()) + " tokens (the model's is " +
          std::to_string(j["context_length"].get<int64_t>()) + ")\n";
   out += "KV cache:    " + std::to_string(j["kv_capacity_tokens"].get<int64_t>()) + " tokens (" +
-         std::to_string(j["block_size"].get<int>()) + " per block, " +
+         j["kv_dtype"].get<std::string>() + ", " + std::to_string(j["block_size"].get<int>()) + " per block, " +
          std::to_string(j["kv_bytes_per_token"].get<int64_t>()) + " bytes each)\n";
   out += "chat format: " + j["chat_format"].get<std::string>() + "\n";
   const auto ranks = j["tensor_parallel"].get<int>();

@@ -46,8 +46,9 @@ float dot(const float* a, const float* b, int64_t n) {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(int n_threads, bool exact)
-      : pool_(n_threads), exact_(exact), kernels_(resolve_cpu_kernels(detect_cpu_level())), fast_(pool_, kernels_) {}
+  CpuBackend(int n_threads, bool exact, bool kv_fp8)
+      : pool_(n_threads), exact_(exact), kv_fp8_(kv_fp8), kernels_(resolve_cpu_kernels(detect_cpu_level())),
+        fast_(pool_, kernels_) {}
 
   // "cpu (avx512)": the kernels in use, or the exact reference path.
   std::string name() const override {
@@ -189,19 +190,20 @@ class CpuBackend final : public Backend {
     });
   }
 
-  // f16 halves the cache and the bytes attention reads; the exact reference keeps f32.
-  DType kv_dtype() const override { return exact_ ? DType::f32 : DType::f16; }
+  // f16 halves the cache and the bytes attention reads; the exact reference keeps f32; FP8 when
+  // asked, on either path.
+  DType kv_dtype() const override { return kv_fp8_ ? DType::f8_e4m3 : exact_ ? DType::f32 : DType::f16; }
 
   // The reference is the composition itself: the CUDA kernel fuses the three passes.
   void rope_kv_write(Tensor& q, Tensor& k, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
-                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) override {
+                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache, KvScales scales = {}) override {
     rope(q, pos, inv_freq);
     rope(k, pos, inv_freq);
-    kv_write(k, v, slot_mapping, k_cache, v_cache);
+    kv_write(k, v, slot_mapping, k_cache, v_cache, scales);
   }
 
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
-                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out) override {
+                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out, KvScales scales = {}) override {
     const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = q.numel() / (n_head * head_dim);
     const int64_t n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2), group = n_head / n_head_kv;
     const int64_t n_seqs = seq_lens.numel(), max_blocks = block_table.dim(-1);
@@ -220,28 +222,42 @@ class CpuBackend final : public Backend {
     HERD_CHECK(qsl[n_seqs] == n_tokens, "query_start_loc ends at ", qsl[n_seqs], ", not ", n_tokens);
     HERD_CHECK(k_cache.dtype == kv_dtype() && v_cache.dtype == kv_dtype(), "KV caches of ", dtype_name(k_cache.dtype));
     const size_t elem = dtype_size(k_cache.dtype);
-    // The fast path's f16 rows through the kernels; the reference's f32 rows through plain loops.
-    const DotF32Fn dot_k = exact_ ? nullptr : kernels_.dot_f32[int(k_cache.dtype)];
+    const bool fp8 = k_cache.dtype == DType::f8_e4m3;
+    // An FP8 row is widened to f16 (exactly: e4m3 * 2^-8, kFp8F16Unit) or, on the exact path, f32.
+    // Then the fast path's f16 rows go through the kernels; the reference's f32 rows through plain
+    // loops. The scales apply to whole scores and outputs.
+    const float k_unit = fp8 ? scales.k * (exact_ ? 1.f : kFp8F16Unit) : 1.f;
+    const float v_unit = fp8 ? scales.v * (exact_ ? 1.f : kFp8F16Unit) : 1.f;
+    const DotF32Fn dot_k = exact_ ? nullptr : kernels_.dot_f32[int(DType::f16)];
     // (token, KV head) pairs run in parallel; the query heads of a KV group read the group's K and
     // V rows while they are in cache. Each head's arithmetic is the same as alone.
     pool_.parallel_for(n_tokens * n_head_kv, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores;
+      std::vector<float> scores, wide32(fp8 && exact_ ? size_t(head_dim) : 0);
+      std::vector<uint16_t> wide16(fp8 && !exact_ ? size_t(head_dim) : 0);
       for (int64_t tg = begin; tg < end; ++tg) {
         const int64_t t = tg / n_head_kv, g = tg % n_head_kv;
         const int32_t* blocks = i32p(block_table) + seq_of[size_t(t)] * max_blocks;
         const int64_t n_kv = int64_t(pos_of[size_t(t)]) + 1;  // causal: keys [0, pos]
-        auto row = [&](const Tensor& cache, int64_t j) {
+        // Row j of a cache as the arithmetic reads it: f16 (fast) or f32 (exact).
+        auto row = [&](const Tensor& cache, int64_t j) -> const void* {
           const int64_t at = ((int64_t(blocks[j / block_size]) * n_head_kv + g) * block_size + j % block_size) * head_dim;
-          return static_cast<const uint8_t*>(cache.data()) + size_t(at) * elem;
+          const uint8_t* r = static_cast<const uint8_t*>(cache.data()) + size_t(at) * elem;
+          if (!fp8) return r;
+          if (exact_) {
+            for (int64_t i = 0; i < head_dim; ++i) wide32[size_t(i)] = e4m3_to_f32(r[i]);
+            return wide32.data();
+          }
+          for (int64_t i = 0; i < head_dim; ++i) wide16[size_t(i)] = e4m3_as_f16(r[i]);
+          return wide16.data();
         };
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const float* qv = f32p(q) + (t * n_head + h) * head_dim;
           scores.resize(size_t(n_kv));
           float mx = -INFINITY;
           for (int64_t j = 0; j < n_kv; ++j) {
-            const uint8_t* kr = row(k_cache, j);
-            const float d = dot_k ? dot_k(head_dim, kr, qv) : dot(qv, reinterpret_cast<const float*>(kr), head_dim);
-            scores[size_t(j)] = d * scale;
+            const void* kr = row(k_cache, j);
+            const float d = dot_k ? dot_k(head_dim, kr, qv) : dot(qv, static_cast<const float*>(kr), head_dim);
+            scores[size_t(j)] = fp8 ? d * k_unit * scale : d * scale;
             mx = std::max(mx, scores[size_t(j)]);
           }
           float sum = 0.f;
@@ -250,14 +266,16 @@ class CpuBackend final : public Backend {
           std::fill(o, o + head_dim, 0.f);
           for (int64_t j = 0; j < n_kv; ++j) {
             const float p = scores[size_t(j)] / sum;
-            const uint8_t* vr = row(v_cache, j);
+            const void* vr = row(v_cache, j);
             if (exact_) {
-              const auto* vv = reinterpret_cast<const float*>(vr);
+              const auto* vv = static_cast<const float*>(vr);
               for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
             } else {
-              kernels_.axpy_f16(head_dim, p, reinterpret_cast<const uint16_t*>(vr), o);
+              kernels_.axpy_f16(head_dim, p, static_cast<const uint16_t*>(vr), o);
             }
           }
+          if (fp8)
+            for (int64_t i = 0; i < head_dim; ++i) o[i] *= v_unit;
         }
       }
     });
@@ -333,7 +351,7 @@ class CpuBackend final : public Backend {
   // Writes token i's k and v, [n_tokens, n_head_kv, head_dim] f32, at slot slot_mapping[i] of the
   // caches [n_blocks, n_head_kv, block_size, head_dim] of kv_dtype(); a slot of -1 is skipped.
   void kv_write(const Tensor& k, const Tensor& v, const Tensor& slot_mapping, Tensor& k_cache,
-                Tensor& v_cache) {
+                Tensor& v_cache, KvScales scales) {
     const int64_t n_tokens = slot_mapping.numel(), head_dim = k.dim(-1), n_head_kv = k.dim(-2);
     const int64_t block_size = k_cache.dim(2), n_slots = k_cache.dim(0) * block_size;
     HERD_CHECK(k_cache.dtype == kv_dtype(), "k_cache is ", dtype_name(k_cache.dtype));
@@ -350,6 +368,15 @@ class CpuBackend final : public Backend {
           std::memcpy(f32p(v_cache) + dst, f32p(v) + src, size_t(head_dim) * 4);
           continue;
         }
+        if (k_cache.dtype == DType::f8_e4m3) {
+          auto* kc = static_cast<uint8_t*>(k_cache.data()) + dst;
+          auto* vc = static_cast<uint8_t*>(v_cache.data()) + dst;
+          for (int64_t i = 0; i < head_dim; ++i) {
+            kc[i] = f32_to_e4m3(f32p(k)[src + i] / scales.k);
+            vc[i] = f32_to_e4m3(f32p(v)[src + i] / scales.v);
+          }
+          continue;
+        }
         auto* kc = static_cast<uint16_t*>(k_cache.data()) + dst;
         auto* vc = static_cast<uint16_t*>(v_cache.data()) + dst;
         for (int64_t i = 0; i < head_dim; ++i) {
@@ -362,6 +389,7 @@ class CpuBackend final : public Backend {
 
   ThreadPool pool_;
   const bool exact_;
+  const bool kv_fp8_;
   const CpuKernels kernels_;
   FastMatmul fast_;
   std::vector<float> permuted_;  // the input of act-ordered weights (in_column_order)
@@ -370,8 +398,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact) {
-  return std::make_unique<CpuBackend>(n_threads, exact);
+std::unique_ptr<Backend> make_cpu_backend(int n_threads, bool exact, bool kv_fp8) {
+  return std::make_unique<CpuBackend>(n_threads, exact, kv_fp8);
 }
 
 }  // namespace herd

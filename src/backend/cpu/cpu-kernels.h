@@ -87,6 +87,12 @@ struct PanelKernel {
 // Empty where the level has no panel kernels for t: such weights stay in their own layout.
 PanelKernel panel_kernel(DType t, CpuLevel level);                 // packed-gemm.cpp
 
+// An E4M3 code seeeemmm as the f16 s0eeeemmm0000000, which is exactly the E4M3 value times 2^-8
+// (kFp8F16Unit; subnormals included: both formats' subnormals have the same exponent offset), so the
+// f16 kernels read FP8 data and the 2^8 goes into a scale.
+constexpr float kFp8F16Unit = 256.f;
+inline uint16_t e4m3_as_f16(uint8_t c) { return uint16_t((c & 0x80u) << 8 | (c & 0x7Fu) << 7); }
+
 // The kernels one backend uses, resolved once.
 struct CpuKernels {
   CpuLevel level = CpuLevel::scalar;

@@ -51,13 +51,12 @@ constexpr int kFp8 = 36, kInt4 = 20;  // block bytes
 template <int R>
 constexpr int kChains = R == 1 ? 2 : 1;
 
-// ---- FP8. An E4M3 code seeeemmm becomes the f16 s0eeeemmm0000000, which is exactly the E4M3
-// value times 2^-8 (subnormals included: both formats' subnormals have the same exponent offset),
-// so F16C converts it and the 2^8 goes into the block scale. From the code sign-extended to 16
-// bits, that f16 is (code << 7) with bit 14 (the sign's second copy) cleared. The products with
-// the activation quants (as f32) are exact; per block they sum in f32 lanes, which then meet the
-// block's scale d * a.d * 2^8 in one FMA.
-constexpr float kFp8Unit = 256.f;
+// ---- FP8. An E4M3 code becomes its f16 times 2^-8 (e4m3_as_f16, cpu-kernels.h), so F16C converts
+// it and the 2^8 goes into the block scale. From the code sign-extended to 16 bits, that f16 is
+// (code << 7) with bit 14 (the sign's second copy) cleared. The products with the activation
+// quants (as f32) are exact; per block they sum in f32 lanes, which then meet the block's scale
+// d * a.d * 2^8 in one FMA.
+constexpr float kFp8Unit = kFp8F16Unit;
 
 HERD_AVX2 inline __m256i e4m3_to_f16_avx2(__m256i sext) {
   return _mm256_and_si256(_mm256_slli_epi16(sext, 7), _mm256_set1_epi16(short(0xBF80)));

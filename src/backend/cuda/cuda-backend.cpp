@@ -125,7 +125,7 @@ class Scratch {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(int device) : device_(device) {
+  CudaBackend(int device, bool kv_fp8) : device_(device), kv_fp8_(kv_fp8) {
     int n_devices = 0;
     HERD_CUDA_CHECK(cudaGetDeviceCount(&n_devices));
     HERD_REQUIRE(device >= 0 && device < n_devices, "CUDA device ", device, " does not exist (", n_devices,
@@ -295,11 +295,12 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // bf16 halves the largest buffer at long contexts; scores and sums stay f32 in the kernels.
-  DType kv_dtype() const override { return DType::bf16; }
+  // bf16 halves the largest buffer at long contexts, FP8 (when asked) quarters it; scores and sums
+  // stay f32 in the kernels.
+  DType kv_dtype() const override { return kv_fp8_ ? DType::f8_e4m3 : DType::bf16; }
 
   void rope_kv_write(Tensor& q, Tensor& kt, const Tensor& v, const Tensor& pos, const Tensor& inv_freq,
-                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache) override {
+                     const Tensor& slot_mapping, Tensor& k_cache, Tensor& v_cache, KvScales scales = {}) override {
     const int64_t n_tokens = slot_mapping.numel(), head_dim = q.dim(-1), n_head = q.dim(-2);
     check_dtype(q, DType::f32, "rope_kv_write q");
     check_dtype(kt, DType::f32, "rope_kv_write k");
@@ -319,13 +320,14 @@ class CudaBackend final : public Backend {
     // Slots are on the device: -1 and any slot outside the cache are skipped (kernels/rope-kv-write.cuh).
     const int64_t kv_row = n_head_kv * head_dim;
     HERD_CUDA_CHECK(k::rope_kv_write(f32p(q), f32p(kt), f32p(v), i32p(pos), f32p(inv_freq), i32p(slot_mapping),
-                                     k_cache.data(), v_cache.data(), ct, int(n_tokens), int(n_head), int(n_head_kv),
+                                     k_cache.data(), v_cache.data(), ct, fp8_scales(ct, scales).k,
+                                     fp8_scales(ct, scales).v, int(n_tokens), int(n_head), int(n_head_kv),
                                      int(head_dim), int(block_size), int(n_blocks), n_head * head_dim, kv_row, kv_row,
                                      stream_));
   }
 
   void attention(const Tensor& q, const Tensor& k_cache, const Tensor& v_cache, const Tensor& query_start_loc,
-                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out) override {
+                 const Tensor& seq_lens, const Tensor& block_table, Tensor& out, KvScales scales = {}) override {
     const int64_t head_dim = q.dim(-1), n_head = q.dim(-2), n_tokens = q.numel() / (n_head * head_dim);
     const int64_t n_seqs = seq_lens.numel(), max_blocks = block_table.dim(-1);
     check_dtype(q, DType::f32, "attention q");
@@ -333,8 +335,9 @@ class CudaBackend final : public Backend {
     check_dtype(query_start_loc, DType::i32, "attention query_start_loc");
     check_dtype(seq_lens, DType::i32, "attention seq_lens");
     check_dtype(block_table, DType::i32, "attention block_table");
-    HERD_REQUIRE(cache_type(k_cache, v_cache) == k::ElemType::bf16,
-                 "the CUDA attention kernel reads a bf16 cache, not ", dtype_name(k_cache.dtype));
+    const k::ElemType ct = cache_type(k_cache, v_cache);
+    HERD_REQUIRE(ct == k::ElemType::bf16 || ct == k::ElemType::fp8_e4m3,
+                 "the CUDA attention kernel reads a bf16 or FP8 cache, not ", dtype_name(k_cache.dtype));
     const int64_t n_blocks = k_cache.dim(0), n_head_kv = k_cache.dim(1), block_size = k_cache.dim(2);
     HERD_CHECK(k_cache.dim(3) == head_dim && n_head % n_head_kv == 0, "attention: q ", shape_str(q.shape),
                " vs cache ", shape_str(k_cache.shape));
@@ -351,11 +354,12 @@ class CudaBackend final : public Backend {
     const int n_splits = k::paged_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
     const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
     float* ws = ws_bytes > 0 ? static_cast<float*>(attn_scratch_.get(ws_bytes, stream_)) : nullptr;
-    const float scale = 1.0f / std::sqrt(float(head_dim));
+    const KvScales s = fp8_scales(ct, scales);
+    const float scale = s.k / std::sqrt(float(head_dim));
     HERD_CUDA_CHECK(k::paged_attention(f32p(q), k_cache.data(), v_cache.data(), i32p(query_start_loc), i32p(seq_lens),
                                        i32p(block_table), f32p(out), int(n_tokens), int(n_seqs), int(n_head),
                                        int(n_head_kv), int(head_dim), int(block_size), int(n_blocks), int(max_blocks),
-                                       n_head * head_dim, n_head * head_dim, scale, n_splits, ws, stream_));
+                                       n_head * head_dim, n_head * head_dim, ct, scale, s.v, n_splits, ws, stream_));
   }
 
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
@@ -415,17 +419,26 @@ class CudaBackend final : public Backend {
     return Tensor{dtype, std::move(shape), std::shared_ptr<void>(p, [](void* q) { cudaFree(q); })};
   }
 
+  // The scales an FP8 cache uses; 1 for the others (the kernels then divide and multiply by 1).
+  static KvScales fp8_scales(k::ElemType ct, KvScales scales) {
+    if (ct != k::ElemType::fp8_e4m3) return {};
+    HERD_CHECK(scales.k > 0.f && scales.v > 0.f && std::isfinite(scales.k) && std::isfinite(scales.v),
+               "FP8 KV scales must be positive and finite, not ", scales.k, " and ", scales.v);
+    return scales;
+  }
+
   static k::ElemType cache_type(const Tensor& k_cache, const Tensor& v_cache) {
     HERD_CHECK(k_cache.dtype == v_cache.dtype && k_cache.shape == v_cache.shape, "K and V caches differ: ",
                shape_str(k_cache.shape), " vs ", shape_str(v_cache.shape));
-    HERD_REQUIRE(k_cache.dtype == DType::f32 || k_cache.dtype == DType::bf16, "KV caches are f32 or bf16, not ",
-                 dtype_name(k_cache.dtype));
+    HERD_REQUIRE(k_cache.dtype == DType::f32 || k_cache.dtype == DType::bf16 || k_cache.dtype == DType::f8_e4m3,
+                 "KV caches are f32, bf16 or FP8, not ", dtype_name(k_cache.dtype));
     HERD_CHECK(k_cache.shape.size() == 4, "a KV cache is [n_blocks, n_head_kv, block_size, head_dim], not ",
                shape_str(k_cache.shape));
-    return elem_type(k_cache.dtype, "KV cache");
+    return k_cache.dtype == DType::f8_e4m3 ? k::ElemType::fp8_e4m3 : elem_type(k_cache.dtype, "KV cache");
   }
 
   int device_ = 0;
+  bool kv_fp8_ = false;
   int n_sm_ = 1;
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
@@ -447,7 +460,9 @@ bool cuda_device_available() {
   return n > 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device) { return std::make_unique<CudaBackend>(device); }
+std::unique_ptr<Backend> make_cuda_backend(int device, bool kv_fp8) {
+  return std::make_unique<CudaBackend>(device, kv_fp8);
+}
 
 bool is_cuda_backend(const Backend& backend) { return dynamic_cast<const CudaBackend*>(&backend) != nullptr; }
 
