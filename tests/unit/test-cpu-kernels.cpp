@@ -166,20 +166,54 @@ TEST(CpuKernels, PanelKernelsEqualScalarRows) {
   if (tested == 0) GTEST_SKIP() << "no level of this machine has panel kernels";
 }
 
+// wf in plain type t (f32, f16, bf16 or f8_e4m3), rounded to nearest.
+std::vector<uint8_t> encode_plain(DType t, const std::vector<float>& wf) {
+  std::vector<uint8_t> w(dtype_nbytes(t, int64_t(wf.size())));
+  for (size_t i = 0; i < wf.size(); ++i) {
+    const float v = wf[i];
+    if (t == DType::f32) std::memcpy(w.data() + 4 * i, &v, 4);
+    if (t == DType::f8_e4m3) w[i] = f32_to_e4m3(v);
+    const uint16_t h = t == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+    if (t == DType::f16 || t == DType::bf16) std::memcpy(w.data() + 2 * i, &h, 2);
+  }
+  return w;
+}
+
+// Attention's weighted sum of V rows over an f16 or FP8 cache: y + a * x at every level, to f32
+// rounding of the exact value (one FMA or one multiply-add per element).
+TEST(CpuKernels, AxpyOverKvCacheRows) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (DType t : {DType::f16, DType::f8_e4m3})
+    for (int64_t n : {1, 15, 64, 128, 131}) {
+      std::vector<float> xf(static_cast<size_t>(n)), y0(static_cast<size_t>(n));
+      for (float& v : xf) v = std::ldexp(d(rng), int(rng() % 12) - 6);
+      for (float& v : y0) v = d(rng);
+      const std::vector<uint8_t> x = encode_plain(t, xf);
+      std::vector<float> xv(static_cast<size_t>(n));
+      dequantize_row(t, x.data(), xv.data(), n);
+      const float a = 0.37f;
+      for (CpuLevel l : levels()) {
+        std::vector<float> y = y0;
+        resolve_cpu_kernels(l).axpy[int(t)](n, a, x.data(), y.data());
+        for (int64_t i = 0; i < n; ++i) {
+          const double want = double(y0[size_t(i)]) + double(a) * xv[size_t(i)];
+          EXPECT_NEAR(y[size_t(i)], want, 1e-6 * (std::fabs(y0[size_t(i)]) + std::fabs(a * xv[size_t(i)])) + 1e-30)
+              << dtype_name(t) << " n " << n << " i " << i << " " << cpu_level_name(l);
+        }
+      }
+    }
+}
+
 TEST(CpuKernels, FloatDotsAgreeAcrossLevels) {
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0.f, 1.f);
-  for (DType t : {DType::f32, DType::f16, DType::bf16}) {
+  // f8_e4m3: the FP8 KV cache's rows, whose codes span every exponent (subnormals too).
+  for (DType t : {DType::f32, DType::f16, DType::bf16, DType::f8_e4m3}) {
     for (int64_t n : {1, 7, 16, 33, 100, 1027, 4096}) {
       std::vector<float> wf(static_cast<size_t>(n));
-      for (float& v : wf) v = d(rng);
-      std::vector<uint8_t> w(dtype_nbytes(t, n));
-      for (int64_t i = 0; i < n; ++i) {
-        const float v = wf[size_t(i)];
-        if (t == DType::f32) std::memcpy(w.data() + 4 * i, &v, 4);
-        const uint16_t h = t == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
-        if (t != DType::f32) std::memcpy(w.data() + 2 * i, &h, 2);
-      }
+      for (float& v : wf) v = t == DType::f8_e4m3 ? std::ldexp(d(rng), int(rng() % 20) - 10) : d(rng);
+      const std::vector<uint8_t> w = encode_plain(t, wf);
       const auto x = random_acts(n, rng);
       double abs_sum = 0;
       const double exact = exact_dot(t, w.data(), x, &abs_sum);

@@ -223,32 +223,26 @@ class CpuBackend final : public Backend {
     HERD_CHECK(k_cache.dtype == kv_dtype() && v_cache.dtype == kv_dtype(), "KV caches of ", dtype_name(k_cache.dtype));
     const size_t elem = dtype_size(k_cache.dtype);
     const bool fp8 = k_cache.dtype == DType::f8_e4m3;
-    // An FP8 row is widened to f16 (exactly: e4m3 * 2^-8, kFp8F16Unit) or, on the exact path, f32.
-    // Then the fast path's f16 rows go through the kernels; the reference's f32 rows through plain
-    // loops. The scales apply to whole scores and outputs.
-    const float k_unit = fp8 ? scales.k * (exact_ ? 1.f : kFp8F16Unit) : 1.f;
-    const float v_unit = fp8 ? scales.v * (exact_ ? 1.f : kFp8F16Unit) : 1.f;
-    const DotF32Fn dot_k = exact_ ? nullptr : kernels_.dot_f32[int(DType::f16)];
+    // The fast path's f16 or FP8 rows through the kernels; the reference's f32 rows (FP8 ones
+    // widened first) through plain loops. An FP8 cache's scales apply to whole scores and outputs.
+    const float k_scale = fp8 ? scales.k : 1.f, v_scale = fp8 ? scales.v : 1.f;
+    const DotF32Fn dot_k = exact_ ? nullptr : kernels_.dot_f32[int(k_cache.dtype)];
+    const AxpyFn axpy_v = exact_ ? nullptr : kernels_.axpy[int(v_cache.dtype)];
     // (token, KV head) pairs run in parallel; the query heads of a KV group read the group's K and
     // V rows while they are in cache. Each head's arithmetic is the same as alone.
     pool_.parallel_for(n_tokens * n_head_kv, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores, wide32(fp8 && exact_ ? size_t(head_dim) : 0);
-      std::vector<uint16_t> wide16(fp8 && !exact_ ? size_t(head_dim) : 0);
+      std::vector<float> scores, wide(fp8 && exact_ ? size_t(head_dim) : 0);
       for (int64_t tg = begin; tg < end; ++tg) {
         const int64_t t = tg / n_head_kv, g = tg % n_head_kv;
         const int32_t* blocks = i32p(block_table) + seq_of[size_t(t)] * max_blocks;
         const int64_t n_kv = int64_t(pos_of[size_t(t)]) + 1;  // causal: keys [0, pos]
-        // Row j of a cache as the arithmetic reads it: f16 (fast) or f32 (exact).
+        // Row j of a cache as stored, or on the exact path as f32.
         auto row = [&](const Tensor& cache, int64_t j) -> const void* {
           const int64_t at = ((int64_t(blocks[j / block_size]) * n_head_kv + g) * block_size + j % block_size) * head_dim;
           const uint8_t* r = static_cast<const uint8_t*>(cache.data()) + size_t(at) * elem;
-          if (!fp8) return r;
-          if (exact_) {
-            for (int64_t i = 0; i < head_dim; ++i) wide32[size_t(i)] = e4m3_to_f32(r[i]);
-            return wide32.data();
-          }
-          for (int64_t i = 0; i < head_dim; ++i) wide16[size_t(i)] = e4m3_as_f16(r[i]);
-          return wide16.data();
+          if (!fp8 || !exact_) return r;
+          for (int64_t i = 0; i < head_dim; ++i) wide[size_t(i)] = e4m3_to_f32(r[i]);
+          return wide.data();
         };
         for (int64_t h = g * group; h < (g + 1) * group; ++h) {
           const float* qv = f32p(q) + (t * n_head + h) * head_dim;
@@ -257,7 +251,7 @@ class CpuBackend final : public Backend {
           for (int64_t j = 0; j < n_kv; ++j) {
             const void* kr = row(k_cache, j);
             const float d = dot_k ? dot_k(head_dim, kr, qv) : dot(qv, static_cast<const float*>(kr), head_dim);
-            scores[size_t(j)] = fp8 ? d * k_unit * scale : d * scale;
+            scores[size_t(j)] = fp8 ? d * k_scale * scale : d * scale;
             mx = std::max(mx, scores[size_t(j)]);
           }
           float sum = 0.f;
@@ -271,11 +265,11 @@ class CpuBackend final : public Backend {
               const auto* vv = static_cast<const float*>(vr);
               for (int64_t i = 0; i < head_dim; ++i) o[i] += p * vv[i];
             } else {
-              kernels_.axpy_f16(head_dim, p, static_cast<const uint16_t*>(vr), o);
+              axpy_v(head_dim, p, vr, o);
             }
           }
           if (fp8)
-            for (int64_t i = 0; i < head_dim; ++i) o[i] *= v_unit;
+            for (int64_t i = 0; i < head_dim; ++i) o[i] *= v_scale;
         }
       }
     });

@@ -42,8 +42,8 @@ using QuantizeQ8Fn = void (*)(const float* x, int64_t n, Q8Block* out);
 // The dot product of n elements of a weight row w (whole blocks of its type) with activations.
 using DotQ8Fn = float (*)(int64_t n, const void* w, const Q8Block* a);
 using DotF32Fn = float (*)(int64_t n, const void* w, const float* x);
-// y[0, n) += a * x[0, n), x in f16: attention's weighted sum over an f16 KV cache.
-using AxpyF16Fn = void (*)(int64_t n, float a, const uint16_t* x, float* y);
+// y[0, n) += a * x[0, n), x a KV cache row (f16 or FP8 E4M3): attention's weighted sum of V rows.
+using AxpyFn = void (*)(int64_t n, float a, const void* x, float* y);
 // Four rows at once against the same activations: out[r] = the dot product of the row at
 // w + r * row_bytes with a, r in [0, 4). Sharing the activations' loads and scales across rows is
 // what makes decode bound by reading the weights rather than by the kernel's own work.
@@ -65,8 +65,8 @@ DotQ8Fn dot_q8_checkpoint_kernel(DType t, CpuLevel level); // fp8, int4: dot-che
 DotQ8x4Fn dot_q8x4_legacy_kernel(DType t, CpuLevel level);
 DotQ8x4Fn dot_q8x4_kquant_kernel(DType t, CpuLevel level);
 DotQ8x4Fn dot_q8x4_checkpoint_kernel(DType t, CpuLevel level);
-DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16: dot-float.cpp
-AxpyF16Fn axpy_f16_kernel(CpuLevel level);                 // dot-float.cpp
+DotF32Fn dot_f32_kernel(DType t, CpuLevel level);          // f32, f16, bf16, f8_e4m3: dot-float.cpp
+AxpyFn axpy_kernel(DType t, CpuLevel level);               // f16, f8_e4m3: dot-float.cpp
 DotF32TileFn dot_f32_tile_kernel(DType t, CpuLevel level);  // dot-float.cpp; avx512 only
 
 // Quantized weights repacked into panels of kPanelRows rows whose blocks are interleaved, for
@@ -87,11 +87,10 @@ struct PanelKernel {
 // Empty where the level has no panel kernels for t: such weights stay in their own layout.
 PanelKernel panel_kernel(DType t, CpuLevel level);                 // packed-gemm.cpp
 
-// An E4M3 code seeeemmm as the f16 s0eeeemmm0000000, which is exactly the E4M3 value times 2^-8
-// (kFp8F16Unit; subnormals included: both formats' subnormals have the same exponent offset), so the
-// f16 kernels read FP8 data and the 2^8 goes into a scale.
+// An E4M3 code seeeemmm as the f16 s0eeeemmm0000000 is exactly the E4M3 value times 2^-8
+// (subnormals included: both formats' subnormals have the same exponent offset), so F16C widens FP8
+// data exactly, and kFp8F16Unit = 2^8 restores its value.
 constexpr float kFp8F16Unit = 256.f;
-inline uint16_t e4m3_as_f16(uint8_t c) { return uint16_t((c & 0x80u) << 8 | (c & 0x7Fu) << 7); }
 
 // The kernels one backend uses, resolved once.
 struct CpuKernels {
@@ -100,9 +99,9 @@ struct CpuKernels {
   DotQ8Fn dot_q8[16] = {};   // by DType, for the quantized types
   DotQ8x4Fn dot_q8x4[16] = {};  // by DType; null: four calls of dot_q8
   PanelKernel panel[16] = {}; // by DType, only at the level asked for (a packed layout is per level)
-  DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16 and bf16
+  DotF32Fn dot_f32[16] = {}; // by DType, for f32, f16, bf16 and f8_e4m3 (KV cache rows)
   DotF32TileFn dot_f32_tile[16] = {};  // by DType; null: dot_f32 per row and token
-  AxpyF16Fn axpy_f16 = nullptr;
+  AxpyFn axpy[16] = {};      // by DType, for f16 and f8_e4m3
   bool amx = false;  // F16 and BF16 weights on AMX tiles (amx-gemm.h): avx512, HERD_CPU_AMX=on, where present
 };
 CpuKernels resolve_cpu_kernels(CpuLevel level);

@@ -60,7 +60,7 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
     return decltype(at(CpuLevel::scalar)){};
   };
   k.quantize = pick([](CpuLevel l) { return quantize_q8_kernel(l); });
-  k.axpy_f16 = pick([](CpuLevel l) { return axpy_f16_kernel(l); });
+  for (DType t : {DType::f16, DType::f8_e4m3}) k.axpy[int(t)] = pick([t](CpuLevel l) { return axpy_kernel(t, l); });
   k.amx = level == CpuLevel::avx512 && amx_requested() && cpu_has_amx();
   for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1}) {
     k.dot_q8[int(t)] = pick([t](CpuLevel l) { return dot_q8_legacy_kernel(t, l); });
@@ -80,6 +80,7 @@ CpuKernels resolve_cpu_kernels(CpuLevel level) {
     k.dot_f32[int(t)] = pick([t](CpuLevel l) { return dot_f32_kernel(t, l); });
     k.dot_f32_tile[int(t)] = dot_f32_tile_kernel(t, level);  // one summation order per backend
   }
+  k.dot_f32[int(DType::f8_e4m3)] = pick([](CpuLevel l) { return dot_f32_kernel(DType::f8_e4m3, l); });
   return k;
 }
 

@@ -51,12 +51,11 @@ constexpr int kFp8 = 36, kInt4 = 20;  // block bytes
 template <int R>
 constexpr int kChains = R == 1 ? 2 : 1;
 
-// ---- FP8. An E4M3 code becomes its f16 times 2^-8 (e4m3_as_f16, cpu-kernels.h), so F16C converts
+// ---- FP8. An E4M3 code becomes its f16 times 2^-8 (cpu-kernels.h, kFp8F16Unit), so F16C converts
 // it and the 2^8 goes into the block scale. From the code sign-extended to 16 bits, that f16 is
 // (code << 7) with bit 14 (the sign's second copy) cleared. The products with the activation
 // quants (as f32) are exact; per block they sum in f32 lanes, which then meet the block's scale
 // d * a.d * 2^8 in one FMA.
-constexpr float kFp8Unit = kFp8F16Unit;
 
 HERD_AVX2 inline __m256i e4m3_to_f16_avx2(__m256i sext) {
   return _mm256_and_si256(_mm256_slli_epi16(sext, 7), _mm256_set1_epi16(short(0xBF80)));
@@ -131,7 +130,7 @@ HERD_AVX2 void dot_checkpoint_avx2(int64_t n, const void* w, size_t row_bytes, c
   }
   int64_t i = 0;
   for (; i + 8 <= nb; i += 8, a += 8) {
-    const __m256 ad = kFp ? _mm256_mul_ps(act_d8(a), _mm256_set1_ps(kFp8Unit)) : act_d8(a);
+    const __m256 ad = kFp ? _mm256_mul_ps(act_d8(a), _mm256_set1_ps(kFp8F16Unit)) : act_d8(a);
     const __m256 neg_sum = kFp ? _mm256_setzero_ps() : _mm256_sub_ps(_mm256_setzero_ps(), act_sum8(a));
     alignas(32) float sc[R][8];
     for (int r = 0; r < R; ++r) {
@@ -167,7 +166,7 @@ HERD_AVX2 void dot_checkpoint_avx2(int64_t n, const void* w, size_t row_bytes, c
       if constexpr (kFp) {
         float d;
         std::memcpy(&d, b, 4);
-        acc[r][0] = _mm256_fmadd_ps(fp8_block_avx2(b, act_f32_avx2(a)), _mm256_set1_ps(d * (a->d * kFp8Unit)), acc[r][0]);
+        acc[r][0] = _mm256_fmadd_ps(fp8_block_avx2(b, act_f32_avx2(a)), _mm256_set1_ps(d * (a->d * kFp8F16Unit)), acc[r][0]);
       } else {
         const float s = f16(b) * a->d;
         acc[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot_u8s8(q4_quants(b + 4), load32(a->q))), _mm256_set1_ps(s), acc[r][0]);
@@ -220,7 +219,7 @@ HERD_AVX512 void dot_fp8_avx512(int64_t n, const void* w, size_t row_bytes, cons
   }
   int64_t i = 0;
   for (; i + 8 <= nb; i += 8, a += 8) {
-    const __m256 ad = _mm256_mul_ps(act_d8(a), _mm256_set1_ps(kFp8Unit));
+    const __m256 ad = _mm256_mul_ps(act_d8(a), _mm256_set1_ps(kFp8F16Unit));
     alignas(32) float sc[R][8];
     for (int r = 0; r < R; ++r) _mm256_store_ps(sc[r], _mm256_mul_ps(fp8_d8(row[r] + i * kFp8), ad));
 #pragma GCC unroll 8
@@ -237,7 +236,7 @@ HERD_AVX512 void dot_fp8_avx512(int64_t n, const void* w, size_t row_bytes, cons
       const uint8_t* b = row[r] + i * kFp8;
       float d;
       std::memcpy(&d, b, 4);
-      acc[r][0] = _mm512_fmadd_ps(fp8_block_avx512(b, x), _mm512_set1_ps(d * (a->d * kFp8Unit)), acc[r][0]);
+      acc[r][0] = _mm512_fmadd_ps(fp8_block_avx512(b, x), _mm512_set1_ps(d * (a->d * kFp8F16Unit)), acc[r][0]);
     }
   }
   for (int r = 0; r < R; ++r) out[r] = hsum(fold(C == 1 ? acc[r][0] : _mm512_add_ps(acc[r][0], acc[r][C - 1])));

@@ -1,7 +1,9 @@
 // Dot products of f32, f16 and bf16 weight rows with f32 activations, f32 accumulation. f16 and
 // bf16 are widened exactly to f32 (F16C, or a 16-bit shift for bf16) rather than rounding the
 // activations to 16 bits for vdpbf16ps: decode is bound by reading the weights, not by these
-// instructions, and the products stay those of the exact path up to summation order.
+// instructions, and the products stay those of the exact path up to summation order. The same
+// loads serve the KV cache's rows (f16, or FP8 E4M3 codes widened exactly through f16) in
+// attention's dots and its weighted sums of V rows (axpy).
 #include "backend/cpu/cpu-kernels.h"
 
 #include <algorithm>
@@ -15,6 +17,7 @@ namespace {
 template <DType T>
 float at(const void* w, int64_t i) {
   if constexpr (T == DType::f32) return static_cast<const float*>(w)[i];
+  if constexpr (T == DType::f8_e4m3) return e4m3_to_f32(static_cast<const uint8_t*>(w)[i]);
   const uint16_t h = static_cast<const uint16_t*>(w)[i];
   if constexpr (T == DType::f16) return f16_to_f32(h);
   return bf16_to_f32(h);
@@ -35,9 +38,16 @@ float dot_scalar(int64_t n, const void* w, const float* x) {
 
 #if defined(__x86_64__)
 
+// E4M3 codes, sign-extended to 16 bits, as their f16 (cpu-kernels.h, kFp8F16Unit): (code << 7)
+// with bit 14, the sign's second copy, cleared; that f16 times kFp8F16Unit is the code's value.
 template <DType T>
 __attribute__((target("avx2,fma,f16c"))) inline __m256 load8_avx2(const void* w, int64_t i) {
   if constexpr (T == DType::f32) return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+  if constexpr (T == DType::f8_e4m3) {
+    const __m128i codes = _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(w) + i)));
+    const __m128i h = _mm_and_si128(_mm_slli_epi16(codes, 7), _mm_set1_epi16(short(0xBF80)));
+    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(kFp8F16Unit));
+  }
   const auto* p = reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i);
   if constexpr (T == DType::f16) return _mm256_cvtph_ps(_mm_loadu_si128(p));
   return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(p)), 16));
@@ -59,6 +69,11 @@ __attribute__((target("avx2,fma,f16c"))) float dot_avx2(int64_t n, const void* w
 template <DType T>
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512 load16_avx512(const void* w, int64_t i) {
   if constexpr (T == DType::f32) return _mm512_loadu_ps(static_cast<const float*>(w) + i);
+  if constexpr (T == DType::f8_e4m3) {
+    const __m256i codes = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(w) + i)));
+    const __m256i h = _mm256_and_si256(_mm256_slli_epi16(codes, 7), _mm256_set1_epi16(short(0xBF80)));
+    return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(kFp8F16Unit));
+  }
   const auto* p = reinterpret_cast<const __m256i*>(static_cast<const uint16_t*>(w) + i);
   if constexpr (T == DType::f16) return _mm512_cvtph_ps(_mm256_loadu_si256(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p)), 16));
@@ -297,42 +312,46 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void dot_tile_avx512(int64_
 
 #endif
 
-void axpy_f16_scalar(int64_t n, float a, const uint16_t* x, float* y) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+// y += a * x for a KV cache row x.
+template <DType T>
+void axpy_scalar(int64_t n, float a, const void* x, float* y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * at<T>(x, i);
 }
 
 #if defined(__x86_64__)
 
-__attribute__((target("avx2,fma,f16c"))) void axpy_f16_avx2(int64_t n, float a, const uint16_t* x, float* y) {
+template <DType T>
+__attribute__((target("avx2,fma,f16c"))) void axpy_avx2(int64_t n, float a, const void* x, float* y) {
   const __m256 va = _mm256_set1_ps(a);
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const __m256 xv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i)));
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, xv, _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, load8_avx2<T>(x, i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * at<T>(x, i);
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void axpy_f16_avx512(int64_t n, float a, const uint16_t* x, float* y) {
+template <DType T>
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void axpy_avx512(int64_t n, float a, const void* x, float* y) {
   const __m512 va = _mm512_set1_ps(a);
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m512 xv = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)));
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, xv, _mm512_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * f16_to_f32(x[i]);
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, load16_avx512<T>(x, i), _mm512_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * at<T>(x, i);
 }
 
 #endif
 
+// The kernel K<T> of a type t among f32, f16, bf16 and f8_e4m3 (null for the others).
+#define HERD_BY_FLOAT_TYPE(K, t)                                                                      \
+  ((t) == DType::f32 ? K<DType::f32> : (t) == DType::f16 ? K<DType::f16> : (t) == DType::bf16 ? K<DType::bf16> \
+   : (t) == DType::f8_e4m3 ? K<DType::f8_e4m3> : nullptr)
+
 }  // namespace
 
-AxpyF16Fn axpy_f16_kernel(CpuLevel level) {
+AxpyFn axpy_kernel(DType t, CpuLevel level) {
+  if (t != DType::f16 && t != DType::f8_e4m3) return nullptr;  // the KV cache's types
   switch (level) {
-    case CpuLevel::scalar: return axpy_f16_scalar;
+    case CpuLevel::scalar: return HERD_BY_FLOAT_TYPE(axpy_scalar, t);
 #if defined(__x86_64__)
-    case CpuLevel::avx2: return axpy_f16_avx2;
-    case CpuLevel::avx512: return axpy_f16_avx512;
+    case CpuLevel::avx2: return HERD_BY_FLOAT_TYPE(axpy_avx2, t);
+    case CpuLevel::avx512: return HERD_BY_FLOAT_TYPE(axpy_avx512, t);
 #else
     default: return nullptr;
 #endif
@@ -353,16 +372,10 @@ DotF32TileFn dot_f32_tile_kernel(DType t, CpuLevel level) {
 
 DotF32Fn dot_f32_kernel(DType t, CpuLevel level) {
   switch (level) {
-    case CpuLevel::scalar:
-      return t == DType::f32 ? dot_scalar<DType::f32> : t == DType::f16 ? dot_scalar<DType::f16>
-           : t == DType::bf16 ? dot_scalar<DType::bf16> : nullptr;
+    case CpuLevel::scalar: return HERD_BY_FLOAT_TYPE(dot_scalar, t);
 #if defined(__x86_64__)
-    case CpuLevel::avx2:
-      return t == DType::f32 ? dot_avx2<DType::f32> : t == DType::f16 ? dot_avx2<DType::f16>
-           : t == DType::bf16 ? dot_avx2<DType::bf16> : nullptr;
-    case CpuLevel::avx512:
-      return t == DType::f32 ? dot_avx512<DType::f32> : t == DType::f16 ? dot_avx512<DType::f16>
-           : t == DType::bf16 ? dot_avx512<DType::bf16> : nullptr;
+    case CpuLevel::avx2: return HERD_BY_FLOAT_TYPE(dot_avx2, t);
+    case CpuLevel::avx512: return HERD_BY_FLOAT_TYPE(dot_avx512, t);
 #else
     default: return nullptr;
 #endif
