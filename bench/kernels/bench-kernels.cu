@@ -90,6 +90,19 @@ void* dev_typed(size_t n, k::ElemType t, uint32_t seed, float scale = 1.f) {
   return p;
 }
 
+// n random E4M3 codes (no NaN: 0x7f and 0xff are skipped), as an FP8 KV cache holds.
+void* dev_fp8(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> h(n);
+  for (uint8_t& b : h) {
+    do b = uint8_t(rng()); while ((b & 0x7f) == 0x7f);
+  }
+  void* p = nullptr;
+  CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(n, 1)));
+  CHECK_CUDA(cudaMemcpy(p, h.data(), n, cudaMemcpyHostToDevice));
+  return p;
+}
+
 int32_t* dev_i32(const std::vector<int32_t>& v) {
   int32_t* p = nullptr;
   CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(v.size(), 1) * 4));
@@ -331,19 +344,24 @@ int main(int argc, char** argv) {
     CHECK_CUDA(cudaFree(out));
   }
 
-  // --- paged attention (bf16 cache, block 16, shuffled physical blocks) ---
+  // --- paged attention (bf16 and FP8 caches, block 16, shuffled physical blocks) ---
   // Decode rows report GB/s of K/V read next to the copy ceiling; prefill rows TFLOP/s over the
   // (query, key) pairs the causal mask keeps.
   {
     struct AttnBench {
       const char* name;
       int n_seqs, seq_len, q_len;
+      k::ElemType cache = k::ElemType::bf16;
     };
     const AttnBench cases[] = {{"attention decode", 1, 4096, 1},
                                {"attention decode", 1, 32768, 1},
                                {"attention decode", 32, 4096, 1},
                                {"attention prefill", 1, 512, 512},
-                               {"attention prefill", 1, 4096, 4096}};
+                               {"attention prefill", 1, 4096, 4096},
+                               {"attention decode fp8 kv", 1, 4096, 1, k::ElemType::fp8_e4m3},
+                               {"attention decode fp8 kv", 1, 32768, 1, k::ElemType::fp8_e4m3},
+                               {"attention decode fp8 kv", 32, 4096, 1, k::ElemType::fp8_e4m3},
+                               {"attention prefill fp8 kv", 1, 4096, 4096, k::ElemType::fp8_e4m3}};
     const double copy_gbps = g_results.front().gbps;  // the d2d copy ceiling, measured first
     for (const AttnBench& c : cases) {
       const int blocks_per_seq = (c.seq_len + kBlockSize - 1) / kBlockSize, n_blocks = c.n_seqs * blocks_per_seq;
@@ -359,15 +377,16 @@ int main(int argc, char** argv) {
       int32_t* d_qsl = dev_i32(qsl);
       int32_t* d_lens = dev_i32(lens);
       const size_t cache_elems = size_t(n_blocks) * kHeadKv * kBlockSize * kHeadDim;
-      void* kc = dev_typed(cache_elems, k::ElemType::bf16, 22);
-      void* vc = dev_typed(cache_elems, k::ElemType::bf16, 23);
+      const bool fp8 = c.cache == k::ElemType::fp8_e4m3;
+      void* kc = fp8 ? dev_fp8(cache_elems, 22) : dev_typed(cache_elems, c.cache, 22);
+      void* vc = fp8 ? dev_fp8(cache_elems, 23) : dev_typed(cache_elems, c.cache, 23);
       float* q = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 24, 2.f);
       float* out = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 25);
       const int n_splits = k::paged_attention_n_splits(n_tokens, c.n_seqs, kHead, kHeadKv, n_sm);
       const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, n_tokens, kHead, kHeadDim);
       float* ws = nullptr;
       if (ws_bytes > 0) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
-      const double kv_bytes = 2.0 * cache_elems * 2;
+      const double kv_bytes = 2.0 * cache_elems * k::elem_size(c.cache);
       const double bytes = kv_bytes + 8.0 * n_tokens * kHead * kHeadDim;
       const double flops = 4.0 * kHead * kHeadDim * n_pairs;
       const std::string shape = std::to_string(c.n_seqs) + " seq x " + std::to_string(c.q_len) + " tok @ ctx " +
@@ -375,8 +394,8 @@ int main(int argc, char** argv) {
       bench(c.name, shape, bytes, flops, [&] {
         ok(k::paged_attention(q, kc, vc, d_qsl, d_lens, d_table, out, n_tokens, c.n_seqs, kHead, kHeadKv, kHeadDim,
                               kBlockSize, n_blocks, blocks_per_seq, int64_t(kHead) * kHeadDim,
-                              int64_t(kHead) * kHeadDim, k::ElemType::bf16, 1.0f / sqrtf(float(kHeadDim)), 1.f,
-                              n_splits, ws, g_stream),
+                              int64_t(kHead) * kHeadDim, c.cache, (fp8 ? 0.05f : 1.f) / sqrtf(float(kHeadDim)),
+                              fp8 ? 0.02f : 1.f, n_splits, ws, g_stream),
            "paged_attention");
       });
       if (c.q_len == 1) {
