@@ -195,14 +195,14 @@ void assemble_weights(const TensorsByName& by_name, const ModelConfig& c, NameSc
         if (it == by_name.end()) continue;
         used.insert(name);
         const TensorView& t = it->second.first;
+        const bool scalar = (t.dtype == DType::f32 || t.dtype == DType::f16 || t.dtype == DType::bf16) && t.numel() == 1;
         float v = NAN;
-        if ((t.dtype == DType::f32 || t.dtype == DType::f16 || t.dtype == DType::bf16) && t.numel() == 1)
-          dequantize_row(t.dtype, t.data, &v, 1);
+        if (scalar) dequantize_row(t.dtype, t.data, &v, 1);
         if (v > 0.f && std::isfinite(v))
           w.layers[size_t(l)].*field = v;
         else
           problems.push_back(str_cat("tensor \"", name, "\" must be one positive finite float (an FP8 KV cache scale), not ",
-                                     dtype_name(t.dtype), " ", shape_str(t.shape), t.numel() == 1 ? str_cat(" holding ", v) : ""));
+                                     scalar ? str_cat(v) : str_cat(dtype_name(t.dtype), " ", shape_str(t.shape))));
       }
 
   for (const auto& [name, entry] : by_name)
