@@ -166,22 +166,16 @@ TEST_F(KvCacheScheme, ScalesAreReadAndUsedByAnFp8Cache) {
 }
 
 TEST_F(KvCacheScheme, BadScalesAndSchemesAreRefused) {
-  for (float bad : {-1.f, 0.f, NAN}) {
-    const std::string dir = write_copy(0.02f, 0.01f, bad);
+  auto expect_refused = [&](const std::string& dir, const std::string& says) {
     std::unique_ptr<herd::Model> model;
     const herd::Status s = load_fp8_kv(dir, &model);
     EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
-    EXPECT_NE(s.message().find("model.layers.1.self_attn.v_scale\" must be one positive finite float"), std::string::npos)
-        << s.message();
+    EXPECT_NE(s.message().find(says), std::string::npos) << s.message();
     std::filesystem::remove_all(dir);
-  }
-  const std::string dir = write_copy(0.02f, 0.01f, {}, "channel");
-  std::unique_ptr<herd::Model> model;
-  const herd::Status s = load_fp8_kv(dir, &model);
-  EXPECT_EQ(s.code(), herd::Status::Code::invalid_input);
-  EXPECT_NE(s.message().find("quantization_config.kv_cache_scheme.strategy is \"channel\""), std::string::npos)
-      << s.message();
-  std::filesystem::remove_all(dir);
+  };
+  for (float bad : {-1.f, 0.f, NAN})
+    expect_refused(write_copy(0.02f, 0.01f, bad), "model.layers.1.self_attn.v_scale\" must be one positive finite float");
+  expect_refused(write_copy(0.02f, 0.01f, {}, "channel"), "quantization_config.kv_cache_scheme.strategy is \"channel\"");
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantizedCheckpoint,

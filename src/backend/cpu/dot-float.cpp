@@ -345,13 +345,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void axpy_avx512(int64_t n,
 
 }  // namespace
 
+// The KV cache's types only: f16 and f8_e4m3.
+#define HERD_BY_KV_TYPE(K, t) ((t) == DType::f16 ? K<DType::f16> : (t) == DType::f8_e4m3 ? K<DType::f8_e4m3> : nullptr)
+
 AxpyFn axpy_kernel(DType t, CpuLevel level) {
-  if (t != DType::f16 && t != DType::f8_e4m3) return nullptr;  // the KV cache's types
   switch (level) {
-    case CpuLevel::scalar: return HERD_BY_FLOAT_TYPE(axpy_scalar, t);
+    case CpuLevel::scalar: return HERD_BY_KV_TYPE(axpy_scalar, t);
 #if defined(__x86_64__)
-    case CpuLevel::avx2: return HERD_BY_FLOAT_TYPE(axpy_avx2, t);
-    case CpuLevel::avx512: return HERD_BY_FLOAT_TYPE(axpy_avx512, t);
+    case CpuLevel::avx2: return HERD_BY_KV_TYPE(axpy_avx2, t);
+    case CpuLevel::avx512: return HERD_BY_KV_TYPE(axpy_avx512, t);
 #else
     default: return nullptr;
 #endif

@@ -319,9 +319,9 @@ class CudaBackend final : public Backend {
                shape_str(k_cache.shape));
     // Slots are on the device: -1 and any slot outside the cache are skipped (kernels/rope-kv-write.cuh).
     const int64_t kv_row = n_head_kv * head_dim;
+    const KvScales s = fp8_scales(ct, scales);
     HERD_CUDA_CHECK(k::rope_kv_write(f32p(q), f32p(kt), f32p(v), i32p(pos), f32p(inv_freq), i32p(slot_mapping),
-                                     k_cache.data(), v_cache.data(), ct, fp8_scales(ct, scales).k,
-                                     fp8_scales(ct, scales).v, int(n_tokens), int(n_head), int(n_head_kv),
+                                     k_cache.data(), v_cache.data(), ct, s.k, s.v, int(n_tokens), int(n_head), int(n_head_kv),
                                      int(head_dim), int(block_size), int(n_blocks), n_head * head_dim, kv_row, kv_row,
                                      stream_));
   }
