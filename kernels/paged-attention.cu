@@ -1,5 +1,7 @@
 #include "kernels/paged-attention.cuh"
 
+#include "kernels/attention-tiles.cuh"
+
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -43,15 +45,6 @@ __device__ __forceinline__ void unpack16<fp8>(const uint4& raw, float mul, float
   for (int i = 0; i < 16; ++i) dst[i] = float(e[i]) * mul;
 }
 
-// The first grid tile of sequence s. A sequence of q_len tokens needs ceil(q_len * group / 16) tiles;
-// floor(qsl[s] * group / 16) + s grows by at least that much from one sequence to the next, needs
-// only query_start_loc (no prefix sum over the batch) and is strictly increasing, so a binary search
-// finds each block's sequence. The price: up to one empty tile per sequence, which exits at once.
-__device__ __forceinline__ int tile_start(const int32_t* __restrict__ qsl, int s, int n_tokens, int group) {
-  const int t = min(max(__ldg(qsl + s), 0), n_tokens);
-  return int(int64_t(t) * group / kRowsPerBlock) + s;
-}
-
 // At least 3 blocks per multiprocessor (<= 85 registers; shared memory allows 5 at head_dim 128): more
 // tiles in flight matter more to this memory-bound loop than registers for deeper unrolling.
 template <int HEAD_DIM, typename TC>
@@ -83,15 +76,8 @@ __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
   const int group = n_head / n_head_kv;
 
   // --- which sequence, which of its rows, which keys ---
-  int lo = 0;
-  for (int hi = n_seqs - 1; lo < hi;) {  // the last sequence whose first tile is <= blockIdx.x
-    const int mid = (lo + hi + 1) >> 1;
-    if (tile_start(qsl, mid, n_tokens, group) <= int(blockIdx.x)) lo = mid; else hi = mid - 1;
-  }
-  const int s = lo;
-  const int local_tile = int(blockIdx.x) - tile_start(qsl, s, n_tokens, group);
-  const int q_begin = min(max(__ldg(qsl + s), 0), n_tokens);
-  const int q_end = min(max(__ldg(qsl + s + 1), q_begin), n_tokens);
+  const AttentionTile tl = attention_find_tile<kRowsPerBlock>(qsl, int(blockIdx.x), n_tokens, n_seqs, group);
+  const int s = tl.s, local_tile = tl.local, q_begin = tl.q_begin, q_end = tl.q_end;
   const int n_rows = (q_end - q_begin) * group;  // query rows of this sequence that read this KV head
   const int row0 = local_tile * kRowsPerBlock;
   if (local_tile < 0 || row0 >= n_rows) return;  // a slack tile (uniform over the block: no barrier skipped)
@@ -255,39 +241,13 @@ __global__ void __launch_bounds__(kThreads, 3) paged_attention_kernel(
   }
 }
 
-// Merges the splits' partial softmaxes: out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M).
-// One block per (token, head), one thread per dimension.
-__global__ void paged_attention_combine_kernel(
-    const float* __restrict__ part_o,   // [n_splits, n_tokens, n_head, head_dim]
-    const float* __restrict__ part_ml,  // [n_splits, n_tokens, n_head, 2]
-    float* __restrict__ out,            // [n_tokens, n_head * head_dim], token stride out_stride
-    int n_splits, int n_tokens, int n_head, int head_dim, int64_t out_stride) {
-  const int64_t th = blockIdx.x;
-  const int64_t t = th / n_head, h = th % n_head;
-  const int d = threadIdx.x;
-  const int64_t split_stride = int64_t(n_tokens) * n_head;
-  float mx = -INFINITY;
-  for (int s = 0; s < n_splits; ++s) mx = fmaxf(mx, part_ml[(s * split_stride + th) * 2]);
-  float sum = 0.f, acc = 0.f;
-  if (mx != -INFINITY) {
-    for (int s = 0; s < n_splits; ++s) {
-      const float ms = part_ml[(s * split_stride + th) * 2];
-      if (ms == -INFINITY) continue;  // an empty split
-      const float w = expf(ms - mx);
-      sum += part_ml[(s * split_stride + th) * 2 + 1] * w;
-      acc += part_o[(s * split_stride + th) * head_dim + d] * w;
-    }
-  }
-  out[t * out_stride + h * head_dim + d] = sum > 0.f ? acc / sum : 0.f;
-}
-
 template <int HEAD_DIM, typename TC>
 cudaError_t launch(const float* q, const void* k_cache, const void* v_cache, const int32_t* qsl,
                    const int32_t* seq_lens, const int32_t* block_table, float* out, int n_tokens, int n_seqs,
                    int n_head, int n_head_kv, int block_shift, int n_blocks, int max_blocks, int64_t q_stride,
                    int64_t out_stride, float scale, float v_scale, int n_splits, float* workspace,
                    cudaStream_t stream) {
-  const int64_t n_tiles = int64_t(n_tokens) * (n_head / n_head_kv) / kRowsPerBlock + n_seqs;
+  const int64_t n_tiles = attention_grid_tiles(n_tokens, n_head / n_head_kv, n_seqs, kRowsPerBlock);
   if (n_tiles > INT_MAX) return cudaErrorInvalidValue;
   const dim3 grid(static_cast<unsigned>(n_tiles), static_cast<unsigned>(n_head_kv), static_cast<unsigned>(n_splits));
   float* part_o = workspace;
@@ -297,29 +257,18 @@ cudaError_t launch(const float* q, const void* k_cache, const void* v_cache, con
       part_ml, n_tokens, n_seqs, n_head, n_head_kv, block_shift, n_blocks, max_blocks, q_stride, out_stride, scale,
       v_scale);
   HERD_CUDA_TRY(cudaGetLastError());
-  if (n_splits > 1) {
-    paged_attention_combine_kernel<<<unsigned(int64_t(n_tokens) * n_head), HEAD_DIM, 0, stream>>>(
-        part_o, part_ml, out, n_splits, n_tokens, n_head, HEAD_DIM, out_stride);
-  }
-  HERD_LAUNCH_CHECK();
+  if (n_splits == 1) return cudaSuccess;
+  return attention_combine(part_o, part_ml, out, n_splits, n_tokens, n_head, HEAD_DIM, out_stride, stream);
 }
 
 }  // namespace
 
 int paged_attention_n_splits(int n_tokens, int n_seqs, int n_head, int n_head_kv, int n_sm) {
   const int64_t group = n_head / std::max(1, n_head_kv);
-  // Tiles that hold query rows: at least one per sequence, at least the rows / 16.
+  // Tiles that hold query rows: at least one per sequence, at least the rows / 16. About four blocks
+  // per multiprocessor hide the load latency that one tile of prefetch leaves.
   const int64_t tiles = std::max<int64_t>(n_seqs, (int64_t(n_tokens) * group + kRowsPerBlock - 1) / kRowsPerBlock);
-  const int64_t base = std::max<int64_t>(1, tiles * n_head_kv);
-  // About four blocks per multiprocessor hide the load latency that one tile of prefetch leaves.
-  const int64_t target = 4 * int64_t(std::max(1, n_sm));
-  if (2 * base >= target) return 1;
-  return int(std::min<int64_t>(kMaxSplits, (target + base - 1) / base));
-}
-
-size_t paged_attention_workspace_bytes(int n_splits, int n_tokens, int n_head, int head_dim) {
-  if (n_splits <= 1) return 0;
-  return size_t(n_splits) * n_tokens * n_head * (head_dim + 2) * sizeof(float);
+  return attention_n_splits(tiles, n_head_kv, 4 * int64_t(std::max(1, n_sm)), kMaxSplits);
 }
 
 cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_cache, const int32_t* query_start_loc,

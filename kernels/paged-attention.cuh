@@ -13,9 +13,6 @@ namespace herd::kernels {
 // Decided on the host from sizes alone: sequence lengths live on the device. n_sm: multiprocessors.
 int paged_attention_n_splits(int n_tokens, int n_seqs, int n_head, int n_head_kv, int n_sm);
 
-// Bytes of f32 scratch paged_attention() needs for n_splits > 1 (0 when n_splits == 1).
-size_t paged_attention_workspace_bytes(int n_splits, int n_tokens, int n_head, int head_dim);
-
 // For each sequence s (tokens [qsl[s], qsl[s + 1]), q_len of them, seq_len = seq_lens[s] keys),
 // query j sits at position p = seq_len - q_len + j and
 //   out[t, h, :] = softmax(q[t, h] . K_s[0..p]^T * scale) . V_s[0..p]
@@ -25,8 +22,8 @@ size_t paged_attention_workspace_bytes(int n_splits, int n_tokens, int n_head, i
 // holds codes whose values are k / k_scale and v / v_scale: pass scale = k_scale / sqrt(head_dim) and
 // v_scale (1 for bf16). head_dim: 32, 64 or 128;
 // block_size: a power of two. Sequences with q_len 0 are skipped; a physical block id outside
-// [0, n_blocks) reads as zeros instead of faulting. workspace: paged_attention_workspace_bytes(
-// n_splits, ...) bytes, 16-byte aligned.
+// [0, n_blocks) reads as zeros instead of faulting. workspace: attention_workspace_bytes(
+// n_splits, ...) bytes (kernels/attention-tiles.cuh), 16-byte aligned.
 cudaError_t paged_attention(const float* q,                // [n_tokens, n_head, head_dim], token stride q_stride
                             const void* k_cache,           // [n_blocks, n_head_kv, block_size, head_dim] cache_type
                             const void* v_cache,           // [n_blocks, n_head_kv, block_size, head_dim] cache_type
@@ -37,7 +34,7 @@ cudaError_t paged_attention(const float* q,                // [n_tokens, n_head,
                             int n_tokens, int n_seqs, int n_head, int n_head_kv, int head_dim, int block_size,
                             int n_blocks, int max_blocks, int64_t q_stride, int64_t out_stride, ElemType cache_type,
                             float scale, float v_scale, int n_splits,
-                            float* workspace,              // see paged_attention_workspace_bytes
+                            float* workspace,              // see attention_workspace_bytes
                             cudaStream_t stream);
 
 }  // namespace herd::kernels

@@ -21,6 +21,8 @@
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
+#include "kernels/attention-tiles.cuh"
+#include "kernels/flash-attention.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
@@ -346,22 +348,32 @@ int main(int argc, char** argv) {
 
   // --- paged attention (bf16 and FP8 caches, block 16, shuffled physical blocks) ---
   // Decode rows report GB/s of K/V read next to the copy ceiling; prefill rows TFLOP/s over the
-  // (query, key) pairs the causal mask keeps.
+  // (query, key) pairs the causal mask keeps. "flash" rows run the tensor-core kernel, which the
+  // backend uses for steps with prefill chunks; the f32 kernel's prefill rows stop at 4K (at its
+  // speed a 128K prompt takes minutes).
   {
     struct AttnBench {
       const char* name;
       int n_seqs, seq_len, q_len;
       k::ElemType cache = k::ElemType::bf16;
+      bool flash = false;
     };
     const AttnBench cases[] = {{"attention decode", 1, 4096, 1},
                                {"attention decode", 1, 32768, 1},
+                               {"attention decode", 1, 131072, 1},
                                {"attention decode", 32, 4096, 1},
                                {"attention prefill", 1, 512, 512},
                                {"attention prefill", 1, 4096, 4096},
+                               {"flash attention prefill", 1, 512, 512, k::ElemType::bf16, true},
+                               {"flash attention prefill", 1, 4096, 4096, k::ElemType::bf16, true},
+                               {"flash attention prefill", 1, 32768, 32768, k::ElemType::bf16, true},
+                               {"flash attention prefill", 1, 131072, 131072, k::ElemType::bf16, true},
+                               {"flash attention chunk", 1, 131072, 2048, k::ElemType::bf16, true},
                                {"attention decode fp8 kv", 1, 4096, 1, k::ElemType::fp8_e4m3},
                                {"attention decode fp8 kv", 1, 32768, 1, k::ElemType::fp8_e4m3},
                                {"attention decode fp8 kv", 32, 4096, 1, k::ElemType::fp8_e4m3},
-                               {"attention prefill fp8 kv", 1, 4096, 4096, k::ElemType::fp8_e4m3}};
+                               {"attention prefill fp8 kv", 1, 4096, 4096, k::ElemType::fp8_e4m3},
+                               {"flash attention prefill fp8 kv", 1, 4096, 4096, k::ElemType::fp8_e4m3, true}};
     const double copy_gbps = g_results.front().gbps;  // the d2d copy ceiling, measured first
     for (const AttnBench& c : cases) {
       const int blocks_per_seq = (c.seq_len + kBlockSize - 1) / kBlockSize, n_blocks = c.n_seqs * blocks_per_seq;
@@ -382,8 +394,9 @@ int main(int argc, char** argv) {
       void* vc = fp8 ? dev_fp8(cache_elems, 23) : dev_typed(cache_elems, c.cache, 23);
       float* q = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 24, 2.f);
       float* out = dev_f32(size_t(n_tokens) * kHead * kHeadDim, 25);
-      const int n_splits = k::paged_attention_n_splits(n_tokens, c.n_seqs, kHead, kHeadKv, n_sm);
-      const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, n_tokens, kHead, kHeadDim);
+      const int n_splits = c.flash ? k::flash_attention_n_splits(n_tokens, c.n_seqs, kHead, kHeadKv, n_sm)
+                                   : k::paged_attention_n_splits(n_tokens, c.n_seqs, kHead, kHeadKv, n_sm);
+      const size_t ws_bytes = k::attention_workspace_bytes(n_splits, n_tokens, kHead, kHeadDim);
       float* ws = nullptr;
       if (ws_bytes > 0) CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
       const double kv_bytes = 2.0 * cache_elems * k::elem_size(c.cache);
@@ -391,12 +404,12 @@ int main(int argc, char** argv) {
       const double flops = 4.0 * kHead * kHeadDim * n_pairs;
       const std::string shape = std::to_string(c.n_seqs) + " seq x " + std::to_string(c.q_len) + " tok @ ctx " +
                                 std::to_string(c.seq_len) + ", " + std::to_string(n_splits) + " splits";
+      const auto kernel = c.flash ? k::flash_attention : k::paged_attention;
       bench(c.name, shape, bytes, flops, [&] {
-        ok(k::paged_attention(q, kc, vc, d_qsl, d_lens, d_table, out, n_tokens, c.n_seqs, kHead, kHeadKv, kHeadDim,
-                              kBlockSize, n_blocks, blocks_per_seq, int64_t(kHead) * kHeadDim,
-                              int64_t(kHead) * kHeadDim, c.cache, (fp8 ? 0.05f : 1.f) / sqrtf(float(kHeadDim)),
-                              fp8 ? 0.02f : 1.f, n_splits, ws, g_stream),
-           "paged_attention");
+        ok(kernel(q, kc, vc, d_qsl, d_lens, d_table, out, n_tokens, c.n_seqs, kHead, kHeadKv, kHeadDim, kBlockSize,
+                  n_blocks, blocks_per_seq, int64_t(kHead) * kHeadDim, int64_t(kHead) * kHeadDim, c.cache,
+                  (fp8 ? 0.05f : 1.f) / sqrtf(float(kHeadDim)), fp8 ? 0.02f : 1.f, n_splits, ws, g_stream),
+           c.name);
       });
       if (c.q_len == 1) {
         const double kv_gbps = kv_bytes / (g_results.back().median_us * 1e-6) / 1e9;

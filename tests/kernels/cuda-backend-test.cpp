@@ -17,6 +17,7 @@
 #include "common/check.h"
 #include "common/dtype.h"
 #include "common/quant.h"
+#include "paged-batch.h"
 #include "random-blocks.h"
 
 namespace herd {
@@ -402,50 +403,12 @@ TEST_F(CudaVsCpu, RopeKvWriteMatchesThroughShuffledSlots) {
 
 // --- attention ---------------------------------------------------------------
 
-struct SeqSpec {
-  int32_t seq_len, q_len;  // keys after this step's write; query tokens this step (0: none)
-};
-
 struct AttnCase {
   std::string name;
   int64_t n_head, n_head_kv, head_dim, block_size;
   std::vector<SeqSpec> seqs;
   float q_scale;  // larger: sharper softmax
 };
-
-// The int32 arrays of one step, as the engine builds them, except that physical block ids are a
-// random permutation of the whole pool (never contiguous, never in order) and the pool has spare
-// blocks nobody owns.
-struct PagedBatch {
-  int64_t n_tokens = 0, n_seqs = 0, n_blocks = 0, max_blocks = 0;
-  std::vector<int32_t> qsl, seq_lens, block_table;
-};
-
-PagedBatch make_batch(const std::vector<SeqSpec>& seqs, int64_t block_size, uint32_t seed) {
-  PagedBatch b;
-  b.n_seqs = int64_t(seqs.size());
-  std::vector<int64_t> n_used;
-  for (const SeqSpec& s : seqs) {
-    n_used.push_back((s.seq_len + block_size - 1) / block_size);
-    b.n_blocks += n_used.back();
-    b.max_blocks = std::max(b.max_blocks, n_used.back());
-  }
-  b.n_blocks += 3;
-  b.max_blocks += 2;  // table columns past a sequence's blocks exist and must not be read
-  std::vector<int32_t> perm(static_cast<size_t>(b.n_blocks));
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
-  b.block_table.assign(size_t(b.n_seqs * b.max_blocks), 0);
-  b.qsl.push_back(0);
-  size_t next = 0;
-  for (size_t s = 0; s < seqs.size(); ++s) {
-    for (int64_t i = 0; i < n_used[s]; ++i) b.block_table[s * size_t(b.max_blocks) + size_t(i)] = perm[next++];
-    b.qsl.push_back(b.qsl.back() + seqs[s].q_len);
-    b.seq_lens.push_back(seqs[s].seq_len);
-  }
-  b.n_tokens = b.qsl.back();
-  return b;
-}
 
 std::vector<AttnCase> attention_cases() {
   std::vector<SeqSpec> decode48;  // enough decode rows that the kernel needs no key splits
@@ -480,124 +443,187 @@ std::vector<AttnCase> attention_cases() {
 
 class CudaAttention : public CudaVsCpu {
  protected:
-  // Both backends on one batch; returns {gpu, cpu} outputs.
-  std::pair<std::vector<float>, std::vector<float>> run(const AttnCase& c, uint32_t seed) {
+  void SetUp() override {
+    CudaVsCpu::SetUp();
+    if (IsSkipped()) return;
+    simt_ = make_cuda_backend(0, /*kv_fp8=*/false, /*flash_attention=*/false);
+  }
+
+  struct Outputs {
+    std::vector<float> gpu, cpu;
+    std::vector<float> cpu_abs_v;  // the CPU's output with |V| for V: sum_i p_i |v_i| per element
+  };
+  // One batch through `gpu` and the CPU backend. bf16_q: q rounded to bf16 first (what the
+  // tensor-core kernel multiplies), so that both sides score the same values.
+  Outputs run(const AttnCase& c, uint32_t seed, Backend& gpu, bool bf16_q = false) {
     const PagedBatch b = make_batch(c.seqs, c.block_size, seed);
     const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
     // Random K/V in every slot of every block (spare blocks and the tails of partial blocks too):
     // a key a query must not see would show up in its output. The CUDA cache is bf16, the CPU's
     // f32: both get the same bf16-representable values, so only the arithmetic differs.
-    EXPECT_EQ(gpu_->kv_dtype(), DType::bf16);
+    EXPECT_EQ(gpu.kv_dtype(), DType::bf16);
     const auto kf = rounded(random_normal(size_t(shape_numel(cache_shape)), seed + 1), DType::bf16);
     const auto vf = rounded(random_normal(size_t(shape_numel(cache_shape)), seed + 2), DType::bf16);
-    Tensor kc = cpu_->alloc(DType::f32, cache_shape), vc = cpu_->alloc(DType::f32, cache_shape);
-    cpu_->write(kc, kf.data(), kc.nbytes());
-    cpu_->write(vc, vf.data(), vc.nbytes());
-    Tensor kg = gpu_->alloc(DType::bf16, cache_shape), vg = gpu_->alloc(DType::bf16, cache_shape);
+    auto vabs = vf;
+    for (float& x : vabs) x = std::fabs(x);
+    auto on_cpu = [&](DType t, const Shape& shape, const void* data) {
+      Tensor x = cpu_->alloc(t, shape);
+      cpu_->write(x, data, x.nbytes());
+      return x;
+    };
+    auto on_gpu = [&](DType t, const Shape& shape, const void* data) {
+      Tensor x = gpu.alloc(t, shape);
+      gpu.write(x, data, x.nbytes());
+      return x;
+    };
+    auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
+    if (bf16_q) q = rounded(std::move(q), DType::bf16);
+    const Shape q_shape = {b.n_tokens, c.n_head, c.head_dim}, out_shape = {b.n_tokens, c.n_head * c.head_dim};
+    Outputs o;
+    {
+      Tensor qt = on_cpu(DType::f32, q_shape, q.data()), qsl = on_cpu(DType::i32, {b.n_seqs + 1}, b.qsl.data());
+      Tensor sl = on_cpu(DType::i32, {b.n_seqs}, b.seq_lens.data());
+      Tensor bt = on_cpu(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
+      Tensor kc = on_cpu(DType::f32, cache_shape, kf.data()), out = cpu_->alloc(DType::f32, out_shape);
+      cpu_->attention(qt, kc, on_cpu(DType::f32, cache_shape, vf.data()), qsl, sl, bt, out);
+      o.cpu = read<float>(*cpu_, out);
+      cpu_->attention(qt, kc, on_cpu(DType::f32, cache_shape, vabs.data()), qsl, sl, bt, out);
+      o.cpu_abs_v = read<float>(*cpu_, out);
+    }
     const auto kb = encode(kf, DType::bf16), vb = encode(vf, DType::bf16);
-    gpu_->write(kg, kb.data(), kg.nbytes());
-    gpu_->write(vg, vb.data(), vg.nbytes());
-
-    const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
-    auto qt = input(DType::f32, {b.n_tokens, c.n_head, c.head_dim}, q.data());
-    auto qsl = input(DType::i32, {b.n_seqs + 1}, b.qsl.data());
-    auto sl = input(DType::i32, {b.n_seqs}, b.seq_lens.data());
-    auto bt = input(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
-    auto out = output(DType::f32, {b.n_tokens, c.n_head * c.head_dim});
-    cpu_->attention(qt.cpu, kc, vc, qsl.cpu, sl.cpu, bt.cpu, out.cpu);
-    gpu_->attention(qt.gpu, kg, vg, qsl.gpu, sl.gpu, bt.gpu, out.gpu);
-    return {gpu_f32(out), cpu_f32(out)};
+    Tensor qt = on_gpu(DType::f32, q_shape, q.data()), qsl = on_gpu(DType::i32, {b.n_seqs + 1}, b.qsl.data());
+    Tensor sl = on_gpu(DType::i32, {b.n_seqs}, b.seq_lens.data());
+    Tensor bt = on_gpu(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
+    Tensor out = gpu.alloc(DType::f32, out_shape);
+    gpu.attention(qt, on_gpu(DType::bf16, cache_shape, kb.data()), on_gpu(DType::bf16, cache_shape, vb.data()), qsl,
+                  sl, bt, out);
+    o.gpu = read<float>(gpu, out);
+    return o;
   }
+
+  std::unique_ptr<Backend> simt_;  // every step on the f32 kernel
 };
+
+std::string describe(const AttnCase& c) {
+  return str_cat(c.name, " (", c.n_head, "/", c.n_head_kv, " heads, hd ", c.head_dim, ", block ", c.block_size, ")");
+}
 
 TEST_F(CudaAttention, MatchesCpuOnBf16RoundedCache) {
   uint32_t seed = 15;
   for (const AttnCase& c : attention_cases()) {
-    const auto [got, want] = run(c, seed += 10);
+    const Outputs o = run(c, seed += 10, *simt_);
     // Same inputs, f32 arithmetic on both sides: the differences are summation order (tiles of 32
     // keys and key splits vs one pass), expf vs std::exp and the online softmax's rescaling, each a
     // few f32 ulps relative per term of a convex combination of V rows (|v| <~ 5). 2e-5 absolute +
     // 1e-4 relative holds with margin at 32K keys; a wrong key, block or mask is off by ~1e-2 or more.
-    expect_close(got, want, 2e-5f, 1e-4f, str_cat(c.name, " (", c.n_head, "/", c.n_head_kv, " heads, hd ", c.head_dim,
-                                                 ", block ", c.block_size, ")"));
+    expect_close(o.gpu, o.cpu, 2e-5f, 1e-4f, describe(c));
+  }
+}
+
+// The default backend: steps with prefill chunks on tensor cores, decode steps as above.
+TEST_F(CudaAttention, TensorCoresMatchCpuWithinBf16Probabilities) {
+  uint32_t seed = 115;
+  for (const AttnCase& c : attention_cases()) {
+    const Outputs o = run(c, seed += 10, *gpu_, /*bf16_q=*/true);
+    const auto tol = flash_tolerance(o.cpu, o.cpu_abs_v);
+    expect_close(o.gpu, o.cpu, 0, 0, describe(c) + " on tensor cores", &tol);
   }
 }
 
 // An FP8 KV cache: the same E4M3 codes in both caches, written through rope_kv_write at position 0
 // (RoPE the identity there, so both write the codes of the same values: they must be byte-equal),
-// then attention with scales on both; the CPU's exact path is the reference.
+// then attention with scales on both; the CPU's exact path is the reference. Both CUDA kernels: the
+// f32 one (every step) and the tensor-core one (the default for steps with prefill chunks).
 TEST_F(CudaAttention, Fp8CacheMatchesCpu) {
   const auto cpu8 = make_cpu_backend(0, /*exact=*/true, /*kv_fp8=*/true);
-  const auto gpu8 = make_cuda_backend(0, /*kv_fp8=*/true);
-  ASSERT_EQ(gpu8->kv_dtype(), DType::f8_e4m3);
   const KvScales scales{0.05f, 0.02f};
-  uint32_t seed = 70;
-  for (const AttnCase& c : attention_cases()) {
-    if (std::any_of(c.seqs.begin(), c.seqs.end(), [](const SeqSpec& s) { return s.seq_len > 4096; })) continue;
-    const PagedBatch b = make_batch(c.seqs, c.block_size, seed += 10);
-    const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
-    const int64_t n_slots = b.n_blocks * c.block_size;
-    // Every slot written (keys that must not be seen are there too), values of a few units.
-    const auto kf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 1, 3.f);
-    const auto vf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 2);
-    std::vector<int32_t> slots(static_cast<size_t>(n_slots)), zeros(static_cast<size_t>(n_slots), 0);
-    for (int64_t i = 0; i < n_slots; ++i) slots[size_t(i)] = int32_t(i);
-    std::vector<float> freq(size_t(c.head_dim / 2), 1.f);
-    Tensor kc = cpu8->alloc(DType::f8_e4m3, cache_shape), vc = cpu8->alloc(DType::f8_e4m3, cache_shape);
-    Tensor kg = gpu8->alloc(DType::f8_e4m3, cache_shape), vg = gpu8->alloc(DType::f8_e4m3, cache_shape);
-    auto both = [&](DType t, const Shape& shape, const void* data) {
-      std::pair<Tensor, Tensor> p{cpu8->alloc(t, shape), gpu8->alloc(t, shape)};
-      cpu8->write(p.first, data, p.first.nbytes());
-      gpu8->write(p.second, data, p.second.nbytes());
-      return p;
-    };
-    auto [pq, pqg] = both(DType::f32, {n_slots, 1, c.head_dim}, std::vector<float>(size_t(n_slots * c.head_dim)).data());
-    auto [pk, pkg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, kf.data());
-    auto [pv, pvg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, vf.data());
-    auto [ps, psg] = both(DType::i32, {n_slots}, slots.data());
-    auto [pz, pzg] = both(DType::i32, {n_slots}, zeros.data());
-    auto [pf, pfg] = both(DType::f32, {c.head_dim / 2}, freq.data());
-    cpu8->rope_kv_write(pq, pk, pv, pz, pf, ps, kc, vc, scales);
-    gpu8->rope_kv_write(pqg, pkg, pvg, pzg, pfg, psg, kg, vg, scales);
-    EXPECT_TRUE(read<uint8_t>(*cpu8, kc) == read<uint8_t>(*gpu8, kg)) << c.name << ": K codes";
-    EXPECT_TRUE(read<uint8_t>(*cpu8, vc) == read<uint8_t>(*gpu8, vg)) << c.name << ": V codes";
+  for (const bool flash : {false, true}) {
+    const auto gpu8 = make_cuda_backend(0, /*kv_fp8=*/true, flash);
+    ASSERT_EQ(gpu8->kv_dtype(), DType::f8_e4m3);
+    uint32_t seed = flash ? 170 : 70;
+    for (const AttnCase& c : attention_cases()) {
+      if (std::any_of(c.seqs.begin(), c.seqs.end(), [](const SeqSpec& s) { return s.seq_len > 4096; })) continue;
+      const PagedBatch b = make_batch(c.seqs, c.block_size, seed += 10);
+      const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
+      const int64_t n_slots = b.n_blocks * c.block_size;
+      // Every slot written (keys that must not be seen are there too), values of a few units.
+      const auto kf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 1, 3.f);
+      const auto vf = random_normal(size_t(n_slots * c.n_head_kv * c.head_dim), seed + 2);
+      std::vector<int32_t> slots(static_cast<size_t>(n_slots)), zeros(static_cast<size_t>(n_slots), 0);
+      for (int64_t i = 0; i < n_slots; ++i) slots[size_t(i)] = int32_t(i);
+      std::vector<float> freq(size_t(c.head_dim / 2), 1.f);
+      Tensor kc = cpu8->alloc(DType::f8_e4m3, cache_shape), vc = cpu8->alloc(DType::f8_e4m3, cache_shape);
+      Tensor kg = gpu8->alloc(DType::f8_e4m3, cache_shape), vg = gpu8->alloc(DType::f8_e4m3, cache_shape);
+      auto both = [&](DType t, const Shape& shape, const void* data) {
+        std::pair<Tensor, Tensor> p{cpu8->alloc(t, shape), gpu8->alloc(t, shape)};
+        cpu8->write(p.first, data, p.first.nbytes());
+        gpu8->write(p.second, data, p.second.nbytes());
+        return p;
+      };
+      auto [pq, pqg] = both(DType::f32, {n_slots, 1, c.head_dim}, std::vector<float>(size_t(n_slots * c.head_dim)).data());
+      auto [pk, pkg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, kf.data());
+      auto [pv, pvg] = both(DType::f32, {n_slots, c.n_head_kv, c.head_dim}, vf.data());
+      auto [ps, psg] = both(DType::i32, {n_slots}, slots.data());
+      auto [pz, pzg] = both(DType::i32, {n_slots}, zeros.data());
+      auto [pf, pfg] = both(DType::f32, {c.head_dim / 2}, freq.data());
+      cpu8->rope_kv_write(pq, pk, pv, pz, pf, ps, kc, vc, scales);
+      gpu8->rope_kv_write(pqg, pkg, pvg, pzg, pfg, psg, kg, vg, scales);
+      EXPECT_TRUE(read<uint8_t>(*cpu8, kc) == read<uint8_t>(*gpu8, kg)) << c.name << ": K codes";
+      EXPECT_TRUE(read<uint8_t>(*cpu8, vc) == read<uint8_t>(*gpu8, vg)) << c.name << ": V codes";
 
-    const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
-    auto [qt, qtg] = both(DType::f32, {b.n_tokens, c.n_head, c.head_dim}, q.data());
-    auto [qsl, qslg] = both(DType::i32, {b.n_seqs + 1}, b.qsl.data());
-    auto [sl, slg] = both(DType::i32, {b.n_seqs}, b.seq_lens.data());
-    auto [bt, btg] = both(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
-    Tensor out = cpu8->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim});
-    Tensor outg = gpu8->alloc(DType::f32, out.shape);
-    cpu8->attention(qt, kc, vc, qsl, sl, bt, out, scales);
-    gpu8->attention(qtg, kg, vg, qslg, slg, btg, outg, scales);
-    // As the bf16 test: the same values, f32 arithmetic in different orders.
-    expect_close(read<float>(*gpu8, outg), read<float>(*cpu8, out), 2e-5f, 1e-4f, str_cat(c.name, " (FP8 cache)"));
+      auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), seed + 3, c.q_scale);
+      if (flash) q = rounded(std::move(q), DType::bf16);  // what the tensor cores multiply
+      auto [qt, qtg] = both(DType::f32, {b.n_tokens, c.n_head, c.head_dim}, q.data());
+      auto [qsl, qslg] = both(DType::i32, {b.n_seqs + 1}, b.qsl.data());
+      auto [sl, slg] = both(DType::i32, {b.n_seqs}, b.seq_lens.data());
+      auto [bt, btg] = both(DType::i32, {b.n_seqs, b.max_blocks}, b.block_table.data());
+      Tensor out = cpu8->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim});
+      Tensor outg = gpu8->alloc(DType::f32, out.shape);
+      cpu8->attention(qt, kc, vc, qsl, sl, bt, out, scales);
+      gpu8->attention(qtg, kg, vg, qslg, slg, btg, outg, scales);
+      const auto want = read<float>(*cpu8, out);
+      if (!flash) {
+        // As the bf16 test: the same values, f32 arithmetic in different orders.
+        expect_close(read<float>(*gpu8, outg), want, 2e-5f, 1e-4f, str_cat(c.name, " (FP8 cache)"));
+        continue;
+      }
+      // The bound of the bf16 test, from the output with |V|: the codes without their sign bits.
+      auto codes = read<uint8_t>(*cpu8, vc);
+      for (uint8_t& x : codes) x &= 0x7f;
+      Tensor vabs = cpu8->alloc(DType::f8_e4m3, cache_shape);
+      cpu8->write(vabs, codes.data(), vabs.nbytes());
+      cpu8->attention(qt, kc, vabs, qsl, sl, bt, out, scales);
+      const auto tol = flash_tolerance(want, read<float>(*cpu8, out));
+      expect_close(read<float>(*gpu8, outg), want, 0, 0, str_cat(c.name, " (FP8 cache, tensor cores)"), &tol);
+    }
   }
 }
 
 TEST_F(CudaAttention, IsDeterministic) {
-  // A mixed batch that takes the key-split path, twice: bit-identical outputs (a difference would be a race).
+  // A mixed batch that takes the key-split path, twice on each kernel: bit-identical outputs (a
+  // difference would be a race).
   const AttnCase c{"mixed with splits", 32, 8, 128, 16, {{5000, 1}, {40, 40}, {777, 3}}, 1.f};
-  const PagedBatch b = make_batch(c.seqs, c.block_size, 18);
-  const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
-  const auto kb = encode(random_normal(size_t(shape_numel(cache_shape)), 19), DType::bf16);
-  const auto vb = encode(random_normal(size_t(shape_numel(cache_shape)), 20), DType::bf16);
-  Tensor kg = gpu_->alloc(DType::bf16, cache_shape), vg = gpu_->alloc(DType::bf16, cache_shape);
-  gpu_->write(kg, kb.data(), kg.nbytes());
-  gpu_->write(vg, vb.data(), vg.nbytes());
-  const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), 21);
-  Tensor qt = gpu_->alloc(DType::f32, {b.n_tokens, c.n_head, c.head_dim});
-  gpu_->write(qt, q.data(), qt.nbytes());
-  Tensor qsl = gpu_->alloc(DType::i32, {b.n_seqs + 1}), sl = gpu_->alloc(DType::i32, {b.n_seqs});
-  Tensor bt = gpu_->alloc(DType::i32, {b.n_seqs, b.max_blocks});
-  gpu_->write(qsl, b.qsl.data(), qsl.nbytes());
-  gpu_->write(sl, b.seq_lens.data(), sl.nbytes());
-  gpu_->write(bt, b.block_table.data(), bt.nbytes());
-  Tensor o1 = gpu_->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim}), o2 = gpu_->alloc(DType::f32, o1.shape);
-  gpu_->attention(qt, kg, vg, qsl, sl, bt, o1);
-  gpu_->attention(qt, kg, vg, qsl, sl, bt, o2);
-  EXPECT_TRUE(read<float>(*gpu_, o1) == read<float>(*gpu_, o2));
+  for (Backend* g : {gpu_.get(), simt_.get()}) {
+    const PagedBatch b = make_batch(c.seqs, c.block_size, 18);
+    const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, c.head_dim};
+    const auto kb = encode(random_normal(size_t(shape_numel(cache_shape)), 19), DType::bf16);
+    const auto vb = encode(random_normal(size_t(shape_numel(cache_shape)), 20), DType::bf16);
+    Tensor kg = g->alloc(DType::bf16, cache_shape), vg = g->alloc(DType::bf16, cache_shape);
+    g->write(kg, kb.data(), kg.nbytes());
+    g->write(vg, vb.data(), vg.nbytes());
+    const auto q = random_normal(size_t(b.n_tokens * c.n_head * c.head_dim), 21);
+    Tensor qt = g->alloc(DType::f32, {b.n_tokens, c.n_head, c.head_dim});
+    g->write(qt, q.data(), qt.nbytes());
+    Tensor qsl = g->alloc(DType::i32, {b.n_seqs + 1}), sl = g->alloc(DType::i32, {b.n_seqs});
+    Tensor bt = g->alloc(DType::i32, {b.n_seqs, b.max_blocks});
+    g->write(qsl, b.qsl.data(), qsl.nbytes());
+    g->write(sl, b.seq_lens.data(), sl.nbytes());
+    g->write(bt, b.block_table.data(), bt.nbytes());
+    Tensor o1 = g->alloc(DType::f32, {b.n_tokens, c.n_head * c.head_dim}), o2 = g->alloc(DType::f32, o1.shape);
+    g->attention(qt, kg, vg, qsl, sl, bt, o1);
+    g->attention(qt, kg, vg, qsl, sl, bt, o2);
+    EXPECT_TRUE(read<float>(*g, o1) == read<float>(*g, o2));
+  }
 }
 
 TEST_F(CudaAttention, EmptyStepsAreNoOps) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "backend/cuda/cuda-place.h"
 #include "common/check.h"
@@ -16,6 +17,8 @@
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/embed.cuh"
+#include "kernels/attention-tiles.cuh"
+#include "kernels/flash-attention.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
@@ -125,7 +128,7 @@ class Scratch {
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(int device, bool kv_fp8) : device_(device), kv_fp8_(kv_fp8) {
+  CudaBackend(int device, bool kv_fp8, bool flash) : device_(device), kv_fp8_(kv_fp8) {
     int n_devices = 0;
     HERD_CUDA_CHECK(cudaGetDeviceCount(&n_devices));
     HERD_REQUIRE(device >= 0 && device < n_devices, "CUDA device ", device, " does not exist (", n_devices,
@@ -135,6 +138,8 @@ class CudaBackend final : public Backend {
     cudaDeviceProp prop{};
     HERD_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     device_name_ = prop.name;
+    cc_major_ = prop.major;
+    flash_ = flash && flash_attention_wanted();
     HERD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     HERD_CUBLAS_CHECK(cublasCreate(&cublas_));
     HERD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -350,16 +355,21 @@ class CudaBackend final : public Backend {
     HERD_REQUIRE(block_size > 0 && (block_size & (block_size - 1)) == 0,
                  "the CUDA attention kernel needs a power-of-two block size, not ", block_size);
     if (n_tokens == 0 || n_seqs == 0) return;
-    // The split count comes from sizes only: reading seq_lens back would stall the stream.
-    const int n_splits = k::paged_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
-    const size_t ws_bytes = k::paged_attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
+    // Steps with a prefill chunk (more tokens than sequences) run on tensor cores; decode steps stay
+    // on the f32 kernel, which is bound by K/V reads, not arithmetic. The split count comes from
+    // sizes only: reading seq_lens back would stall the stream.
+    const bool flash = flash_ && n_tokens > n_seqs && k::flash_attention_supported(cc_major_, int(head_dim));
+    const int n_splits = flash ? k::flash_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_)
+                               : k::paged_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
+    const size_t ws_bytes = k::attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
     float* ws = ws_bytes > 0 ? static_cast<float*>(attn_scratch_.get(ws_bytes, stream_)) : nullptr;
     const KvScales s = fp8_scales(ct, scales);
     const float scale = s.k / std::sqrt(float(head_dim));
-    HERD_CUDA_CHECK(k::paged_attention(f32p(q), k_cache.data(), v_cache.data(), i32p(query_start_loc), i32p(seq_lens),
-                                       i32p(block_table), f32p(out), int(n_tokens), int(n_seqs), int(n_head),
-                                       int(n_head_kv), int(head_dim), int(block_size), int(n_blocks), int(max_blocks),
-                                       n_head * head_dim, n_head * head_dim, ct, scale, s.v, n_splits, ws, stream_));
+    const auto kernel = flash ? k::flash_attention : k::paged_attention;
+    HERD_CUDA_CHECK(kernel(f32p(q), k_cache.data(), v_cache.data(), i32p(query_start_loc), i32p(seq_lens),
+                           i32p(block_table), f32p(out), int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv),
+                           int(head_dim), int(block_size), int(n_blocks), int(max_blocks), n_head * head_dim,
+                           n_head * head_dim, ct, scale, s.v, n_splits, ws, stream_));
   }
 
   void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) override {
@@ -437,9 +447,19 @@ class CudaBackend final : public Backend {
     return k_cache.dtype == DType::f8_e4m3 ? k::ElemType::fp8_e4m3 : elem_type(k_cache.dtype, "KV cache");
   }
 
+  // HERD_CUDA_FLASH=off keeps prefill attention on the f32 kernel (on, or unset: tensor cores).
+  static bool flash_attention_wanted() {
+    const char* env = std::getenv("HERD_CUDA_FLASH");
+    const std::string v = env != nullptr ? env : "on";
+    HERD_REQUIRE(v == "on" || v == "off", "HERD_CUDA_FLASH=", v, ": expected on or off");
+    return v == "on";
+  }
+
   int device_ = 0;
   bool kv_fp8_ = false;
+  bool flash_ = false;  // prefill attention on tensor cores (kernels/flash-attention.cuh)
   int n_sm_ = 1;
+  int cc_major_ = 0;  // compute capability
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
@@ -460,8 +480,8 @@ bool cuda_device_available() {
   return n > 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend(int device, bool kv_fp8) {
-  return std::make_unique<CudaBackend>(device, kv_fp8);
+std::unique_ptr<Backend> make_cuda_backend(int device, bool kv_fp8, bool flash_attention) {
+  return std::make_unique<CudaBackend>(device, kv_fp8, flash_attention);
 }
 
 bool is_cuda_backend(const Backend& backend) { return dynamic_cast<const CudaBackend*>(&backend) != nullptr; }
