@@ -20,6 +20,7 @@
 #include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
+#include "kernels/dense-gemv.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/attention-tiles.cuh"
 #include "kernels/flash-attention.cuh"
@@ -232,6 +233,62 @@ int main(int argc, char** argv) {
                                           mm.kdim, xb, CUDA_R_16BF, mm.kdim, &beta, out, CUDA_R_32F, mm.m,
                                           CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
               });
+        CHECK_CUDA(cudaFree(x));
+        CHECK_CUDA(cudaFree(xb));
+        CHECK_CUDA(cudaFree(out));
+      }
+      CHECK_CUDA(cudaFree(w));
+    }
+  }
+
+  // --- bf16 weights at decode: the GEMV (dense_gemv) against x cast to bf16 + cuBLAS, 1 to 16 tokens,
+  // each Llama 3.1 8B and 70B projection (q, k and v in one launch; gate and up in one), GB/s of
+  // the weight bytes + activations next to the copy ceiling. The backend sends up to
+  // kDenseGemvMaxTokens tokens to the GEMV: these rows say where cuBLAS overtakes it.
+  {
+    struct Proj {
+      const char* name;
+      std::vector<int> rows;  // the parts of one launch
+      int kdim;
+    };
+    const Proj projs[] = {{"8B qkv", {4096, 1024, 1024}, 4096},   {"8B o", {4096}, 4096},
+                          {"8B gate+up", {14336, 14336}, 4096},   {"8B down", {4096}, 14336},
+                          {"70B qkv", {8192, 1024, 1024}, 8192},  {"70B o", {8192}, 8192},
+                          {"70B gate+up", {28672, 28672}, 8192},  {"70B down", {8192}, 28672},
+                          {"8B lm_head", {kVocab}, 4096}};
+    const double copy_gbps = g_results.front().gbps;
+    for (const Proj& pr : projs) {
+      const int m = std::accumulate(pr.rows.begin(), pr.rows.end(), 0);
+      void* w = dev_typed(size_t(m) * pr.kdim, k::ElemType::bf16, 34);
+      for (int n : {1, 2, 4, 8, 16}) {
+        float* x = dev_f32(size_t(n) * pr.kdim, 35);
+        void* xb = dev_typed(size_t(n) * pr.kdim, k::ElemType::bf16, 35);
+        float* out = dev_f32(size_t(n) * m, 36);
+        const double bytes = 2.0 * m * pr.kdim + 4.0 * n * pr.kdim + 4.0 * n * m;
+        const std::string shape = dims({n, pr.kdim}) + " x " + dims({m, pr.kdim}) + "^T";
+        auto report = [&] {
+          std::printf("%-28s %.0f%% of the copy ceiling\n", "", 100.0 * g_results.back().gbps / copy_gbps);
+        };
+        if (n <= k::kDenseGemvMaxTokens) {
+          std::vector<k::GemvPart> parts;
+          size_t r0 = 0;
+          for (int rows : pr.rows) {
+            parts.push_back({static_cast<const char*>(w) + r0 * pr.kdim * 2, out + r0 * size_t(n), rows});
+            r0 += size_t(rows);
+          }
+          bench(std::string("gemv bf16 ") + pr.name, shape, bytes, 2.0 * n * m * pr.kdim, [&] {
+            ok(k::dense_gemv(parts.data(), int(parts.size()), k::ElemType::bf16, pr.kdim, x, n, g_stream), "dense_gemv");
+          });
+          report();
+        }
+        const float alpha = 1, beta = 0;
+        bench(std::string("cublas bf16 ") + pr.name, shape, bytes, 2.0 * n * m * pr.kdim, [&] {
+          ok(k::cast_f32(x, xb, k::ElemType::bf16, int64_t(n) * pr.kdim, g_stream), "cast");
+          CHECK_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, m, n, pr.kdim, &alpha, w, CUDA_R_16BF, pr.kdim, xb,
+                                    CUDA_R_16BF, pr.kdim, &beta, out, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
+                                    CUBLAS_GEMM_DEFAULT));
+        });
+        report();
         CHECK_CUDA(cudaFree(x));
         CHECK_CUDA(cudaFree(xb));
         CHECK_CUDA(cudaFree(out));

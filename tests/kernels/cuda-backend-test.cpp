@@ -201,7 +201,9 @@ TEST_F(CudaVsCpu, AddRmsNormMatchesOverShapesAndWeightTypes) {
 struct MatmulCase {
   int64_t n, k, m;
 };
-const MatmulCase kMatmulCases[] = {{1, 4096, 515}, {17, 1000, 257}, {7, 257, 3}, {64, 512, 384}, {3, 4099, 33}};
+// n <= 8 with k a multiple of 8 takes the GEMV (kernels/dense-gemv.cuh) for 16-bit weights, the rest cuBLAS.
+const MatmulCase kMatmulCases[] = {{1, 4096, 515}, {17, 1000, 257}, {7, 257, 3}, {64, 512, 384},
+                                   {3, 4099, 33},  {8, 1024, 300},  {5, 4104, 77}, {9, 512, 40}};
 
 TEST_F(CudaVsCpu, MatmulF32WeightsIsF32Exact) {
   for (const MatmulCase& c : kMatmulCases) {
@@ -258,6 +260,42 @@ TEST_F(CudaVsCpu, Matmul16BitWeights) {
 // Quantized weights stay in their blocks on the device: up to 8 tokens through the GEMV, which
 // widens them in registers (f32 products, as the CPU's exact path); more through BF16 slabs and
 // cuBLAS, which round the weights and the activations to BF16 first.
+// Products that share an input (q, k, v; gate, up): one GEMV launch for decode steps, separate
+// GEMMs beyond; every part equal to the CPU's product whichever way it ran.
+TEST_F(CudaVsCpu, MatmulSharedMatchesEachProduct) {
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    for (int64_t n : {1, 2, 5, 8, 9}) {
+      const int64_t k = 1032;
+      const int64_t ms[] = {96, 24, 24};  // q, k, v of a 3:1 model with head_dim 8
+      // x representable in dtype: the cuBLAS path rounds it, the GEMV does not; both are then exact products.
+      const auto x = rounded(random_floats(size_t(n * k), uint32_t(40 + n)), dtype);
+      auto xt = input(DType::f32, {n, k}, x.data());
+      std::vector<Both> ws, outs;
+      std::vector<std::vector<float>> wfs;
+      for (int i = 0; i < 3; ++i) {
+        wfs.push_back(rounded(random_floats(size_t(ms[i] * k), uint32_t(50 + i)), dtype));
+        ws.push_back(weight(dtype, {ms[i], k}, encode(wfs.back(), dtype).data()));
+        outs.push_back(output(DType::f32, {n, ms[i]}));
+      }
+      const MatmulOut cpu_parts[] = {{ws[0].cpu, outs[0].cpu}, {ws[1].cpu, outs[1].cpu}, {ws[2].cpu, outs[2].cpu}};
+      const MatmulOut gpu_parts[] = {{ws[0].gpu, outs[0].gpu}, {ws[1].gpu, outs[1].gpu}, {ws[2].gpu, outs[2].gpu}};
+      cpu_->matmul_shared(xt.cpu, cpu_parts);
+      gpu_->matmul_shared(xt.gpu, gpu_parts);
+      for (int i = 0; i < 3; ++i) {
+        std::vector<float> tol(static_cast<size_t>(n * ms[i]));
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t r = 0; r < ms[i]; ++r) {
+            double s = 0;
+            for (int64_t c = 0; c < k; ++c) s += std::fabs(x[size_t(t * k + c)] * wfs[size_t(i)][size_t(r * k + c)]);
+            tol[size_t(t * ms[i] + r)] = float(2e-5 * s + 1e-6);
+          }
+        expect_close(gpu_f32(outs[size_t(i)]), cpu_f32(outs[size_t(i)]), 0, 0,
+                     str_cat("matmul_shared ", dtype_name(dtype), " part ", i, ", ", n, " tokens"), &tol);
+      }
+    }
+  }
+}
+
 TEST_F(CudaVsCpu, MatmulQuantizedWeights) {
   std::mt19937 rng(9);
   for (DType dtype : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k, DType::fp8,

@@ -1,8 +1,8 @@
-// Runs a CUDA kernel written for tensor cores on the CPU: each thread of a block is an OS thread,
-// __syncthreads a barrier, and the warp-level primitives of kernels/mma-primitives.cuh (ldmatrix,
-// mma.sync m16n8k16 BF16, cp.async) plus __shfl_xor_sync are re-implemented here from the PTX
-// ISA's definitions of their fragment layouts, independently of the kernels that use them. Blocks
-// run one after another. Slow (a thread switch per warp-level operation), so for small shapes only:
+// Runs a CUDA kernel on the CPU: each thread of a block is an OS thread, __syncthreads a barrier,
+// and the warp-level primitives of kernels/mma-primitives.cuh (ldmatrix, mma.sync m16n8k16 BF16,
+// cp.async) plus __shfl_xor_sync and warp_sum are re-implemented here from the PTX ISA's
+// definitions of their fragment layouts, independently of the kernels that use them. Blocks run
+// one after another. Slow (a thread switch per warp-level operation), so for small shapes only:
 // it checks a kernel's index, fragment and mask arithmetic in CI, where no GPU is.
 //
 // Include this before the kernel's header (which then skips kernels/mma-primitives.cuh).
@@ -107,6 +107,11 @@ inline float __shfl_xor_sync(unsigned, float v, int mask) {
   const float r = emu::slot_of(emu::lane() ^ mask).f;
   emu::warp_sync();
   return r;
+}
+
+inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
 }
 
 inline unsigned char* dynamic_smem() { return emu::g_block->smem; }

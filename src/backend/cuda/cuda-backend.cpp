@@ -16,6 +16,7 @@
 #include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
 #include "kernels/cast.cuh"
+#include "kernels/dense-gemv.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/attention-tiles.cuh"
 #include "kernels/flash-attention.cuh"
@@ -257,6 +258,8 @@ class CudaBackend final : public Backend {
     HERD_CHECK(out.numel() == n * m);
     if (n == 0) return;
     if (is_quantized(w.dtype)) return matmul_quantized(x, w, out);
+    const MatmulOut part{w, out};
+    if (gemv_fits(x, std::span(&part, 1))) return gemv(x, std::span(&part, 1));
     // Row-major out[n, m] = x[n, k] . w[m, k]^T is, in cuBLAS's column-major view,
     // out^T[m, n] = (w viewed as [k, m])^T . (x viewed as [k, n]): op(A) = T on w, op(B) = N on x.
     const void* xb = x.data();
@@ -275,6 +278,42 @@ class CudaBackend final : public Backend {
 
   // A quantized weight: a few tokens read its blocks once in a GEMV that widens them in registers;
   // more are multiplied on the tensor cores after widening slabs of its rows to BF16.
+  // q, k and v (or gate and up) of a decode step in one launch of the GEMV; otherwise one product each.
+  void matmul_shared(const Tensor& x, std::span<const MatmulOut> parts) override {
+    if (gemv_fits(x, parts)) {
+      const int64_t kdim = x.dim(-1), n = x.numel() / kdim;
+      for (const MatmulOut& p : parts) {
+        HERD_CHECK(p.w.shape.size() == 2 && p.w.dim(1) == kdim, "matmul: x has ", kdim, " columns, w ",
+                   shape_str(p.w.shape));
+        HERD_CHECK(p.out.numel() == n * p.w.dim(0));
+        check_dtype(p.out, DType::f32, "matmul output");
+      }
+      return gemv(x, parts);
+    }
+    for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
+  }
+
+  // Whether the parts' products go to the GEMV: a few tokens (decode), 16-bit weights of one type,
+  // rows of whole 16-byte chunks.
+  static bool gemv_fits(const Tensor& x, std::span<const MatmulOut> parts) {
+    const int64_t kdim = x.dim(-1), n = kdim > 0 ? x.numel() / kdim : 0;
+    if (n < 1 || n > k::kDenseGemvMaxTokens || kdim % 8 != 0 || x.dtype != DType::f32 || parts.empty() ||
+        parts.size() > size_t(k::kDenseGemvMaxParts))
+      return false;
+    return std::all_of(parts.begin(), parts.end(), [&](const MatmulOut& p) {
+      return (p.w.dtype == DType::bf16 || p.w.dtype == DType::f16) && p.w.dtype == parts[0].w.dtype &&
+             p.w.shape.size() == 2 && p.w.dim(1) == kdim;
+    });
+  }
+
+  void gemv(const Tensor& x, std::span<const MatmulOut> parts) {
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim;
+    k::GemvPart gp[k::kDenseGemvMaxParts];
+    for (size_t i = 0; i < parts.size(); ++i) gp[i] = {parts[i].w.data(), f32p(parts[i].out), parts[i].w.dim(0)};
+    HERD_CUDA_CHECK(k::dense_gemv(gp, int(parts.size()), elem_type(parts[0].w.dtype, "matmul weight"), kdim, f32p(x),
+                                  int(n), stream_));
+  }
+
   void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& out) {
     const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
     const k::QuantType qt = quant_type(w.dtype);

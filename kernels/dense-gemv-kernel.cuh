@@ -1,0 +1,112 @@
+// The dense GEMV kernel itself (launched by kernels/dense-gemv.cu); a header of its own so that
+// tests/kernels also runs it on an emulated device in CI (see flash-attention-kernel.cuh).
+#pragma once
+
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/common.cuh"
+#include "kernels/dense-gemv.cuh"
+
+namespace herd::kernels {
+namespace gemv {
+
+// One warp per weight row; lane l reads 16-byte chunks l, l + 32, ... of the row, kUnroll of them
+// in flight before any is used, so that a multiprocessor keeps enough bytes on the way to reach the
+// memory's bandwidth. x (a few KB a token) comes through L1/L2 and is read by every row.
+constexpr int kWarps = 8;  // rows per block
+constexpr int kThreads = 32 * kWarps;
+constexpr int kUnroll = 4;
+
+struct Parts {
+  GemvPart p[kDenseGemvMaxParts];
+  int64_t row_end[kDenseGemvMaxParts];  // cumulative rows: part i owns [row_end[i - 1], row_end[i])
+  int n;
+  int64_t total_rows;
+};
+
+// A 16-bit value's bits as f32 (exact): bf16 is the high half of its f32.
+template <typename TW>
+__device__ __forceinline__ float widen(uint32_t bits16) {
+  if constexpr (std::is_same_v<TW, __nv_bfloat16>) {
+    const uint32_t b = bits16 << 16;
+    float f;
+    memcpy(&f, &b, 4);  // register moves on the device
+    return f;
+  } else {
+    __half_raw h;
+    h.x = uint16_t(bits16);
+    return __half2float(__half(h));
+  }
+}
+
+// 8 16-bit values of a 16-byte chunk as f32, low element first.
+template <typename TW>
+__device__ __forceinline__ void widen8(const uint4& raw, float* f) {
+  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = widen<TW>(w[i] & 0xffffu);
+    f[2 * i + 1] = widen<TW>(w[i] >> 16);
+  }
+}
+
+template <typename TW, int NT>
+__global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64_t cols, const float* __restrict__ x) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (r >= parts.total_rows) return;  // past the last part's rows (warp-uniform)
+  // The row's part, by constant indices only (a dynamic index would copy the parameters to local memory).
+  GemvPart part = parts.p[0];
+  int64_t start = 0;
+#pragma unroll
+  for (int i = 1; i < kDenseGemvMaxParts; ++i) {
+    if (i < parts.n && r >= parts.row_end[i - 1]) {
+      part = parts.p[i];
+      start = parts.row_end[i - 1];
+    }
+  }
+  const int64_t row = r - start;
+  const uint4* __restrict__ w = static_cast<const uint4*>(part.w) + row * (cols / 8);
+  const int64_t n_vec = cols / 8;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+  for (int64_t base = lane; base < n_vec; base += 32 * kUnroll) {
+    uint4 raw[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + 32 * u;
+      raw[u] = i < n_vec ? __ldg(w + i) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + 32 * u;
+      if (i >= n_vec) break;
+      float f[8];
+      widen8<TW>(raw[u], f);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        const float4* xp = reinterpret_cast<const float4*>(x + t * cols + i * 8);
+        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+        float s = acc[t];
+        s = fmaf(f[0], a.x, s);
+        s = fmaf(f[1], a.y, s);
+        s = fmaf(f[2], a.z, s);
+        s = fmaf(f[3], a.w, s);
+        s = fmaf(f[4], b.x, s);
+        s = fmaf(f[5], b.y, s);
+        s = fmaf(f[6], b.z, s);
+        acc[t] = fmaf(f[7], b.w, s);
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float s = warp_sum(acc[t]);
+    if (lane == 0) part.out[t * part.rows + row] = s;
+  }
+}
+
+}  // namespace gemv
+}  // namespace herd::kernels
