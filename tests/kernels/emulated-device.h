@@ -25,7 +25,7 @@
 
 inline thread_local uint3 threadIdx;
 inline uint3 blockIdx;  // blocks run one at a time
-inline dim3 gridDim;
+inline dim3 gridDim, blockDim;
 
 namespace herd::kernels {
 
@@ -80,6 +80,7 @@ inline uint32_t pair(__nv_bfloat16 lo, __nv_bfloat16 hi) { return bits(lo) | (bi
 template <typename F>
 void launch(dim3 grid, int n_threads, F&& kernel) {
   gridDim = grid;
+  blockDim = dim3(unsigned(n_threads));
   for (unsigned z = 0; z < grid.z; ++z)
     for (unsigned y = 0; y < grid.y; ++y)
       for (unsigned x = 0; x < grid.x; ++x) {

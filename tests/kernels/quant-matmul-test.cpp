@@ -16,44 +16,20 @@
 #include "common/quant.h"
 #include "kernels/device-test.h"
 #include "kernels/quant-matmul.cuh"
-#include "random-blocks.h"
+#include "quant-cases.h"
 
 namespace herd {
 namespace {
 
-namespace k = herd::kernels;
-
-struct Type {
-  DType host;
-  k::QuantType device;
-};
-const Type kTypes[] = {{DType::q8_0, k::QuantType::q8_0}, {DType::q4_0, k::QuantType::q4_0},
-                       {DType::q4_1, k::QuantType::q4_1}, {DType::q4_k, k::QuantType::q4_k},
-                       {DType::q5_k, k::QuantType::q5_k}, {DType::q6_k, k::QuantType::q6_k},
-                       {DType::fp8, k::QuantType::fp8},   {DType::int4, k::QuantType::int4}};
-
-// `rows` rows of `cols` elements of type t.
-std::vector<uint8_t> random_rows(DType t, int64_t rows, int64_t cols, std::mt19937& rng) {
-  return random_blocks(t, rows * cols / dtype_block(t).elems, rng);
-}
-
-std::vector<float> host_rows(DType t, const std::vector<uint8_t>& bytes, int64_t rows, int64_t cols) {
-  std::vector<float> out(size_t(rows * cols));
-  const size_t row_bytes = dtype_nbytes(t, cols);
-  for (int64_t r = 0; r < rows; ++r) dequantize_row(t, bytes.data() + size_t(r) * row_bytes, out.data() + r * cols, cols);
-  return out;
-}
-
-int64_t awkward_cols(DType t) { return dtype_block(t).elems == 256 ? 256 * 3 : 32 * 37; }
-
 TEST(KernelQuant, RowLayoutsMatchTheHost) {
-  for (const Type& t : kTypes) EXPECT_EQ(k::quant_row_bytes(t.device, awkward_cols(t.host)), int64_t(dtype_nbytes(t.host, awkward_cols(t.host))));
+  for (const BlockType& t : kBlockTypes)
+    EXPECT_EQ(k::quant_row_bytes(t.device, awkward_cols(t.host)), int64_t(dtype_nbytes(t.host, awkward_cols(t.host))));
 }
 
 TEST(KernelQuant, DequantizeEqualsTheHostRoundedToBf16) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(1);
-  for (const Type& t : kTypes) {
+  for (const BlockType& t : kBlockTypes) {
     const int64_t rows = 7, cols = awkward_cols(t.host);
     const std::vector<uint8_t> w = random_rows(t.host, rows, cols, rng);
     const std::vector<float> want = host_rows(t.host, w, rows, cols);
@@ -75,7 +51,7 @@ TEST(KernelQuant, GemvEqualsTheExactProduct) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
-  for (const Type& t : kTypes)
+  for (const BlockType& t : kBlockTypes)
     for (int64_t rows : {1, 9, 70})
       for (int n : {1, 3, 8}) {
         const int64_t cols = awkward_cols(t.host);
@@ -106,7 +82,7 @@ TEST(KernelQuant, GemvEqualsTheExactProduct) {
 TEST(KernelQuant, EmbedGathersHostRows) {
   if (!have_gpu()) GTEST_SKIP() << "no CUDA device";
   std::mt19937 rng(3);
-  for (const Type& t : kTypes) {
+  for (const BlockType& t : kBlockTypes) {
     const int64_t n_vocab = 11, cols = awkward_cols(t.host);
     const std::vector<uint8_t> table = random_rows(t.host, n_vocab, cols, rng);
     const std::vector<float> rows = host_rows(t.host, table, n_vocab, cols);

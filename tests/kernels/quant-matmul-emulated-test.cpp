@@ -1,0 +1,123 @@
+// The quantized-weight kernels (kernels/quant-matmul-kernel.cuh) run on the CPU through
+// emulated-device.h, against the host's dequantize_row: every block decoder, the GEMV's sums and
+// row mapping, the widening to BF16 and the embedding gather are checked in CI, where no GPU is.
+// The same kernels run on the device in quant-matmul-test.cpp (label gpu).
+#include "emulated-device.h"
+// (the emulation first)
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "kernels/quant-matmul-kernel.cuh"
+#include "quant-cases.h"
+
+namespace herd {
+namespace {
+
+namespace qk = kernels::quant;
+
+template <k::QuantType T>
+int64_t row_bytes(int64_t cols) {
+  return cols / qk::block_shape(T).elems * qk::block_shape(T).bytes;
+}
+
+template <k::QuantType T>
+void gemv(const std::vector<uint8_t>& w, int64_t rows, int64_t cols, const std::vector<float>& x, float* out, int n) {
+  const dim3 grid(unsigned((rows + qk::kGemvWarps - 1) / qk::kGemvWarps));
+  kernels::emu::launch(grid, 32 * qk::kGemvWarps, [&] {
+    qk::gemv_kernel<T>(w.data(), rows, cols, row_bytes<T>(cols), x.data(), out, n);
+  });
+}
+
+template <k::QuantType T>
+void dequantize(const std::vector<uint8_t>& w, int64_t rows, int64_t cols, __nv_bfloat16* out) {
+  const int64_t n = rows * (cols / 32);
+  kernels::emu::launch(dim3(unsigned((n + 255) / 256)), 256, [&] {
+    qk::dequantize_kernel<T>(w.data(), rows, cols, row_bytes<T>(cols), out);
+  });
+}
+
+template <k::QuantType T>
+void embed(const std::vector<uint8_t>& table, int64_t n_vocab, int64_t cols, const std::vector<int32_t>& ids,
+           float* out) {
+  kernels::emu::launch(dim3(unsigned(ids.size())), 128, [&] {
+    qk::embed_kernel<T>(table.data(), n_vocab, cols, row_bytes<T>(cols), ids.data(), out);
+  });
+}
+
+// F<T>() for the run-time type t.
+template <typename F>
+void dispatch(k::QuantType t, F&& f) {
+  switch (t) {
+    case k::QuantType::q8_0: return f.template operator()<k::QuantType::q8_0>();
+    case k::QuantType::q4_0: return f.template operator()<k::QuantType::q4_0>();
+    case k::QuantType::q4_1: return f.template operator()<k::QuantType::q4_1>();
+    case k::QuantType::q4_k: return f.template operator()<k::QuantType::q4_k>();
+    case k::QuantType::q5_k: return f.template operator()<k::QuantType::q5_k>();
+    case k::QuantType::q6_k: return f.template operator()<k::QuantType::q6_k>();
+    case k::QuantType::fp8: return f.template operator()<k::QuantType::fp8>();
+    case k::QuantType::int4: return f.template operator()<k::QuantType::int4>();
+  }
+}
+
+TEST(QuantKernelsEmulated, GemvEqualsTheExactProduct) {
+  std::mt19937 rng(12);
+  std::normal_distribution<float> nd;
+  for (const BlockType& t : kBlockTypes)
+    for (int64_t rows : {1, 9}) {
+      const int n = rows == 1 ? 1 : 3;
+      const int64_t cols = awkward_cols(t.host);
+      const std::vector<uint8_t> w = random_rows(t.host, rows, cols, rng);
+      const std::vector<float> wf = host_rows(t.host, w, rows, cols);
+      std::vector<float> x(size_t(n * cols)), got(size_t(n * rows), NAN);
+      for (float& v : x) v = nd(rng);
+      dispatch(t.device, [&]<k::QuantType T>() { gemv<T>(w, rows, cols, x, got.data(), n); });
+      for (int i = 0; i < n; ++i)
+        for (int64_t r = 0; r < rows; ++r) {
+          double exact = 0, mag = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            exact += double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)];
+            mag += std::fabs(double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)]);
+          }
+          ASSERT_NEAR(got[size_t(i * rows + r)], exact, 1e-5 * mag + 1e-30)
+              << dtype_name(t.host) << " rows " << rows << " tokens " << n << " at " << i << "," << r;
+        }
+    }
+}
+
+TEST(QuantKernelsEmulated, DequantizeEqualsTheHostRoundedToBf16) {
+  std::mt19937 rng(13);
+  for (const BlockType& t : kBlockTypes) {
+    const int64_t rows = 3, cols = awkward_cols(t.host);
+    const std::vector<uint8_t> w = random_rows(t.host, rows, cols, rng);
+    const std::vector<float> want = host_rows(t.host, w, rows, cols);
+    std::vector<__nv_bfloat16> got(size_t(rows * cols));
+    dispatch(t.device, [&]<k::QuantType T>() { dequantize<T>(w, rows, cols, got.data()); });
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(float(got[i]), bf16_to_f32(f32_to_bf16(want[i]))) << dtype_name(t.host) << " element " << i;
+  }
+}
+
+TEST(QuantKernelsEmulated, EmbedGathersHostRows) {
+  std::mt19937 rng(14);
+  for (const BlockType& t : kBlockTypes) {
+    const int64_t n_vocab = 5, cols = awkward_cols(t.host);
+    const std::vector<uint8_t> table = random_rows(t.host, n_vocab, cols, rng);
+    const std::vector<float> rows = host_rows(t.host, table, n_vocab, cols);
+    const std::vector<int32_t> ids = {3, 0, -1, 5, 4};
+    std::vector<float> got(ids.size() * size_t(cols));
+    dispatch(t.device, [&]<k::QuantType T>() { embed<T>(table, n_vocab, cols, ids, got.data()); });
+    for (size_t i = 0; i < ids.size(); ++i)
+      for (int64_t c = 0; c < cols; ++c) {
+        const float g = got[i * size_t(cols) + size_t(c)];
+        if (ids[i] == -1) ASSERT_EQ(g, 0.f);
+        else if (ids[i] >= n_vocab) ASSERT_TRUE(std::isnan(g));
+        else ASSERT_EQ(g, rows[size_t(ids[i] * cols + c)]) << dtype_name(t.host) << " id " << ids[i] << " column " << c;
+      }
+  }
+}
+
+}  // namespace
+}  // namespace herd
