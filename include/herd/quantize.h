@@ -22,15 +22,19 @@ enum class QuantType {
   q4_0,
   q4_1,
   q4_k_m,  // llama-quantize's Q4_K_M mix: Q4_K, with Q6_K for some attn_v and ffn_down and the LM head
+           // (and Q5_K for the other attn_v of an 80-layer GQA model, llama.cpp's 70B)
+  q5_k_m,  // llama-quantize's Q5_K_M mix: Q5_K, with Q6_K for some attn_v and ffn_down and the LM head
   q6_k,
 };
 
-// "fp8", "awq", "gptq", "q8_0", "q4_0", "q4_1", "q4_k_m", "q6_k" (case-insensitive); false otherwise.
+// "fp8", "awq", "gptq", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k" (case-insensitive); false
+// otherwise.
 HERD_API bool quant_type_from_name(std::string_view name, QuantType* out);
 HERD_API const char* quant_type_name(QuantType t);
 // Every name quant_type_from_name takes, in the enum's order.
 HERD_API std::vector<std::string> quant_type_names();
-// Whether the output is one GGUF file (q8_0, q4_0, q4_1, q4_k_m, q6_k) rather than a model directory.
+// Whether the output is one GGUF file (q8_0, q4_0, q4_1, q4_k_m, q5_k_m, q6_k) rather than a model
+// directory.
 HERD_API bool quant_type_is_gguf(QuantType t);
 
 struct QuantizeOptions {

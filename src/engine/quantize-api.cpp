@@ -19,7 +19,8 @@ constexpr Named kTypes[] = {
     {QuantType::fp8, "fp8", QuantFormat::fp8},    {QuantType::awq, "awq", QuantFormat::awq},
     {QuantType::gptq, "gptq", QuantFormat::gptq}, {QuantType::q8_0, "q8_0", QuantFormat::q8_0},
     {QuantType::q4_0, "q4_0", QuantFormat::q4_0}, {QuantType::q4_1, "q4_1", QuantFormat::q4_1},
-    {QuantType::q4_k_m, "q4_k_m", QuantFormat::q4_k_m}, {QuantType::q6_k, "q6_k", QuantFormat::q6_k},
+    {QuantType::q4_k_m, "q4_k_m", QuantFormat::q4_k_m}, {QuantType::q5_k_m, "q5_k_m", QuantFormat::q5_k_m},
+    {QuantType::q6_k, "q6_k", QuantFormat::q6_k},
 };
 
 const Named& named(QuantType t) {

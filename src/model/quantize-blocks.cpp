@@ -197,13 +197,23 @@ void q6_k_block(const float* x, uint8_t* b) {
   }
 }
 
-// ggml's make_qkx2_quants for Q4_K's sub-blocks (32 elements, nmax 15, weights w): an asymmetric
+// make_qkx2_quants' search parameters in quantize_row_q4_K_ref and quantize_row_q5_K_ref: the
+// codes' range 0..nmax and the nstep + 1 grids tried beside the one through the range, from
+// (nmax + rmin) / range in steps of 0.1 / range.
+struct MinGrid {
+  int nmax;
+  float rmin;
+  int nstep;
+};
+constexpr MinGrid kQ4KGrid{15, -1.f, 20}, kQ5KGrid{31, -0.5f, 15};
+
+// ggml's make_qkx2_quants for the 32-element sub-blocks of Q4_K and Q5_K (weights w): an asymmetric
 // grid (scale and min) chosen by least weighted squared error among the grid through the range and
-// 21 nearby grids, each refit by weighted least squares. L receives the chosen codes; *neg_min the
-// min, negated (never negative).
-float best_grid_scale_min(const float* x, const float* w, uint8_t* L, float* neg_min) {
-  constexpr int n = 32, nmax = 15, nstep = 20;
-  constexpr float rmin = -1.f, rdelta = 0.1f;
+// the nearby grids g names, each refit by weighted least squares. L receives the chosen codes;
+// *neg_min the min, negated (never negative).
+float best_grid_scale_min(const float* x, const float* w, const MinGrid& g, uint8_t* L, float* neg_min) {
+  constexpr int n = 32;
+  constexpr float rdelta = 0.1f;
   // min moves to each better fit's min, and the grids after it are laid from there, as in ggml.
   float min = x[0], max = x[0], sum_w = w[0], sum_x = sum_w * x[0];
   for (int i = 1; i < n; ++i) {
@@ -218,8 +228,8 @@ float best_grid_scale_min(const float* x, const float* w, uint8_t* L, float* neg
     *neg_min = -min;
     return 0.f;
   }
-  auto code = [&](float iscale, float v) { return std::max(0, std::min(nmax, nearest_int(iscale * (v - min)))); };
-  float iscale = float(nmax) / (max - min);
+  auto code = [&](float iscale, float v) { return std::max(0, std::min(g.nmax, nearest_int(iscale * (v - min)))); };
+  float iscale = float(g.nmax) / (max - min);
   float scale = 1 / iscale;
   float best_error = 0;
   for (int i = 0; i < n; ++i) {
@@ -228,8 +238,8 @@ float best_grid_scale_min(const float* x, const float* w, uint8_t* L, float* neg
     best_error += w[i] * (diff * diff);
   }
   uint8_t Laux[n];
-  for (int step = 0; step <= nstep; ++step) {
-    iscale = (rmin + rdelta * float(step) + float(nmax)) / (max - min);
+  for (int step = 0; step <= g.nstep; ++step) {
+    iscale = (g.rmin + rdelta * float(step) + float(g.nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
     for (int i = 0; i < n; ++i) {
       const int l = code(iscale, x[i]);
@@ -263,11 +273,10 @@ float best_grid_scale_min(const float* x, const float* w, uint8_t* L, float* neg
   return scale;
 }
 
-// Q4_K (256 elements): 8 sub-blocks of 32, each with a 6-bit scale and min against the super-block's
-// f16 d and dmin (packed in 12 bytes as scale_min_k4 reads them), codes round((x + dmin * m) / (d *
-// sc)) in 4 bits: d, dmin, scales[12], qs[128] (elements j and j + 32 of each 64 share a byte).
-void q4_k_block(const float* x, uint8_t* b) {
-  uint8_t L[256];
+// What Q4_K and Q5_K blocks (256 elements) share: 8 sub-blocks of 32, each with a 6-bit scale and
+// min against the super-block's f16 d and dmin, written to b as d, dmin, scales[12] (packed as
+// scale_min_k4 reads them); L receives the codes round((x + dmin * m) / (d * sc)) in 0..g.nmax.
+void scale_min_block(const float* x, const MinGrid& g, uint8_t* b, uint8_t* L) {
   float scales[8], mins[8], w[32];
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < 8; ++j) {
@@ -275,7 +284,7 @@ void q4_k_block(const float* x, uint8_t* b) {
     for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) w[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = best_grid_scale_min(x + 32 * j, w, L + 32 * j, &mins[j]);
+    scales[j] = best_grid_scale_min(x + 32 * j, w, g, L + 32 * j, &mins[j]);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -309,11 +318,34 @@ void q4_k_block(const float* x, uint8_t* b) {
     if (d == 0.f) continue;
     const float dm = dmin_super * float(m6);
     for (int i = 0; i < 32; ++i)
-      L[32 * j + i] = uint8_t(std::max(0, std::min(15, nearest_int((x[32 * j + i] + dm) / d))));
+      L[32 * j + i] = uint8_t(std::max(0, std::min(g.nmax, nearest_int((x[32 * j + i] + dm) / d))));
   }
-  uint8_t* q = b + 16;
+}
+
+// The low 4 bits of Q4_K's and Q5_K's codes, 128 bytes: elements j and j + 32 of each 64 share a byte.
+void pack_low_nibbles(const uint8_t* L, uint8_t* q) {
   for (int j = 0; j < 256; j += 64, q += 32)
-    for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+    for (int l = 0; l < 32; ++l) q[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 32] & 0xF) << 4));
+}
+
+// Q4_K: d, dmin, scales[12], then the 4-bit codes qs[128].
+void q4_k_block(const float* x, uint8_t* b) {
+  uint8_t L[256];
+  scale_min_block(x, kQ4KGrid, b, L);
+  pack_low_nibbles(L, b + 16);
+}
+
+// Q5_K: d, dmin, scales[12], qh[32], qs[128]: the codes' low 4 bits as in Q4_K, and their fifth bits
+// in qh, bit 2k (element l of the k-th 64) and 2k + 1 (element l + 32) of qh[l].
+void q5_k_block(const float* x, uint8_t* b) {
+  uint8_t L[256];
+  scale_min_block(x, kQ5KGrid, b, L);
+  uint8_t* qh = b + 16;
+  std::memset(qh, 0, 32);
+  for (int k = 0; k < 4; ++k)
+    for (int l = 0; l < 32; ++l)
+      qh[l] = uint8_t(qh[l] | ((L[64 * k + l] >> 4) << (2 * k)) | ((L[64 * k + l + 32] >> 4) << (2 * k + 1)));
+  pack_low_nibbles(L, b + 48);
 }
 
 }  // namespace
@@ -376,6 +408,7 @@ void quantize_ggml_row(DType t, const float* x, int64_t n, uint8_t* dst) {
       case DType::q4_0: q4_0_block(xb, db); break;
       case DType::q4_1: q4_1_block(xb, db); break;
       case DType::q4_k: q4_k_block(xb, db); break;
+      case DType::q5_k: q5_k_block(xb, db); break;
       case DType::q6_k: q6_k_block(xb, db); break;
       default: HERD_CHECK(false, "no quantizer for ", dtype_name(t));
     }

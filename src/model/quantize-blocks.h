@@ -5,7 +5,7 @@
 //  - AWQ: AutoAWQ's round-to-nearest (pseudo_quantize_tensor without the activation-aware search);
 //  - GPTQ: GPTQModel's symmetric quantizer grid, rounded to nearest (no Hessian updates);
 //  - GGML: llama.cpp's reference quantizers (quantize_row_*_ref, which llama-quantize uses without
-//    an importance matrix) for Q8_0, Q4_0, Q4_1, Q4_K and Q6_K.
+//    an importance matrix) for Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +36,8 @@ Int4Group quantize_awq_group(const float* x, int64_t n, uint8_t* q);
 // clamp(round(x[i] / scale) + 8, 0, 15).
 Int4Group quantize_gptq_group(const float* x, int64_t n, uint8_t* q);
 
-// ggml's reference quantizer of type t (q8_0, q4_0, q4_1, q4_k or q6_k) over n elements (whole blocks):
-// the block bytes as llama.cpp lays them out (ggml-common.h).
+// ggml's reference quantizer of type t (q8_0, q4_0, q4_1, q4_k, q5_k or q6_k) over n elements
+// (whole blocks): the block bytes as llama.cpp lays them out (ggml-common.h).
 void quantize_ggml_row(DType t, const float* x, int64_t n, uint8_t* dst);
 
 }  // namespace herd

@@ -49,29 +49,32 @@ DType default_type(QuantFormat f) {
     case QuantFormat::q4_0: return DType::q4_0;
     case QuantFormat::q4_1: return DType::q4_1;
     case QuantFormat::q4_k_m: return DType::q4_k;
+    case QuantFormat::q5_k_m: return DType::q5_k;
     default: return DType::q6_k;
   }
 }
 
-// llama_ftype of the file (general.file_type): LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_0, _Q4_1, _Q4_K_M, _Q6_K.
+// llama_ftype of the file (general.file_type): LLAMA_FTYPE_MOSTLY_Q8_0, _Q4_0, _Q4_1, _Q4_K_M, _Q5_K_M,
+// _Q6_K.
 uint32_t file_type(QuantFormat f) {
   switch (f) {
     case QuantFormat::q8_0: return 7;
     case QuantFormat::q4_0: return 2;
     case QuantFormat::q4_1: return 3;
     case QuantFormat::q4_k_m: return 15;
+    case QuantFormat::q5_k_m: return 17;
     default: return 18;
   }
 }
 
 // A block type the row length cannot hold falls back as llama-quantize's tensor_type_fallback does;
-// Q4_K's fallback (Q5_0) is a type herd does not read, so that is refused.
+// the fallbacks of Q4_K (Q5_0) and Q5_K (Q5_1) are types herd does not read, so those are refused.
 DType fit(DType t, const SourceTensor& src) {
   const int64_t cols = src.view.shape.back();
   if (cols % dtype_block(t).elems == 0) return t;
-  HERD_REQUIRE(t != DType::q4_k, "tensor \"", src.name, "\" has rows of ", cols,
-               " elements, not whole 256-element Q4_K blocks (llama-quantize would store it as Q5_0, which herd "
-               "does not read); choose q4_0 or q4_1");
+  HERD_REQUIRE(t != DType::q4_k && t != DType::q5_k, "tensor \"", src.name, "\" has rows of ", cols,
+               " elements, not whole 256-element ", dtype_name(t), " blocks (llama-quantize would store it as ",
+               t == DType::q4_k ? "Q5_0" : "Q5_1", ", which herd does not read); choose q4_0 or q4_1");
   if (t == DType::q6_k && cols % 32 == 0) return DType::q8_0;
   return DType::f16;
 }
@@ -79,17 +82,24 @@ DType fit(DType t, const SourceTensor& src) {
 // llama-quantize's use_more_bits: the first and last eighth of the layers and every third between.
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
+// llama.cpp's LLM_TYPE_70B for a Llama (the one model size its quantizer looks at): 80 layers with
+// fewer KV heads than heads.
+bool is_70b(const ModelConfig& c) { return c.n_layer == 80 && c.n_head != c.n_head_kv; }
+
 // llama-quantize's choice (llama_tensor_get_type, no imatrix, not --pure): 1-D tensors stay F32;
 // the output matrix (or the embedding when it is tied) is Q6_K unless the file is Q8_0 or the rows
-// are not whole 256-element blocks (then Q8_0); Q4_K_M gives attn_v and ffn_down Q6_K in the layers
-// use_more_bits picks; everything else takes the file's type.
+// are not whole 256-element blocks (then Q8_0); Q4_K_M and Q5_K_M give attn_v and ffn_down Q6_K in
+// the layers use_more_bits picks, and in a 70B Q4_K_M's other attn_v are Q5_K (with grouped KV heads
+// they are a small share of the model); everything else takes the file's type.
 DType tensor_type(QuantFormat f, const SourceTensor& t, bool is_output, const ModelConfig& c) {
   if (t.view.shape.size() < 2) return DType::f32;
   const int64_t cols = t.view.shape.back();
   const DType base = default_type(f);
   if (is_output) return fit(cols % 256 != 0 || base == DType::q8_0 ? DType::q8_0 : DType::q6_k, t);
-  if (f == QuantFormat::q4_k_m && (t.kind == "v_proj" || t.kind == "down_proj") && use_more_bits(t.layer, c.n_layer))
+  const bool k_mix = f == QuantFormat::q4_k_m || f == QuantFormat::q5_k_m;
+  if (k_mix && (t.kind == "v_proj" || t.kind == "down_proj") && use_more_bits(t.layer, c.n_layer))
     return fit(DType::q6_k, t);
+  if (base == DType::q4_k && t.kind == "v_proj" && is_70b(c)) return fit(DType::q5_k, t);
   return fit(base, t);
 }
 
@@ -241,11 +251,6 @@ void write_quantized_gguf(const QuantizeInput& in, const std::string& out_file, 
   const ModelConfig& c = in.files.config;
   const json config = json::parse(in.config_text);
 
-  // llama.cpp takes an 80-layer GQA Llama for a 70B and gives its Q4_K attn_v Q5_K, a type herd does
-  // not write yet.
-  HERD_REQUIRE(!(s.format == QuantFormat::q4_k_m && c.n_layer == 80 && c.n_head != c.n_head_kv),
-               "q4_k_m of an 80-layer model (Llama 70B) needs Q5_K tensors, which herd quantize does not write yet; "
-               "choose q4_0, q4_1, q6_k or q8_0");
   std::vector<Planned> plan;
   std::optional<std::vector<float>> rope;
   if (c.rope_scaling) {

@@ -18,7 +18,7 @@ namespace herd {
 class GgufWriter;
 class ThreadPool;
 
-enum class QuantFormat { fp8, awq, gptq, q8_0, q4_0, q4_1, q4_k_m, q6_k };
+enum class QuantFormat { fp8, awq, gptq, q8_0, q4_0, q4_1, q4_k_m, q5_k_m, q6_k };
 
 struct QuantizeSettings {
   QuantFormat format = QuantFormat::fp8;

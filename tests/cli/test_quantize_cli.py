@@ -51,7 +51,8 @@ try:
     for qtype, out, extra in (("fp8", "m-fp8", []), ("awq", "m-awq", ["--group-size", "64"]),
                               ("gptq", "m-gptq", ["--group-size", "32"]), ("q8_0", "m.q8_0.gguf", []),
                               ("q4_0", "m.q4_0.gguf", []), ("Q4_1", "m.q4_1.gguf", []),
-                              ("q4_k_m", "m.q4_k_m.gguf", []), ("q6_k", "m.q6_k.gguf", [])):
+                              ("q4_k_m", "m.q4_k_m.gguf", []), ("q5_k_m", "m.q5_k_m.gguf", []),
+                              ("q6_k", "m.q6_k.gguf", [])):
         dst = os.path.join(tmp, out)
         rc, stdout, err = run("quantize", "-m", src, "-o", dst, "--type", qtype, *extra)
         check(f"{qtype}: exit 0, nothing on stdout, progress and a summary on stderr",
@@ -74,7 +75,7 @@ try:
                      ["quantize", "-m", src, "-o", existing_file, "--type", "q8_0"], "already exists")
     check("the existing file is untouched", os.path.getsize(existing_file) == size)
     expect_bad_input("an unknown type", ["quantize", "-m", src, "-o", os.path.join(tmp, "x"), "--type", "int3"],
-                     "'int3' is not one of fp8, awq, gptq, q8_0, q4_0, q4_1, q4_k_m, q6_k")
+                     "'int3' is not one of fp8, awq, gptq, q8_0, q4_0, q4_1, q4_k_m, q5_k_m, q6_k")
     expect_bad_input("a missing input", ["quantize", "-m", os.path.join(tmp, "nope"), "-o", os.path.join(tmp, "x"),
                                          "--type", "fp8"], "no such file or directory")
     expect_bad_input("an already quantized input",
@@ -106,7 +107,8 @@ try:
     text = out.decode()
     check("--help documents every flag and type",
           rc == 0 and all(s in text for s in ("--model", "--out", "--type", "--group-size", "--threads", "fp8", "awq",
-                                                "gptq", "q8_0", "q4_0", "q4_1", "q4_k_m", "q6_k", "never overwritten")),
+                                                "gptq", "q8_0", "q4_0", "q4_1", "q4_k_m", "q5_k_m", "q6_k",
+                                                "never overwritten")),
           text)
 finally:
     shutil.rmtree(tmp, ignore_errors=True)

@@ -19,8 +19,8 @@ gguf: gguf-py reads herd's Q8_0, Q4_0 and Q4_1 files (metadata, tokenizer, tenso
   numpy dequantizers give back, with q/k rows un-permuted, each weight within its block's rounding
   step. When llama.cpp's converter (with torch and transformers) and llama-quantize are present,
   a model with Llama 3's full vocabulary (tests/data/gguf/llama3-vocab.gguf turned back into a
-  tokenizer.json) is converted and quantized by llama.cpp (Q8_0, Q4_0, Q4_1, Q4_K_M, Q6_K) and herd's
-  file must be the same bytes;
+  tokenizer.json) is converted and quantized by llama.cpp (Q8_0, Q4_0, Q4_1, Q4_K_M, Q5_K_M, Q6_K) and
+  herd's file must be the same bytes;
   when llama.cpp's libllama is present too, llama.cpp runs herd's file and its logits match herd's.
 """
 import glob
@@ -308,7 +308,7 @@ def check_gguf_with_llamacpp(herd, data, tmp):
                         "--outfile", str(bf16)], capture_output=True, text=True, env=env)
     assert r.returncode == 0, f"convert_hf_to_gguf failed: {r.stderr[-2000:]}"
     lenv = dict(os.environ, LD_LIBRARY_PATH=str(bins))
-    for qtype in ("Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q6_K"):
+    for qtype in ("Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q5_K_M", "Q6_K"):
         ref, mine = Path(tmp) / f"llama3.ref.{qtype}.gguf", Path(tmp) / f"llama3.{qtype}.gguf"
         r = subprocess.run([str(quantize), str(bf16), str(ref), qtype], capture_output=True, text=True, env=lenv)
         assert r.returncode == 0, f"llama-quantize failed: {r.stderr[-2000:]}"

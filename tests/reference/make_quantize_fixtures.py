@@ -13,7 +13,7 @@ It writes to tests/data/quantize-ref/:
       a byte-level BPE vocabulary with Llama 3's pre-tokenizer (256 byte tokens, byte 0xFF's place
       taken by " t" so that there is one merge; <|begin_of_text|>, <|end_of_text|>, <|eot_id|> as
       ids 256-258; ids 259-319 unused), a chat template and sampling defaults.
-  ref.{Q8_0,Q4_0,Q4_1,Q4_K_M,Q6_K}.gguf, ref-tied.Q4_0.gguf
+  ref.{Q8_0,Q4_0,Q4_1,Q4_K_M,Q5_K_M,Q6_K}.gguf, ref-tied.Q4_0.gguf
       `herd make-model --config config.json --seed 5` (config-tied.json for the tied one) with the
       files above, converted by llama.cpp's convert_hf_to_gguf (--outtype bf16, the model's own
       precision) and quantized by llama-quantize. The converter recognises pre-tokenizers by
@@ -21,6 +21,13 @@ It writes to tests/data/quantize-ref/:
       get_vocab_base_pre is told "llama-bpe" (what it answers for Llama 3); everything else is
       the converter's own code. The test makes the same model with herd's synthetic writer: a change
       to that generator means running this script again.
+  ref-deep.Q4_K_M.head.gguf, ref-deep.Q4_K_M.fnv1a64
+      the same for config-deep.json, the smallest shape llama.cpp takes for a Llama 70B (80 layers,
+      fewer KV heads than heads: its Q4_K_M gives attn_v Q5_K where use_more_bits does not give it
+      Q6_K; 256 wide, the narrowest K-quant rows), quantized to Q4_K_M. The whole file (17 MB) is
+      too large to commit: its bytes up to the tensor data (every key and value, tensor names, types
+      and offsets) and the FNV-1a 64 digest of all of it, as 16 hex digits. (A name with a number,
+      such as ref-80, would have the converter guess a general.version, which herd does not write.)
   gqa4-hd32-untied-llama3.fp8/
       tests/data/models/gqa4-hd32-untied-llama3 compressed by compressed-tensors itself with its
       FP8_DYNAMIC preset (ignore lm_head): the weight scales from calculate_qparams on each row's
@@ -96,6 +103,22 @@ def convert_bf16(tree, src, dst):
         m.write()
 
 
+def fnv1a64(data):
+    h = 0xCBF29CE484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def write_head_and_digest(gguf_file, stem):
+    """A GGUF file too large to commit: its bytes before the tensor data, and the digest of all of it."""
+    from gguf import GGUFReader
+
+    data = gguf_file.read_bytes()
+    Path(f"{stem}.head.gguf").write_bytes(data[:GGUFReader(gguf_file).data_offset])
+    Path(f"{stem}.fnv1a64").write_text(f"{fnv1a64(data):016x}\n")
+
+
 def make_fp8():
     import torch
     from compressed_tensors.compressors import ModelCompressor
@@ -130,14 +153,19 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     write_tokenizer_files()
     with tempfile.TemporaryDirectory() as tmp:
-        for config, name, types in (("config.json", "ref", ["Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q6_K"]),
-                                    ("config-tied.json", "ref-tied", ["Q4_0"])):
+        for config, name, types, whole in (
+                ("config.json", "ref", ["Q8_0", "Q4_0", "Q4_1", "Q4_K_M", "Q5_K_M", "Q6_K"], True),
+                ("config-tied.json", "ref-tied", ["Q4_0"], True),
+                ("config-deep.json", "ref-deep", ["Q4_K_M"], False)):
             src = Path(tmp) / name
             make_model(herd, OUT / config, src)
             bf16 = Path(tmp) / f"{name}.BF16.gguf"
             convert_bf16(tree, src, bf16)
             for t in types:
-                subprocess.run([quantize, str(bf16), str(OUT / f"{name}.{t}.gguf"), t], check=True)
+                out = (OUT if whole else Path(tmp)) / f"{name}.{t}.gguf"
+                subprocess.run([quantize, str(bf16), str(out), t], check=True)
+                if not whole:
+                    write_head_and_digest(out, OUT / f"{name}.{t}")
     make_fp8()
 
 

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <random>
 
 #include "common/gguf-file.h"
 #include "common/quant.h"
@@ -76,15 +77,15 @@ TEST(QuantizeBlocks, GgmlBlocksDequantizeWithinHalfAStep) {
   std::vector<float> x(256);
   for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i) * 0.37f) * (1.0f + float(i % 7));
   using herd::DType;
-  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q6_k}) {
+  for (DType t : {DType::q8_0, DType::q4_0, DType::q4_1, DType::q4_k, DType::q5_k, DType::q6_k}) {
     std::vector<uint8_t> b(herd::dtype_nbytes(t, 256));
     herd::quantize_ggml_row(t, x.data(), 256, b.data());
     std::vector<float> y(256);
     herd::dequantize_row(t, b.data(), y.data(), 256);
     // Per block of 32, the grid's step: amax / 127 (Q8_0), amax / 8 (Q4_0: -8 .. 7 steps, so the end
     // opposite the largest element clamps a whole step short), (max - min) / 15 (Q4_1), about
-    // amax / 32 (Q6_K), (max - min(min, 0)) / 15 (Q4_K); the K-quants' searches may trade a little of
-    // the largest error for less squared error.
+    // amax / 32 (Q6_K), (max - min(min, 0)) / 15 (Q4_K) or / 31 (Q5_K); the K-quants' searches may
+    // trade a little of the largest error for less squared error.
     // Round to nearest keeps the rest within half a step, plus the f16 rounding of the scale.
     for (int blk = 0; blk < 8; ++blk) {
       float lo = 1e30f, hi = -1e30f, err = 0.f;
@@ -97,10 +98,86 @@ TEST(QuantizeBlocks, GgmlBlocksDequantizeWithinHalfAStep) {
                           : t == herd::DType::q4_0 ? 1.01f * amax / 8.f
                           : t == herd::DType::q4_1 ? 0.51f * (hi - lo) / 15.f
                           : t == herd::DType::q4_k ? 1.0f * (hi - std::min(lo, 0.f)) / 15.f
+                          : t == herd::DType::q5_k ? 1.0f * (hi - std::min(lo, 0.f)) / 31.f
                                                    : 1.0f * amax / 32.f;
       EXPECT_LE(err, bound) << herd::dtype_name(t) << " block " << blk;
     }
   }
+}
+
+// Root mean square of x - y.
+float rms_error(const std::vector<float>& x, const std::vector<float>& y) {
+  double sum = 0;
+  for (size_t i = 0; i < x.size(); ++i) sum += double(x[i] - y[i]) * double(x[i] - y[i]);
+  return float(std::sqrt(sum / double(x.size())));
+}
+
+TEST(QuantizeBlocks, KQuantRandomRowsRoundTrip) {
+  // 64 blocks of Gaussian weights, each block its own standard deviation (0.05 to 20: smaller ones
+  // give F16 block scales below F16's normal range, where the grid is coarser than its 6-bit
+  // scales say), a third of them shifted mostly positive: every element within a step of its
+  // block's grid, and Q5_K's fifth bit about halving Q4_K's error.
+  using herd::DType;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.f, 1.f);
+  constexpr int64_t n = 64 * 256;
+  std::vector<float> x(n);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float scale = 0.05f * std::pow(400.f, float(b) / float(n / 256 - 1));
+    const float shift = b % 3 == 0 ? 2.f * scale : 0.f;
+    for (int64_t i = 256 * b; i < 256 * (b + 1); ++i) x[size_t(i)] = scale * normal(rng) + shift;
+  }
+  float rms[2] = {};
+  for (DType t : {DType::q4_k, DType::q5_k, DType::q6_k}) {
+    std::vector<uint8_t> q(herd::dtype_nbytes(t, n));
+    herd::quantize_ggml_row(t, x.data(), n, q.data());
+    std::vector<float> y(n);
+    herd::dequantize_row(t, q.data(), y.data(), n);
+    for (int64_t b = 0; b < n / 256; ++b) {
+      float lo = 1e30f, hi = -1e30f, err = 0.f;
+      for (int64_t i = 256 * b; i < 256 * (b + 1); ++i) {
+        lo = std::min(lo, x[size_t(i)]), hi = std::max(hi, x[size_t(i)]);
+        err = std::max(err, std::fabs(x[size_t(i)] - y[size_t(i)]));
+      }
+      // Q4_K, Q5_K: a step of the widest sub-block's grid (0 .. 15 or 31 steps over max - min(min,
+      // 0)), plus half a step of the 6-bit mins; Q6_K: a step of -32 .. 31 over the largest magnitude.
+      const float range = hi - std::min(lo, 0.f);
+      const float bound = t == DType::q4_k   ? range / 15.f + range / 126.f
+                          : t == DType::q5_k ? range / 31.f + range / 126.f
+                                             : std::max(-lo, hi) / 32.f;
+      EXPECT_LE(err, bound) << herd::dtype_name(t) << " block " << b;
+    }
+    if (t != DType::q6_k) rms[t == DType::q5_k] = rms_error(x, y);
+  }
+  EXPECT_LT(rms[1], 0.6f * rms[0]);
+}
+
+TEST(QuantizeBlocks, Q5KUsesItsFifthBitAndSurvivesEdgeBlocks) {
+  // A ramp over 0..31 steps: codes of every value 0..31, the fifth bit of half of them in qh.
+  std::vector<float> x(256);
+  for (int i = 0; i < 256; ++i) x[size_t(i)] = float(i % 32) * 0.25f;
+  std::vector<uint8_t> b(176);
+  herd::quantize_ggml_row(herd::DType::q5_k, x.data(), 256, b.data());
+  const herd::KBlock k = herd::unpack_k(herd::DType::q5_k, b.data());
+  for (int i = 0; i < 256; ++i) EXPECT_EQ(k.q[i], i % 32) << i;
+  std::vector<float> y(256);
+  herd::dequantize_row(herd::DType::q5_k, b.data(), y.data(), 256);
+  for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[size_t(i)], x[size_t(i)], 2e-3f) << i;  // the F16 d
+  // Constant blocks (zero, negative: all in the min; near F16's largest scale: all in the scale):
+  // within half a step of the value, zero exactly.
+  for (const float v : {0.f, -1.5f, 6e4f}) {
+    const std::vector<float> e(256, v);
+    herd::quantize_ggml_row(herd::DType::q5_k, e.data(), 256, b.data());
+    herd::dequantize_row(herd::DType::q5_k, b.data(), y.data(), 256);
+    for (int i = 0; i < 256; ++i) EXPECT_NEAR(y[size_t(i)], v, std::fabs(v) / 62.f) << v << " at " << i;
+  }
+  // One spike among zeros: the spike within half a step, the zeros exact.
+  std::vector<float> spike(256, 0.f);
+  spike[77] = 5.f;
+  herd::quantize_ggml_row(herd::DType::q5_k, spike.data(), 256, b.data());
+  herd::dequantize_row(herd::DType::q5_k, b.data(), y.data(), 256);
+  EXPECT_NEAR(y[77], 5.f, 5.f / 62.f);
+  for (int i = 0; i < 256; ++i) EXPECT_TRUE(i == 77 || y[size_t(i)] == 0.f) << i;
 }
 
 // --- a random model in every format
@@ -323,6 +400,7 @@ INSTANTIATE_TEST_SUITE_P(All, QuantizeFormats,
                                          Case{herd::QuantType::q4_0, "q4_0.gguf", 0.12f},
                                          Case{herd::QuantType::q4_1, "q4_1.gguf", 0.12f},
                                          Case{herd::QuantType::q4_k_m, "q4_k_m.gguf", 0.08f},
+                                         Case{herd::QuantType::q5_k_m, "q5_k_m.gguf", 0.04f},
                                          Case{herd::QuantType::q6_k, "q6_k.gguf", 0.03f}),
                          [](const testing::TestParamInfo<Case>& i) { return herd::quant_type_name(i.param.type); });
 
@@ -443,6 +521,29 @@ TEST_F(QuantizeModel, Refusals) {
   EXPECT_NE(s.message().find("tokenizer.json"), std::string::npos) << s.message();
   for (const char* out : {"x", "twice", "g96", "g48", "bare.gguf"}) EXPECT_FALSE(fs::exists(base / out)) << out;
   expect_nothing_left(base);
+}
+
+TEST(QuantizeGguf, KMixesRefuseRowsOfPartBlocks) {
+  // Rows of 128 elements: llama-quantize stores what would be Q4_K as Q5_0 and Q5_K as Q5_1, types
+  // herd does not read, so q4_k_m and q5_k_m are refused; Q6_K falls back to Q8_0, which herd reads.
+  herd::ModelConfig c = small_config();
+  c.n_embd = 128;
+  c.n_head = 2;
+  c.n_head_kv = 1;
+  const fs::path src = scratch("narrow"), out = src.parent_path() / "narrow.gguf";
+  herd::write_synthetic_model(c, herd::DType::bf16, 7, src.string());
+  write_tokenizer(src);
+  for (const auto& [type, fallback] : {std::pair{herd::QuantType::q4_k_m, "Q5_0"}, {herd::QuantType::q5_k_m, "Q5_1"}}) {
+    const herd::Status s = quantize(src, out, type);
+    EXPECT_EQ(s.code(), herd::Status::Code::invalid_input) << herd::quant_type_name(type);
+    EXPECT_NE(s.message().find(std::string("would store it as ") + fallback), std::string::npos) << s.message();
+    EXPECT_FALSE(fs::exists(out));
+  }
+  ASSERT_TRUE(quantize(src, out, herd::QuantType::q6_k).is_ok());
+  EXPECT_EQ(herd::GgufFile(out.string()).tensor("blk.0.attn_q.weight")->dtype, herd::DType::q8_0);
+  expect_nothing_left(src.parent_path());
+  fs::remove_all(src);
+  fs::remove(out);
 }
 
 // --- sharded safetensors

@@ -69,7 +69,7 @@ void add_quantize_command(CLI::App& app, int& rc) {
                   "fp8: compressed-tensors FP8_DYNAMIC (E4M3 weights, a scale per output row; vLLM, transformers); "
                   "awq: AutoAWQ GEMM, 4 bits with zero points, per --group-size columns; "
                   "gptq: GPTQModel, 4 bits symmetric, per --group-size columns (round to nearest, no calibration); "
-                  "q8_0, q4_0, q4_1, q4_k_m, q6_k: GGUF as llama.cpp's convert_hf_to_gguf.py + llama-quantize write "
+                  "q8_0, q4_0, q4_1, q4_k_m, q5_k_m, q6_k: GGUF as llama.cpp's convert_hf_to_gguf.py + llama-quantize write "
                   "it (needs Llama 3's tokenizer.json). The embedding, norms and LM head keep their type except in "
                   "GGUF")
       ->required();
