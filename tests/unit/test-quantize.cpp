@@ -546,6 +546,25 @@ TEST(QuantizeGguf, KMixesRefuseRowsOfPartBlocks) {
   fs::remove(out);
 }
 
+TEST(QuantizeGguf, Q4KMGivesAttnVQ5KOnlyToGroupedKvHeadsAt80Layers) {
+  // llama.cpp takes an 80-layer Llama for a 70B only when it has fewer KV heads than heads (with as
+  // many it is a 65B): Q4_K_M's attn_v outside the use_more_bits layers (11 here) is Q5_K in the
+  // first (tests/golden/test-quantize-reference.cpp, byte for byte) and Q4_K in the second.
+  herd::ModelConfig c = small_config();
+  c.n_layer = 80;
+  c.n_ff = 256;
+  c.n_head_kv = c.n_head;
+  const fs::path src = scratch("mha80"), out = src.parent_path() / "mha80.gguf";
+  herd::write_synthetic_model(c, herd::DType::bf16, 7, src.string());
+  write_tokenizer(src);
+  ASSERT_TRUE(quantize(src, out, herd::QuantType::q4_k_m).is_ok());
+  const herd::GgufFile f(out.string());
+  EXPECT_EQ(f.tensor("blk.11.attn_v.weight")->dtype, herd::DType::q4_k);
+  EXPECT_EQ(f.tensor("blk.12.attn_v.weight")->dtype, herd::DType::q6_k);  // (12 - 80 / 8) % 3 == 2
+  fs::remove_all(src);
+  fs::remove(out);
+}
+
 // --- sharded safetensors
 
 TEST(SafetensorsWriter, CutsFilesAndWritesTheIndex) {
