@@ -47,6 +47,15 @@ struct KvScales {
   float k = 1.f, v = 1.f;
 };
 
+// A recording of a step's ops, replayed as one unit with the inputs now in the buffers it read
+// (CUDA graphs): fixed shapes, fixed device addresses.
+class StepGraph {
+ public:
+  virtual ~StepGraph() = default;
+  virtual void replay() = 0;
+  virtual int64_t n_ops() const = 0;  // ops recorded (kernel launches, copies, ...)
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -65,6 +74,18 @@ class Backend {
   // Copies outermost slices within one tensor: t[to] = t[from] for each pair (copy on write of
   // KV blocks, [n_blocks, ...]). Pairs are applied in order; no slice is both a source and a target.
   virtual void copy_blocks(Tensor& t, const std::vector<std::pair<int32_t, int32_t>>& from_to) = 0;
+
+  // --- recording ---
+  // Whether the backend records steps (CUDA, unless HERD_CUDA_GRAPHS=off).
+  virtual bool can_capture() const { return false; }
+  // Between begin_capture() (false: it could not start) and end_capture(), ops are recorded instead of run; end_capture() returns the recording, or null when
+  // recording failed (nothing ran: the caller runs the ops itself). No alloc, write or read between.
+  // An op that throws while recording leaves the backend recording: call end_capture() to stop.
+  virtual bool begin_capture() { return false; }
+  virtual std::unique_ptr<StepGraph> end_capture() { return nullptr; }
+  // Changes whenever memory the backend keeps behind its ops (scratch) moves: recordings made
+  // before then read freed memory and must be made again.
+  virtual uint64_t memory_epoch() const { return 0; }
 
   // --- ops ---
   // out[n, d] = table[ids[i], :]; ids: i32[n]; table: [n_rows, d] of any stored dtype. It is the

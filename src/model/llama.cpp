@@ -1,6 +1,7 @@
 #include "model/llama.h"
 
 #include "common/check.h"
+#include "model/decode-shape.h"
 #include "model/rope.h"
 
 namespace herd {
@@ -16,7 +17,7 @@ Tensor slice(const Tensor& t, int64_t offset, Shape shape) {
 }  // namespace
 
 LlamaModel::LlamaModel(const ModelConfig& c, const HostWeights& w, Backend& backend, Communicator* comm)
-    : c_(c), be_(backend), comm_(comm && comm->size() > 1 ? comm : nullptr) {
+    : c_(c), be_(backend), comm_(comm && comm->size() > 1 ? comm : nullptr), record_decode_(backend.can_capture()) {
   const Shard shard = comm_ ? Shard{comm_->rank(), comm_->size()} : Shard{};
   if (comm_ && !w.layers.empty())
     check_tensor_parallel(c, shard.size, w.layers[0].wo.dtype, w.layers[0].w_down.dtype);
@@ -63,6 +64,7 @@ void LlamaModel::all_reduce(Tensor& x) {
 
 void LlamaModel::allocate_kv(int32_t n_blocks, int32_t block_size) {
   block_size_ = block_size;
+  ++model_epoch_;
   for (Layer& l : layers_) {
     l.k_cache = be_.alloc(be_.kv_dtype(), {n_blocks, d_.n_head_kv, block_size, c_.head_dim});
     l.v_cache = be_.alloc(be_.kv_dtype(), {n_blocks, d_.n_head_kv, block_size, c_.head_dim});
@@ -78,12 +80,16 @@ void LlamaModel::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& fro
 }
 
 Tensor LlamaModel::reuse(Tensor& buf, DType dtype, Shape shape) {
-  if (buf.storage == nullptr || buf.numel() < shape_numel(shape)) buf = be_.alloc(dtype, {shape_numel(shape)});
+  if (buf.storage == nullptr || buf.numel() < shape_numel(shape)) {
+    buf = be_.alloc(dtype, {shape_numel(shape)});
+    ++model_epoch_;
+  }
   return view_as(buf, std::move(shape));
 }
 
 void LlamaModel::ensure_scratch(int64_t n) {
   if (n <= s_.cap) return;
+  ++model_epoch_;
   const int64_t q_dim = d_.n_head * c_.head_dim, kv_dim = d_.n_head_kv * c_.head_dim;
   s_.x = be_.alloc(DType::f32, {n, c_.n_embd});
   s_.xn = be_.alloc(DType::f32, {n, c_.n_embd});
@@ -97,16 +103,55 @@ void LlamaModel::ensure_scratch(int64_t n) {
 }
 
 Tensor LlamaModel::run(const Batch& b) {
-  const int64_t n = b.n_tokens(), n_seqs = b.n_seqs(), n_rows = int64_t(b.logits_rows.size());
-  // n_rows may be 0: a prefill chunk that ends before its prompt does needs no logits.
-  HERD_CHECK(n > 0 && n_rows >= 0 && int64_t(b.query_start_loc.size()) == n_seqs + 1);
+  HERD_CHECK(b.n_tokens() > 0 && b.logits_rows.size() <= size_t(b.n_tokens()) &&
+             int64_t(b.query_start_loc.size()) == b.n_seqs() + 1);
   HERD_CHECK(block_size_ > 0, "forward before allocate_kv");
-  ensure_scratch(n);
-  const int64_t hd = c_.head_dim, n_head = d_.n_head, n_head_kv = d_.n_head_kv, n_ff = d_.n_ff;
-  const int64_t q_dim = n_head * hd, kv_dim = n_head_kv * hd, n_ranks = comm_ ? comm_->size() : 1;
+  if (record_decode_ && !comm_)
+    if (const auto shape = decode_shape(b)) return run_recorded(b, *shape);
+  return compute(b, upload(b, ints_));
+}
 
+Tensor LlamaModel::run_recorded(const Batch& b, const DecodeShape& shape) {
+  const Batch p = pad_decode(b, shape);
+  Recorded& r = recorded_[shape];
+  // The step's inputs go where the recording reads them: its own buffer, allocated once.
+  const Tensor ints = upload(p, r.ints);
+  if (r.graph && (r.backend_epoch != be_.memory_epoch() || r.model_epoch != model_epoch_)) r.graph.reset();
+  if (r.graph) {
+    r.graph->replay();
+    return r.logits;
+  }
+  // The first step of a shape runs as it is, sizing every buffer it needs: recording allocates nothing.
+  if (!r.warm) {
+    r.warm = true;
+    return compute(p, ints);
+  }
+  if (!be_.begin_capture()) {
+    record_decode_ = false;  // a backend that does not record (the CPU's)
+    return compute(p, ints);
+  }
+  try {
+    r.logits = compute(p, ints);
+  } catch (...) {
+    be_.end_capture();  // nothing ran: run it
+    record_decode_ = false;
+    return compute(p, ints);
+  }
+  r.graph = be_.end_capture();
+  if (!r.graph) {
+    record_decode_ = false;
+    return compute(p, ints);
+  }
+  r.backend_epoch = be_.memory_epoch();
+  r.model_epoch = model_epoch_;
+  r.graph->replay();
+  return r.logits;
+}
+
+Tensor LlamaModel::upload(const Batch& b, Tensor& buf) {
+  const int64_t n = b.n_tokens(), n_rows = int64_t(b.logits_rows.size()), n_ranks = comm_ ? comm_->size() : 1;
   // Every int32 array of the step in one upload: ids, positions, slots, qsl, seq_lens, rows, table,
-  // and with several ranks the order that interleaves their logits slices (below).
+  // and with several ranks the order that interleaves their logits slices (compute()).
   std::vector<int32_t> host;
   for (const auto* a : {&b.ids, &b.positions, &b.slot_mapping, &b.query_start_loc, &b.seq_lens, &b.logits_rows,
                         &b.block_table})
@@ -121,8 +166,17 @@ Tensor LlamaModel::run(const Batch& b) {
     for (int64_t row = 0; row < n_rows; ++row)
       for (int64_t r = 0; r < n_ranks; ++r) host.push_back(int32_t(r * n_rows + row));
   }
-  Tensor ints = reuse(ints_, DType::i32, {int64_t(host.size())});
+  Tensor ints = reuse(buf, DType::i32, {int64_t(host.size())});
   be_.write(ints, host.data(), host.size() * sizeof(int32_t));
+  return ints;
+}
+
+Tensor LlamaModel::compute(const Batch& b, const Tensor& ints) {
+  const int64_t n = b.n_tokens(), n_seqs = b.n_seqs(), n_rows = int64_t(b.logits_rows.size());
+  // n_rows may be 0: a prefill chunk that ends before its prompt does needs no logits.
+  ensure_scratch(n);
+  const int64_t hd = c_.head_dim, n_head = d_.n_head, n_head_kv = d_.n_head_kv, n_ff = d_.n_ff;
+  const int64_t q_dim = n_head * hd, kv_dim = n_head_kv * hd, n_ranks = comm_ ? comm_->size() : 1;
   int64_t at = 0;
   auto next = [&](Shape shape) {
     Tensor t = slice(ints, at, shape);
@@ -204,8 +258,8 @@ Tensor LlamaModel::run(const Batch& b) {
 }
 
 std::vector<float> LlamaModel::forward(const Batch& batch) {
-  const Tensor logits = run(batch);
-  std::vector<float> out(size_t(logits.numel()));
+  const Tensor logits = run(batch);  // a padded step's rows past the batch's are not read
+  std::vector<float> out(batch.logits_rows.size() * size_t(c_.n_vocab));
   if (!out.empty()) be_.read(logits, out.data(), out.size() * sizeof(float));
   return out;
 }
@@ -217,12 +271,19 @@ int64_t LlamaModel::decode_weight_bytes() const {
   return bytes * (comm_ ? comm_->size() : 1);
 }
 
+std::map<DecodeShape, int64_t> LlamaModel::recorded_ops() const {
+  std::map<DecodeShape, int64_t> out;
+  for (const auto& [shape, r] : recorded_)
+    if (r.graph && r.backend_epoch == be_.memory_epoch() && r.model_epoch == model_epoch_) out[shape] = r.graph->n_ops();
+  return out;
+}
+
 std::vector<int32_t> LlamaModel::forward_greedy(const Batch& batch) {
   const Tensor logits = run(batch);
-  if (logits.dim(0) == 0) return {};
+  if (batch.logits_rows.empty()) return {};
   Tensor ids = reuse(argmax_, DType::i32, {logits.dim(0)});
   be_.argmax(logits, ids);
-  std::vector<int32_t> out(size_t(ids.numel()));
+  std::vector<int32_t> out(batch.logits_rows.size());  // a padded step's rows past the batch's are not read
   be_.read(ids, out.data(), out.size() * sizeof(int32_t));
   return out;
 }

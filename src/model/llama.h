@@ -3,12 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <vector>
 
 #include "backend/backend.h"
 #include "dist/communicator.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/decode-shape.h"
 #include "model/runner.h"
 #include "model/shard.h"
 #include "model/weights.h"
@@ -35,6 +38,10 @@ class LlamaModel final : public ModelRunner {
   std::vector<int32_t> forward_greedy(const Batch& batch) override;
   // This rank's share of the decode bytes times the ranks (the shards are equal in size).
   int64_t decode_weight_bytes() const override;
+  // Whether decode steps are recorded and replayed (false after a recording failed), and the ops of
+  // each shape's recording: a step's kernel launches on CUDA.
+  bool records_decode() const { return record_decode_; }
+  std::map<DecodeShape, int64_t> recorded_ops() const;
 
  private:
   struct Layer {
@@ -56,10 +63,26 @@ class LlamaModel final : public ModelRunner {
   // Sums a row-parallel product's partial results over the ranks (nothing on one rank).
   void all_reduce(Tensor& x);
 
-  // Runs the layers and the LM head; returns the device logits [n_rows, n_vocab].
+  // A decode shape's recording (Backend::end_capture) and what it reads and writes: its own input
+  // buffer and the logits it leaves. Stale when the backend's or the model's buffers have moved since.
+  struct Recorded {
+    bool warm = false;  // one step of this shape has run as it is
+    Tensor ints, logits;
+    std::unique_ptr<StepGraph> graph;
+    uint64_t backend_epoch = 0, model_epoch = 0;
+  };
+
+  // Runs the layers and the LM head; returns the device logits [n_rows, n_vocab], or more rows for a
+  // padded decode step (the batch's first).
   Tensor run(const Batch& batch);
+  // A decode step padded to its shape and replayed from the shape's recording, made on its second step.
+  Tensor run_recorded(const Batch& batch, const DecodeShape& shape);
+  // The step's int32 arrays into buf (grown when needed): the tensor compute() reads.
+  Tensor upload(const Batch& batch, Tensor& buf);
+  // The forward pass itself: device ops only, nothing read back (so that it can be recorded).
+  Tensor compute(const Batch& batch, const Tensor& ints);
   void ensure_scratch(int64_t n_tokens);
-  // A reusable buffer of at least n elements, viewed as `shape`.
+  // A reusable buffer of at least n elements, viewed as `shape`; growing it bumps model_epoch_.
   Tensor reuse(Tensor& buf, DType dtype, Shape shape);
 
   ModelConfig c_;
@@ -73,6 +96,11 @@ class LlamaModel final : public ModelRunner {
   Scratch s_;
   Tensor ints_, picked_, picked_norm_, logits_, argmax_;
   Tensor logits_local_, logits_gathered_;  // with several ranks: this rank's vocabulary slice, and all of them
+  // Decode steps recorded and replayed (CUDA graphs) on one rank, when the backend records; off for
+  // good after a recording fails.
+  bool record_decode_ = false;
+  std::map<DecodeShape, Recorded> recorded_;
+  uint64_t model_epoch_ = 0;  // bumped whenever a buffer the recordings use moves
 };
 
 }  // namespace herd

@@ -103,9 +103,11 @@ float* f32p(Tensor& t) { return static_cast<float*>(t.data()); }
 const int32_t* i32p(const Tensor& t) { return static_cast<const int32_t*>(t.data()); }
 
 // A device buffer that only grows: scratch for casts and attention partials, reused every call
-// (all work is ordered on one stream, so reuse needs no synchronisation).
+// (all work is ordered on one stream, so reuse needs no synchronisation). Each move bumps *epoch:
+// recorded steps that read the old buffer are stale (Backend::memory_epoch).
 class Scratch {
  public:
+  explicit Scratch(uint64_t* epoch) : epoch_(epoch) {}
   ~Scratch() {
     if (ptr_ != nullptr) cudaFree(ptr_);
   }
@@ -116,6 +118,7 @@ class Scratch {
       if (ptr_ != nullptr) HERD_CUDA_CHECK(cudaFree(ptr_));
       ptr_ = nullptr;
       size_ = 0;
+      ++*epoch_;
       HERD_CUDA_CHECK(cudaMalloc(&ptr_, nbytes));
       size_ = nbytes;
     }
@@ -123,9 +126,33 @@ class Scratch {
   }
 
  private:
+  uint64_t* epoch_;
   void* ptr_ = nullptr;
   size_t size_ = 0;
 };
+
+// A recorded step (Backend::end_capture), replayed on the stream it was recorded from.
+class CudaGraph final : public StepGraph {
+ public:
+  CudaGraph(cudaGraphExec_t exec, cudaStream_t stream, int64_t n_nodes)
+      : exec_(exec), stream_(stream), n_nodes_(n_nodes) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec_); }
+  void replay() override { HERD_CUDA_CHECK(cudaGraphLaunch(exec_, stream_)); }
+  int64_t n_ops() const override { return n_nodes_; }
+
+ private:
+  cudaGraphExec_t exec_;
+  cudaStream_t stream_;
+  int64_t n_nodes_;
+};
+
+// HERD_CUDA_FLASH / HERD_CUDA_GRAPHS: on (or unset) or off.
+bool env_switch(const char* name) {
+  const char* env = std::getenv(name);
+  const std::string v = env != nullptr ? env : "on";
+  HERD_REQUIRE(v == "on" || v == "off", name, "=", v, ": expected on or off");
+  return v == "on";
+}
 
 class CudaBackend final : public Backend {
  public:
@@ -140,7 +167,8 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
     device_name_ = prop.name;
     cc_major_ = prop.major;
-    flash_ = flash && flash_attention_wanted();
+    flash_ = flash && env_switch("HERD_CUDA_FLASH");
+    graphs_ = env_switch("HERD_CUDA_GRAPHS");
     HERD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     HERD_CUBLAS_CHECK(cublasCreate(&cublas_));
     HERD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -210,6 +238,37 @@ class CudaBackend final : public Backend {
   }
 
   // --- ops -------------------------------------------------------------------
+
+  bool can_capture() const override { return graphs_; }
+
+  bool begin_capture() override {
+    if (!graphs_) return false;
+    // Thread-local mode: another thread's (another rank's) stream work does not break the recording.
+    HERD_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    return true;
+  }
+
+  std::unique_ptr<StepGraph> end_capture() override {
+    cudaGraph_t graph = nullptr;
+    // A recording that an op broke (an error, a forbidden call) ends with an error here: null.
+    if (cudaStreamEndCapture(stream_, &graph) != cudaSuccess || graph == nullptr) {
+      cudaGetLastError();
+      if (graph != nullptr) cudaGraphDestroy(graph);
+      return nullptr;
+    }
+    size_t n_nodes = 0;
+    cudaGraphExec_t exec = nullptr;
+    cudaError_t e = cudaGraphGetNodes(graph, nullptr, &n_nodes);
+    if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return nullptr;
+    }
+    return std::make_unique<CudaGraph>(exec, stream_, int64_t(n_nodes));
+  }
+
+  uint64_t memory_epoch() const override { return epoch_; }
 
   void embed(const Tensor& table, const Tensor& ids, Tensor& out) override {
     const int64_t n_vocab = table.dim(0), n_embd = table.dim(1), n_tokens = ids.numel();
@@ -486,25 +545,19 @@ class CudaBackend final : public Backend {
     return k_cache.dtype == DType::f8_e4m3 ? k::ElemType::fp8_e4m3 : elem_type(k_cache.dtype, "KV cache");
   }
 
-  // HERD_CUDA_FLASH=off keeps prefill attention on the f32 kernel (on, or unset: tensor cores).
-  static bool flash_attention_wanted() {
-    const char* env = std::getenv("HERD_CUDA_FLASH");
-    const std::string v = env != nullptr ? env : "on";
-    HERD_REQUIRE(v == "on" || v == "off", "HERD_CUDA_FLASH=", v, ": expected on or off");
-    return v == "on";
-  }
-
   int device_ = 0;
   bool kv_fp8_ = false;
-  bool flash_ = false;  // prefill attention on tensor cores (kernels/flash-attention.cuh)
+  bool flash_ = false;   // prefill attention on tensor cores (kernels/flash-attention.cuh); HERD_CUDA_FLASH
+  bool graphs_ = false;  // steps may be recorded as CUDA graphs; HERD_CUDA_GRAPHS
+  uint64_t epoch_ = 0;   // memory_epoch(): bumped by the scratch buffers below
   int n_sm_ = 1;
   int cc_major_ = 0;  // compute capability
   std::string device_name_;
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
-  Scratch cast_scratch_, attn_scratch_;
-  Scratch dequant_scratch_;  // a slab of a quantized weight's rows as BF16 (matmul_quantized)
+  Scratch cast_scratch_{&epoch_}, attn_scratch_{&epoch_};
+  Scratch dequant_scratch_{&epoch_};  // a slab of a quantized weight's rows as BF16 (matmul_quantized)
 };
 
 }  // namespace
