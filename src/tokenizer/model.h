@@ -37,6 +37,12 @@ class Model {
   // The model's chat template as the file gives it (Jinja text), "" when it has none.
   const std::string& chat_template() const { return chat_template_; }
   void set_adds_bos(bool adds_bos) { adds_bos_ = adds_bos; }
+  // A BOS the file names but does not add (tokenizer_config.json's bos_token when tokenizer.json's
+  // post-processor adds none): text starts with it only when the caller asks.
+  void set_unadded_bos(int32_t id) {
+    bos_id_ = id;
+    adds_bos_ = false;
+  }
   void set_chat_template(std::string chat_template) { chat_template_ = std::move(chat_template); }
 
  protected:
@@ -52,7 +58,7 @@ class Model {
 };
 
 // Loads a tokenizer file, recognised by its content: tiktoken ranks (Meta's tokenizer.model),
-// Hugging Face tokenizer.json (with the chat template of a tokenizer_config.json beside it),
+// Hugging Face tokenizer.json (with the chat template and BOS token of the files beside it),
 // the vocabulary inside a GGUF model, or a SentencePiece model. A directory is searched for
 // tokenizer.json, then tokenizer.model. Throws an invalid-input Error naming the file.
 std::unique_ptr<Model> load_model(const std::string& path);

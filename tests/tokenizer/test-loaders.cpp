@@ -189,6 +189,38 @@ TEST(TokenizerLoad, SmallHandWrittenJson) {
   EXPECT_EQ(encode(*gpt2, "x  hello"), (Ids{'x', ' ', ' ', 259}));
 }
 
+// The chat template comes from chat_template.jinja beside tokenizer.json when there is one (what
+// transformers writes today, and prefers), else from tokenizer_config.json.
+TEST(TokenizerLoad, ChatTemplateFromJinjaFileOrTokenizerConfig) {
+  TempDir dir;
+  dir.write("tokenizer.json", small_json().dump());
+  EXPECT_EQ(load_ok(dir.path())->chat_template(), "");
+  dir.write("tokenizer_config.json", R"({"chat_template": "from the config"})");
+  EXPECT_EQ(load_ok(dir.path())->chat_template(), "from the config");
+  dir.write("chat_template.jinja", "{{ '<|im_start|>' }}");
+  EXPECT_EQ(load_ok(dir.path())->chat_template(), "{{ '<|im_start|>' }}");
+}
+
+// A tokenizer.json whose post-processor adds no BOS (SmolLM2 as transformers saves it): the BOS is
+// tokenizer_config.json's bos_token, available when asked for and not added by default.
+TEST(TokenizerLoad, BosFromTokenizerConfigWhenThePostProcessorAddsNone) {
+  TempDir dir;
+  json j = small_json();
+  j["post_processor"] = json::parse(R"({"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A", "type_id": 0}}],
+    "pair": [], "special_tokens": {}})");
+  dir.write("tokenizer.json", j.dump());
+  const auto none = load_ok(dir.path());
+  EXPECT_EQ(none->bos_id(), -1);
+  dir.write("tokenizer_config.json", R"({"bos_token": {"content": "<s>", "special": true}})");
+  const auto named = load_ok(dir.path());
+  EXPECT_EQ(named->bos_id(), 261);
+  EXPECT_FALSE(named->adds_bos());
+  dir.write("tokenizer_config.json", R"({"bos_token": "<|end|>"})");
+  EXPECT_EQ(load_ok(dir.path())->bos_id(), 260);
+  dir.write("tokenizer_config.json", R"({"bos_token": "not a token"})");
+  EXPECT_EQ(load_ok(dir.path())->bos_id(), -1);
+}
+
 TEST(TokenizerLoad, DetectsFormatByContentAndFindsFilesInDirectories) {
   TempDir dir;
   const auto tiktoken = load_ok(dir.write("tokenizer.json", read_file(data_path("tokenizer.model"))));
