@@ -93,5 +93,11 @@ __device__ __forceinline__ float block_sum(float v, float* scratch) {
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
 
+// The block's dynamic shared memory (the launch's third parameter), 16-byte aligned.
+__device__ __forceinline__ unsigned char* dynamic_smem() {
+  extern __shared__ __align__(16) unsigned char smem[];
+  return smem;
+}
+
 }  // namespace herd::kernels
 #endif

@@ -11,7 +11,8 @@
 namespace herd::kernels {
 namespace gemv {
 
-// One warp per weight row; lane l reads 16-byte chunks l, l + 32, ... of the row, kUnroll of them
+// One warp per weight row; lane l reads 16-byte chunks l, l + 32, ... of the row (8 16-bit weights
+// or 16 E4M3 codes each), kUnroll of them
 // in flight before any is used, so that a multiprocessor keeps enough bytes on the way to reach the
 // memory's bandwidth. x (a few KB a token) comes through L1/L2 and is read by every row.
 constexpr int kWarps = 8;  // rows per block
@@ -40,14 +41,25 @@ __device__ __forceinline__ float widen(uint32_t bits16) {
   }
 }
 
-// 8 16-bit values of a 16-byte chunk as f32, low element first.
+// Weight elements in a 16-byte chunk: 8 16-bit values or 16 E4M3 codes.
 template <typename TW>
-__device__ __forceinline__ void widen8(const uint4& raw, float* f) {
-  const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+constexpr int kChunkElems = 16 / int(sizeof(TW));
+
+// A 16-byte chunk's elements as f32 (exact), low element first.
+template <typename TW>
+__device__ __forceinline__ void widen_chunk(const uint4& raw, float* f) {
+  if constexpr (std::is_same_v<TW, __nv_fp8_e4m3>) {
+    __nv_fp8_e4m3 e[16];
+    memcpy(e, &raw, 16);
 #pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = widen<TW>(w[i] & 0xffffu);
-    f[2 * i + 1] = widen<TW>(w[i] >> 16);
+    for (int i = 0; i < 16; ++i) f[i] = float(e[i]);
+  } else {
+    const uint32_t w[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      f[2 * i] = widen<TW>(w[i] & 0xffffu);
+      f[2 * i + 1] = widen<TW>(w[i] >> 16);
+    }
   }
 }
 
@@ -67,8 +79,9 @@ __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64
     }
   }
   const int64_t row = r - start;
-  const uint4* __restrict__ w = static_cast<const uint4*>(part.w) + row * (cols / 8);
-  const int64_t n_vec = cols / 8;
+  constexpr int E = kChunkElems<TW>;
+  const int64_t n_vec = cols / E;
+  const uint4* __restrict__ w = static_cast<const uint4*>(part.w) + row * n_vec;
   float acc[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc[t] = 0.f;
@@ -83,28 +96,29 @@ __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t i = base + 32 * u;
       if (i >= n_vec) break;
-      float f[8];
-      widen8<TW>(raw[u], f);
+      float f[E];
+      widen_chunk<TW>(raw[u], f);
 #pragma unroll
       for (int t = 0; t < NT; ++t) {
-        const float4* xp = reinterpret_cast<const float4*>(x + t * cols + i * 8);
-        const float4 a = __ldg(xp), b = __ldg(xp + 1);
+        const float4* xp = reinterpret_cast<const float4*>(x + t * cols + i * E);
         float s = acc[t];
-        s = fmaf(f[0], a.x, s);
-        s = fmaf(f[1], a.y, s);
-        s = fmaf(f[2], a.z, s);
-        s = fmaf(f[3], a.w, s);
-        s = fmaf(f[4], b.x, s);
-        s = fmaf(f[5], b.y, s);
-        s = fmaf(f[6], b.z, s);
-        acc[t] = fmaf(f[7], b.w, s);
+#pragma unroll
+        for (int q = 0; q < E / 4; ++q) {
+          const float4 a = __ldg(xp + q);
+          s = fmaf(f[4 * q], a.x, s);
+          s = fmaf(f[4 * q + 1], a.y, s);
+          s = fmaf(f[4 * q + 2], a.z, s);
+          s = fmaf(f[4 * q + 3], a.w, s);
+        }
+        acc[t] = s;
       }
     }
   }
+  const float scale = part.row_scale != nullptr ? part.row_scale[row] : 1.f;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const float s = warp_sum(acc[t]);
-    if (lane == 0) part.out[t * part.rows + row] = s;
+    if (lane == 0) part.out[t * part.rows + row] = s * scale;
   }
 }
 

@@ -33,14 +33,16 @@ cudaError_t launch_tokens(const Parts& parts, int64_t cols, const float* x, int 
 
 cudaError_t dense_gemv(const GemvPart* parts, int n_parts, ElemType wtype, int64_t cols, const float* x, int n_tokens,
                        cudaStream_t stream) {
-  if (n_parts < 1 || n_parts > kDenseGemvMaxParts || cols <= 0 || cols % 8 != 0 || n_tokens < 0 ||
+  const bool fp8 = wtype == ElemType::fp8_e4m3;
+  if (n_parts < 1 || n_parts > kDenseGemvMaxParts || cols <= 0 || cols % (fp8 ? 16 : 8) != 0 || n_tokens < 0 ||
       n_tokens > kDenseGemvMaxTokens || !aligned16(x))
     return cudaErrorInvalidValue;
   Parts p{};
   p.n = n_parts;
   int64_t total = 0;
   for (int i = 0; i < n_parts; ++i) {
-    if (parts[i].rows < 0 || !aligned16(parts[i].w)) return cudaErrorInvalidValue;
+    if (parts[i].rows < 0 || !aligned16(parts[i].w) || fp8 != (parts[i].row_scale != nullptr))
+      return cudaErrorInvalidValue;
     p.p[i] = parts[i];
     p.row_end[i] = total += parts[i].rows;
   }
@@ -50,6 +52,7 @@ cudaError_t dense_gemv(const GemvPart* parts, int n_parts, ElemType wtype, int64
   switch (wtype) {
     case ElemType::bf16: return launch_tokens<__nv_bfloat16>(p, cols, x, n_tokens, stream);
     case ElemType::f16: return launch_tokens<__half>(p, cols, x, n_tokens, stream);
+    case ElemType::fp8_e4m3: return launch_tokens<__nv_fp8_e4m3>(p, cols, x, n_tokens, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -1,6 +1,7 @@
-// Decode matrix products with 16-bit weights (bf16, f16): a few tokens against weights read once,
-// straight from memory at the bandwidth bound, where a GEMM library tiles for many tokens. Up to
-// three weights that share their input (q, k and v; gate and up) go in one launch.
+// Decode matrix products with 16-bit weights (bf16, f16) or FP8 E4M3 codes with a scale per row: a
+// few tokens against weights read once, straight from memory at the bandwidth bound, where a GEMM
+// library tiles for many tokens. Up to three weights that share their input (q, k and v; gate and
+// up) go in one launch.
 #pragma once
 
 #include "kernels/common.cuh"
@@ -12,16 +13,17 @@ namespace herd::kernels {
 constexpr int kDenseGemvMaxTokens = 8;
 constexpr int kDenseGemvMaxParts = 3;
 
-// One weight of a launch: out[t, r] = sum_c x[t, c] * w[r, c] for r < rows.
+// One weight of a launch: out[t, r] = row_scale[r] * sum_c x[t, c] * w[r, c] for r < rows.
 struct GemvPart {
-  const void* w;  // [rows, cols] of the launch's weight type, 16-byte aligned
-  float* out;     // [n_tokens, rows]
+  const void* w;           // [rows, cols] of the launch's weight type, 16-byte aligned
+  float* out;              // [n_tokens, rows]
   int64_t rows;
+  const float* row_scale;  // [rows], FP8 codes' scales; null for 16-bit weights
 };
 
-// Every part's product with the same x: [n_tokens, cols] f32, 16-byte aligned. wtype: bf16 or f16;
-// cols a multiple of 8; n_tokens 1 .. kDenseGemvMaxTokens; n_parts 1 .. kDenseGemvMaxParts.
-// Products and sums in f32 (x is not rounded).
+// Every part's product with the same x: [n_tokens, cols] f32, 16-byte aligned. wtype: bf16, f16 or
+// fp8_e4m3 (every part with its row_scale); cols a multiple of 8 (16 for FP8); n_tokens 1 ..
+// kDenseGemvMaxTokens; n_parts 1 .. kDenseGemvMaxParts. Products and sums in f32 (x is not rounded).
 cudaError_t dense_gemv(const GemvPart* parts, int n_parts, ElemType wtype, int64_t cols, const float* x, int n_tokens,
                        cudaStream_t stream);
 

@@ -6,12 +6,6 @@
 
 namespace herd::kernels {
 
-// The block's dynamic shared memory (the launch's third parameter), 16-byte aligned.
-__device__ __forceinline__ unsigned char* dynamic_smem() {
-  extern __shared__ __align__(16) unsigned char smem[];
-  return smem;
-}
-
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -23,7 +23,9 @@
 #include "kernels/dense-gemv.cuh"
 #include "kernels/embed.cuh"
 #include "kernels/attention-tiles.cuh"
+#include "backend/cuda/fp8-gemm.h"
 #include "kernels/flash-attention.cuh"
+#include "kernels/fp8-rows.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
@@ -294,6 +296,53 @@ int main(int argc, char** argv) {
         CHECK_CUDA(cudaFree(out));
       }
       CHECK_CUDA(cudaFree(w));
+    }
+  }
+
+  // --- FP8 rows (E4M3 codes, a scale per row: the backend's layout for FP8 checkpoints): the GEMV at
+  // 1 and 8 tokens (GB/s against the copy ceiling), and at 512 tokens the per-token activation
+  // quantization plus cuBLASLt's FP8 GEMM (TFLOP/s) beside the BF16 cuBLAS GEMM above.
+  {
+    struct Proj {
+      const char* name;
+      int m, kdim;
+    };
+    const Proj projs[] = {{"8B q/o", 4096, 4096}, {"8B gate+up", 28672, 4096}, {"8B down", 4096, 14336},
+                          {"70B gate+up", 57344, 8192}};
+    const double copy_gbps = g_results.front().gbps;
+    herd::Fp8Gemm fp8_gemm(prop.major * 10 + prop.minor >= 89, g_stream, blas_ws, size_t(32) << 20);
+    for (const Proj& pr : projs) {
+      void* codes = dev_fp8(size_t(pr.m) * pr.kdim, 37);
+      float* scales = dev_f32(size_t(pr.m), 38, 0.01f);
+      for (int n : {1, 8, 512}) {
+        float* x = dev_f32(size_t(n) * pr.kdim, 39);
+        float* out = dev_f32(size_t(n) * pr.m, 40);
+        const std::string shape = dims({n, pr.kdim}) + " x " + dims({pr.m, pr.kdim}) + "^T";
+        const double flops = 2.0 * n * pr.m * pr.kdim;
+        if (n <= k::kDenseGemvMaxTokens) {
+          const k::GemvPart part{codes, out, pr.m, scales};
+          const double bytes = double(pr.m) * pr.kdim + 4.0 * pr.m + 4.0 * n * pr.kdim + 4.0 * n * pr.m;
+          bench(std::string("gemv fp8 rows ") + pr.name, shape, bytes, flops, [&] {
+            ok(k::dense_gemv(&part, 1, k::ElemType::fp8_e4m3, pr.kdim, x, n, g_stream), "dense_gemv fp8");
+          });
+          std::printf("%-28s %.0f%% of the copy ceiling\n", "", 100.0 * g_results.back().gbps / copy_gbps);
+        } else {
+          void* xq = dev_fp8(size_t(n) * pr.kdim, 41);
+          float* x_scales = dev_f32(size_t(n), 42, 0.01f);
+          bool ran = true;
+          bench(std::string("fp8 gemm (quantize + cublasLt) ") + pr.name, shape, 0, flops, [&] {
+            ok(k::fp8_rows_quantize(x, n, pr.kdim, pr.kdim, xq, x_scales, g_stream), "fp8_rows_quantize");
+            ran = fp8_gemm.run(codes, scales, pr.m, xq, x_scales, n, pr.kdim, out);
+          });
+          if (!ran) std::printf("%-28s cuBLASLt has no FP8 kernel here: the row above timed the quantization only\n", "");
+          CHECK_CUDA(cudaFree(xq));
+          CHECK_CUDA(cudaFree(x_scales));
+        }
+        CHECK_CUDA(cudaFree(x));
+        CHECK_CUDA(cudaFree(out));
+      }
+      CHECK_CUDA(cudaFree(codes));
+      CHECK_CUDA(cudaFree(scales));
     }
   }
 

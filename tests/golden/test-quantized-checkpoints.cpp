@@ -5,7 +5,7 @@
 //  - the CPU's exact path dequantizes the same way, so the two agree to FP32 rounding;
 //  - the CPU's fast kernels round activations to 8 bits (docs/cpu.md), a little further away;
 //  - CUDA widens the weights and activations to BF16 for products of more than 8 tokens (these 64
-//    positions): BF16 tolerance;
+//    positions): BF16 tolerance; FP8 weights multiply activations quantized per token to FP8 there;
 //  - split over 2 tensor-parallel ranks, unchanged; an act-ordered GPTQ layer whose input columns
 //    would be split is refused with a message that says why.
 #include <gtest/gtest.h>
@@ -68,6 +68,11 @@ void check(const std::string& name, bool exact, int tp = 1) {
     // 8-bit activations: as far as they put the GGUF files from the exact path (test-gguf-quant).
     EXPECT_LE(d / scale, 2e-2f) << "vs transformers on the dequantized weights";
     EXPECT_GE(top1_agreement(logits, ref.logits, size_t(model->info().n_vocab)), 0.95);
+  } else if (name.find("fp8") != std::string::npos) {
+    // FP8 x FP8 on the GPU's tensor cores, as the formats specify (activations quantized per token to
+    // E4M3, 3 mantissa bits, on GPUs that have FP8 tensor cores): coarser than 8-bit integers.
+    EXPECT_LE(d / scale, 6e-2f) << "vs transformers; FP8 activations on the device";
+    EXPECT_GE(top1_agreement(logits, ref.logits, size_t(model->info().n_vocab)), 0.9);
   } else {
     EXPECT_LE(d / scale, 2e-2f) << "vs transformers; weights are BF16 on the device";
     EXPECT_GE(top1_agreement(logits, ref.logits, size_t(model->info().n_vocab)), 0.95);

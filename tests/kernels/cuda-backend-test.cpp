@@ -2,6 +2,7 @@
 // awkward shapes: odd lengths, GQA 1:1 / 3:1 / 4:1 / 8:1, head_dim 32, 64 and 128, paged caches with
 // shuffled blocks, partial blocks and block sizes 8 / 16 / 32, batches mixing prefill chunks and decode
 // tokens, contexts up to 32K, f32 / f16 / bf16 weights. Skips cleanly without a GPU (CI).
+#include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -294,6 +295,78 @@ TEST_F(CudaVsCpu, MatmulSharedMatchesEachProduct) {
       }
     }
   }
+}
+
+// FP8 weights with one scale per row (every FP8 checkpoint's) become E4M3 rows on the device: the
+// GEMV for decode steps (x in f32), and for more tokens x quantized per token (scale max |x| / 448)
+// and multiplied on FP8 tensor cores through cuBLASLt, or, where cuBLASLt has no kernel for the
+// shape, the rows widened to BF16 against x in BF16. Each path against the CPU's exact product of
+// what it multiplies; on a GPU with FP8 tensor cores the aligned 64 x 64 case must take cuBLASLt.
+TEST_F(CudaVsCpu, MatmulFp8RowsMatchesCpu) {
+  cudaDeviceProp prop{};
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  const bool fp8_cores = prop.major * 10 + prop.minor >= 89;
+  std::mt19937 rng(31);
+  std::uniform_real_distribution<float> unit(-1.f, 1.f);
+  const int64_t k = 768;
+  for (int64_t m : {64, 70})
+    for (int64_t n : {1, 5, 8, 9, 40, 64}) {
+      std::vector<Fp8Block> blocks(size_t(m * k / 32));
+      for (int64_t r = 0; r < m; ++r) {
+        const float d = 0.002f * (1.5f + unit(rng));
+        for (int64_t b = 0; b < k / 32; ++b) {
+          Fp8Block& blk = blocks[size_t(r * (k / 32) + b)];
+          blk.d = d;
+          for (uint8_t& q : blk.q) q = f32_to_e4m3(400.f * unit(rng));
+        }
+      }
+      const TensorView view{DType::fp8, {m, k}, blocks.data()};
+      const Tensor wc = cpu_->upload_weight(view);
+      const Tensor wg = gpu_->upload_weight(view);
+      ASSERT_EQ(wg.dtype, DType::f8_e4m3) << "rows of one scale each become FP8 rows";
+      std::vector<float> wf(size_t(m * k));
+      for (int64_t r = 0; r < m; ++r) dequantize_row(DType::fp8, &blocks[size_t(r * (k / 32))], wf.data() + r * k, k);
+      const auto x = random_floats(size_t(n * k), uint32_t(60 + n));
+      auto xt = input(DType::f32, {n, k}, x.data());
+      auto out = output(DType::f32, {n, m});
+      gpu_->matmul(xt.gpu, wg, out.gpu);
+      const auto got = gpu_f32(out);
+      // The CPU's exact product with x as the GPU path took it: f32 (GEMV), per-token E4M3, or BF16.
+      auto reference = [&](const std::vector<float>& xin, double rel) {
+        Tensor xc = cpu_->alloc(DType::f32, {n, k}), oc = cpu_->alloc(DType::f32, {n, m});
+        cpu_->write(xc, xin.data(), xc.nbytes());
+        cpu_->matmul(xc, wc, oc);
+        const auto want = read<float>(*cpu_, oc);
+        size_t n_bad = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < m; ++j) {
+            double mag = 0;
+            for (int64_t l = 0; l < k; ++l) mag += std::fabs(xin[size_t(i * k + l)] * wf[size_t(j * k + l)]);
+            n_bad += !(std::fabs(got[size_t(i * m + j)] - want[size_t(i * m + j)]) <= rel * mag + 1e-6);
+          }
+        return n_bad;
+      };
+      const std::string what = str_cat("FP8 rows ", m, "x", k, ", ", n, " tokens");
+      if (n <= 8) {
+        EXPECT_EQ(reference(x, 2e-5), 0u) << what << " (GEMV)";
+        continue;
+      }
+      std::vector<float> x_fp8(x.size()), x_bf16 = rounded(x, DType::bf16);
+      for (int64_t i = 0; i < n; ++i) {
+        float amax = 0.f;
+        for (int64_t l = 0; l < k; ++l) amax = std::max(amax, std::fabs(x[size_t(i * k + l)]));
+        const float scale = amax > 0.f ? amax / 448.f : 1.f;
+        for (int64_t l = 0; l < k; ++l)
+          x_fp8[size_t(i * k + l)] = scale * e4m3_to_f32(f32_to_e4m3(x[size_t(i * k + l)] / scale));
+      }
+      const bool on_fp8_cores = reference(x_fp8, 1e-5) == 0;
+      if (fp8_cores && m == 64 && n == 64) {
+        EXPECT_TRUE(on_fp8_cores) << what << ": cuBLASLt FP8 was not used";
+      }
+      if (!on_fp8_cores) {
+        EXPECT_EQ(reference(x_bf16, 1.05 / 256 + 2e-5), 0u) << what << " (widened to BF16)";
+      }
+    }
 }
 
 TEST_F(CudaVsCpu, MatmulQuantizedWeights) {

@@ -1,6 +1,7 @@
 // The decode GEMV (kernels/dense-gemv-kernel.cuh) run on the CPU through emulated-device.h, against
-// the CPU backend's exact products: the part selection of a fused launch, the 16-byte chunking,
-// the unrolled tail of a row and each token count are checked in CI, where no GPU is. The same
+// the CPU backend's exact products: the part selection of a fused launch, the 16-byte chunking of
+// 16-bit weights and of FP8 codes with row scales, the unrolled tail of a row and each token count
+// are checked in CI, where no GPU is. The same
 // kernel runs on the device in cuda-backend-test.cpp (label gpu).
 #include "emulated-device.h"
 // (the emulation first)
@@ -22,6 +23,7 @@ namespace {
 namespace gk = kernels::gemv;
 
 // Parts of `rows` rows each, cols columns, n tokens: the emulated launch against the CPU backend.
+// dtype bf16 or f16, or f8_e4m3 for E4M3 codes with a random scale per row.
 void check(DType dtype, const std::vector<int64_t>& rows, int64_t cols, int n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-1.f, 1.f);
@@ -31,19 +33,32 @@ void check(DType dtype, const std::vector<int64_t>& rows, int64_t cols, int n, u
   Tensor xt = cpu->alloc(DType::f32, {n, cols});
   cpu->write(xt, x.data(), xt.nbytes());
 
+  const bool fp8 = dtype == DType::f8_e4m3;
   gk::Parts parts{};
   parts.n = int(rows.size());
-  std::vector<std::vector<uint16_t>> w(rows.size());
-  std::vector<std::vector<float>> got(rows.size()), wf(rows.size());
+  std::vector<std::vector<uint16_t>> w16(rows.size());
+  std::vector<std::vector<uint8_t>> w8(rows.size());
+  std::vector<std::vector<float>> got(rows.size()), wf(rows.size()), scales(rows.size());
   for (size_t i = 0; i < rows.size(); ++i) {
-    w[i].resize(size_t(rows[i] * cols));
-    wf[i].resize(w[i].size());
-    for (size_t j = 0; j < w[i].size(); ++j) {
-      w[i][j] = dtype == DType::bf16 ? f32_to_bf16(dist(rng)) : f32_to_f16(dist(rng));
-      wf[i][j] = dtype == DType::bf16 ? bf16_to_f32(w[i][j]) : f16_to_f32(w[i][j]);
+    const size_t n_w = size_t(rows[i] * cols);
+    wf[i].resize(n_w);
+    if (fp8) {
+      w8[i].resize(n_w);
+      for (int64_t r = 0; r < rows[i]; ++r) scales[i].push_back(0.001f + 0.01f * (dist(rng) + 1.f));
+      for (size_t j = 0; j < n_w; ++j) {
+        w8[i][j] = f32_to_e4m3(300.f * dist(rng));  // finite codes of every magnitude
+        wf[i][j] = scales[i][j / size_t(cols)] * e4m3_to_f32(w8[i][j]);
+      }
+    } else {
+      w16[i].resize(n_w);
+      for (size_t j = 0; j < n_w; ++j) {
+        w16[i][j] = dtype == DType::bf16 ? f32_to_bf16(dist(rng)) : f32_to_f16(dist(rng));
+        wf[i][j] = dtype == DType::bf16 ? bf16_to_f32(w16[i][j]) : f16_to_f32(w16[i][j]);
+      }
     }
     got[i].assign(size_t(n * rows[i]), NAN);
-    parts.p[i] = {w[i].data(), got[i].data(), rows[i]};
+    parts.p[i] = {fp8 ? static_cast<const void*>(w8[i].data()) : w16[i].data(), got[i].data(), rows[i],
+                  fp8 ? scales[i].data() : nullptr};
     parts.row_end[i] = (i > 0 ? parts.row_end[i - 1] : 0) + rows[i];
   }
   parts.total_rows = parts.row_end[rows.size() - 1];
@@ -60,7 +75,8 @@ void check(DType dtype, const std::vector<int64_t>& rows, int64_t cols, int n, u
     }
   };
   if (dtype == DType::bf16) run_n.template operator()<__nv_bfloat16>();
-  else run_n.template operator()<__half>();
+  else if (dtype == DType::f16) run_n.template operator()<__half>();
+  else run_n.template operator()<__nv_fp8_e4m3>();
 
   for (size_t i = 0; i < rows.size(); ++i) {
     Tensor wt = cpu->alloc(DType::f32, {rows[i], cols}), out = cpu->alloc(DType::f32, {n, rows[i]});
@@ -91,6 +107,13 @@ TEST(DenseGemvEmulated, ShortAndRaggedRows) {
 TEST(DenseGemvEmulated, ThreePartsInOneLaunch) {
   check(DType::bf16, {20, 5, 7}, 1032, 3, 4);
   check(DType::f16, {1, 1, 17}, 264, 8, 5);
+}
+
+// FP8 rows: 16 codes a chunk, each part's own row scales applied to its sums.
+TEST(DenseGemvEmulated, Fp8RowsWithRowScales) {
+  check(DType::f8_e4m3, {7}, 4096, 1, 6);
+  check(DType::f8_e4m3, {20, 5, 9}, 1040, 3, 7);
+  check(DType::f8_e4m3, {2}, 16, 8, 8);
 }
 
 }  // namespace

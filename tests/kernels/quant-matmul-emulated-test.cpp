@@ -1,15 +1,19 @@
 // The quantized-weight kernels (kernels/quant-matmul-kernel.cuh) run on the CPU through
 // emulated-device.h, against the host's dequantize_row: every block decoder, the GEMV's sums and
-// row mapping, the widening to BF16 and the embedding gather are checked in CI, where no GPU is.
+// row mapping, the widening to BF16 and the embedding gather, and the FP8-rows kernels (per-token
+// quantization, widening, gather), are checked in CI, where no GPU is.
 // The same kernels run on the device in quant-matmul-test.cpp (label gpu).
 #include "emulated-device.h"
 // (the emulation first)
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
+#include "kernels/fp8-rows-kernel.cuh"
 #include "kernels/quant-matmul-kernel.cuh"
 #include "quant-cases.h"
 
@@ -117,6 +121,54 @@ TEST(QuantKernelsEmulated, EmbedGathersHostRows) {
         else ASSERT_EQ(g, rows[size_t(ids[i] * cols + c)]) << dtype_name(t.host) << " id " << ids[i] << " column " << c;
       }
   }
+}
+
+// FP8 rows (kernels/fp8-rows-kernel.cuh): per-token quantization against the host's rule (scale =
+// max |x| / 448, 1 for a row of zeros; codes rounded to nearest even), widening to BF16 and the gather.
+TEST(QuantKernelsEmulated, Fp8RowsQuantizeWidenAndGather) {
+  namespace fk = kernels::fp8rows;
+  const int64_t n = 4, cols = 300, stride = 310;  // a row length no thread count divides, a padded stride
+  std::mt19937 rng(15);
+  std::normal_distribution<float> nd(0.f, 3.f);
+  std::vector<float> x(size_t(n * stride), NAN);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t c = 0; c < cols; ++c) x[size_t(t * stride + c)] = t == 2 ? 0.f : nd(rng) * float(t + 1);
+  std::vector<__nv_fp8_e4m3> codes(size_t(n * cols));
+  std::vector<float> scales(size_t(n), NAN);
+  kernels::emu::launch(dim3(unsigned(n)), fk::kQuantizeThreads, [&] {
+    fk::quantize_kernel(x.data(), cols, stride, codes.data(), scales.data());
+  });
+  for (int64_t t = 0; t < n; ++t) {
+    float amax = 0.f;
+    for (int64_t c = 0; c < cols; ++c) amax = std::max(amax, std::fabs(x[size_t(t * stride + c)]));
+    const float scale = amax > 0.f ? amax / 448.f : 1.f;
+    ASSERT_EQ(scales[size_t(t)], scale) << "row " << t;
+    for (int64_t c = 0; c < cols; ++c) {
+      uint8_t code;
+      std::memcpy(&code, &codes[size_t(t * cols + c)], 1);
+      ASSERT_EQ(code, f32_to_e4m3(x[size_t(t * stride + c)] / scale)) << "row " << t << " column " << c;
+    }
+  }
+
+  std::vector<__nv_bfloat16> wide(codes.size());
+  kernels::emu::launch(dim3(unsigned((codes.size() + 255) / 256)), 256, [&] {
+    fk::to_bf16_kernel(codes.data(), scales.data(), n, cols, wide.data());
+  });
+  for (size_t i = 0; i < wide.size(); ++i)
+    ASSERT_EQ(float(wide[i]), bf16_to_f32(f32_to_bf16(scales[i / size_t(cols)] * float(codes[i])))) << i;
+
+  const std::vector<int32_t> ids = {3, 0, -1, 4};
+  std::vector<float> rows(ids.size() * size_t(cols), 7.f);
+  kernels::emu::launch(dim3(unsigned(ids.size())), 128, [&] {
+    fk::embed_kernel(codes.data(), scales.data(), n, cols, ids.data(), rows.data());
+  });
+  for (size_t i = 0; i < ids.size(); ++i)
+    for (int64_t c = 0; c < cols; ++c) {
+      const float g = rows[i * size_t(cols) + size_t(c)];
+      if (ids[i] == -1) ASSERT_EQ(g, 0.f);
+      else if (ids[i] >= n) ASSERT_TRUE(std::isnan(g));
+      else ASSERT_EQ(g, scales[size_t(ids[i])] * float(codes[size_t(ids[i] * cols + c)]));
+    }
 }
 
 }  // namespace

@@ -9,8 +9,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "backend/cuda/cuda-place.h"
+#include "backend/cuda/fp8-gemm.h"
 #include "common/check.h"
 #include "common/quant.h"
 #include "kernels/add-rmsnorm.cuh"
@@ -20,6 +25,7 @@
 #include "kernels/embed.cuh"
 #include "kernels/attention-tiles.cuh"
 #include "kernels/flash-attention.cuh"
+#include "kernels/fp8-rows.cuh"
 #include "kernels/paged-attention.cuh"
 #include "kernels/quant-matmul.cuh"
 #include "kernels/rmsnorm.cuh"
@@ -59,7 +65,8 @@ k::ElemType elem_type(DType t, const char* what) {
     case DType::f32: return k::ElemType::f32;
     case DType::f16: return k::ElemType::f16;
     case DType::bf16: return k::ElemType::bf16;
-    default: break;  // i32, and quantized types, which upload_weight turns into bf16
+    case DType::f8_e4m3: return k::ElemType::fp8_e4m3;
+    default: break;  // i32, and quantized types in their blocks
   }
   HERD_CHECK(false, what, ": dtype ", dtype_name(t), " is not a stored element type");
   return k::ElemType::f32;
@@ -175,11 +182,15 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes));
     HERD_CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes));
     // Default math mode: with CUBLAS_COMPUTE_32F, f32 products stay f32 (no silent TF32).
+    // cuBLASLt shares cuBLAS's workspace: both run on the one stream, one call at a time.
+    fp8_gemm_ = std::make_unique<Fp8Gemm>(prop.major * 10 + prop.minor >= 89, stream_, cublas_workspace_,
+                                          kCublasWorkspaceBytes);
   }
 
   ~CudaBackend() override {
     // Destructors must not throw: wait for queued work, release, ignore errors.
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    fp8_gemm_.reset();
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -198,8 +209,11 @@ class CudaBackend final : public Backend {
 
   Tensor upload_weight(const TensorView& host) override {
     // Quantized weights stay in their blocks, which the kernels read directly; an act-ordered one
-    // (GPTQ's col_perm) becomes BF16 in input order instead.
+    // (GPTQ's col_perm) becomes BF16 in input order instead, and FP8 rows of one scale each (every
+    // FP8 checkpoint's) become E4M3 codes with a scale per row (upload_fp8_rows).
     if (host.col_perm != nullptr) return upload_dequantized(host);
+    if (host.dtype == DType::fp8)
+      if (std::optional<Tensor> rows = upload_fp8_rows(host)) return *rows;
     Tensor t = alloc_uninit(host.dtype, host.shape);
     // Pageable source: the copy is staged by the driver; weights are uploaded once.
     HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), host.data, host.nbytes(), cudaMemcpyHostToDevice, stream_));
@@ -275,6 +289,11 @@ class CudaBackend final : public Backend {
     check_dtype(ids, DType::i32, "embed ids");
     check_dtype(out, DType::f32, "embed output");
     HERD_CHECK(out.numel() == n_tokens * n_embd);
+    if (table.dtype == DType::f8_e4m3) {
+      HERD_CUDA_CHECK(k::fp8_rows_embed(table.data(), fp8_row_scales(table), n_vocab, n_embd, i32p(ids), f32p(out),
+                                        n_tokens, stream_));
+      return;
+    }
     if (is_quantized(table.dtype)) {
       HERD_CUDA_CHECK(k::quant_embed(table.data(), quant_type(table.dtype), n_vocab, n_embd, i32p(ids), f32p(out),
                                      int(n_tokens), stream_));
@@ -319,6 +338,7 @@ class CudaBackend final : public Backend {
     if (is_quantized(w.dtype)) return matmul_quantized(x, w, out);
     const MatmulOut part{w, out};
     if (gemv_fits(x, std::span(&part, 1))) return gemv(x, std::span(&part, 1));
+    if (w.dtype == DType::f8_e4m3) return matmul_fp8_rows(x, w, out);
     // Row-major out[n, m] = x[n, k] . w[m, k]^T is, in cuBLAS's column-major view,
     // out^T[m, n] = (w viewed as [k, m])^T . (x viewed as [k, n]): op(A) = T on w, op(B) = N on x.
     const void* xb = x.data();
@@ -352,25 +372,89 @@ class CudaBackend final : public Backend {
     for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
   }
 
-  // Whether the parts' products go to the GEMV: a few tokens (decode), 16-bit weights of one type,
-  // rows of whole 16-byte chunks.
+  // Whether the parts' products go to the GEMV: a few tokens (decode), 16-bit weights or FP8 rows of
+  // one type, rows of whole 16-byte chunks.
   static bool gemv_fits(const Tensor& x, std::span<const MatmulOut> parts) {
     const int64_t kdim = x.dim(-1), n = kdim > 0 ? x.numel() / kdim : 0;
     if (n < 1 || n > k::kDenseGemvMaxTokens || kdim % 8 != 0 || x.dtype != DType::f32 || parts.empty() ||
         parts.size() > size_t(k::kDenseGemvMaxParts))
       return false;
+    const DType t = parts[0].w.dtype;
+    if (!(t == DType::bf16 || t == DType::f16 || (t == DType::f8_e4m3 && kdim % 16 == 0))) return false;
     return std::all_of(parts.begin(), parts.end(), [&](const MatmulOut& p) {
-      return (p.w.dtype == DType::bf16 || p.w.dtype == DType::f16) && p.w.dtype == parts[0].w.dtype &&
-             p.w.shape.size() == 2 && p.w.dim(1) == kdim;
+      return p.w.dtype == t && p.w.shape.size() == 2 && p.w.dim(1) == kdim;
     });
   }
 
   void gemv(const Tensor& x, std::span<const MatmulOut> parts) {
     const int64_t kdim = x.dim(-1), n = x.numel() / kdim;
     k::GemvPart gp[k::kDenseGemvMaxParts];
-    for (size_t i = 0; i < parts.size(); ++i) gp[i] = {parts[i].w.data(), f32p(parts[i].out), parts[i].w.dim(0)};
+    for (size_t i = 0; i < parts.size(); ++i) {
+      const Tensor& w = parts[i].w;
+      gp[i] = {w.data(), f32p(parts[i].out), w.dim(0), w.dtype == DType::f8_e4m3 ? fp8_row_scales(w) : nullptr};
+    }
     HERD_CUDA_CHECK(k::dense_gemv(gp, int(parts.size()), elem_type(parts[0].w.dtype, "matmul weight"), kdim, f32p(x),
                                   int(n), stream_));
+  }
+
+  // Many tokens against FP8 rows: x quantized per token and multiplied on FP8 tensor cores; where
+  // cuBLASLt has no kernel (an older GPU, unaligned sizes), the rows widened to BF16 a slab at a time.
+  void matmul_fp8_rows(const Tensor& x, const Tensor& w, Tensor& out) {
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
+    const size_t codes_bytes = fp8_codes_bytes(n * kdim);
+    auto* xq = static_cast<uint8_t*>(fp8_act_scratch_.get(codes_bytes + size_t(n) * sizeof(float), stream_));
+    auto* x_scales = reinterpret_cast<float*>(xq + codes_bytes);
+    HERD_CUDA_CHECK(k::fp8_rows_quantize(f32p(x), n, kdim, kdim, xq, x_scales, stream_));
+    if (fp8_gemm_->run(w.data(), fp8_row_scales(w), m, xq, x_scales, n, kdim, f32p(out))) return;
+    void* xb = cast_scratch_.get(size_t(n * kdim) * 2, stream_);
+    HERD_CUDA_CHECK(k::cast_f32(f32p(x), xb, k::ElemType::bf16, n * kdim, stream_));
+    gemm_widened_slabs(xb, n, kdim, m, f32p(out), [&](int64_t r0, int64_t rows, void* wb) {
+      HERD_CUDA_CHECK(k::fp8_rows_to_bf16(static_cast<const uint8_t*>(w.data()) + size_t(r0 * kdim),
+                                          fp8_row_scales(w) + r0, rows, kdim, wb, stream_));
+    });
+  }
+
+  // out[n, m] = xb . w^T with w widened to BF16 by widen(r0, rows, slab) a slab of rows at a time, so
+  // that the largest weight (an LM head) never widens whole. xb: [n, kdim] bf16.
+  template <typename Widen>
+  void gemm_widened_slabs(const void* xb, int64_t n, int64_t kdim, int64_t m, float* out, Widen&& widen) {
+    const int64_t slab = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(256) << 20) / (kdim * 2)));
+    void* wb = dequant_scratch_.get(size_t(slab * kdim) * 2, stream_);
+    const float alpha = 1.f, beta = 0.f;
+    for (int64_t r0 = 0; r0 < m; r0 += slab) {
+      const int64_t rows = std::min(slab, m - r0);
+      widen(r0, rows, wb);
+      // out[:, r0 .. r0 + rows) = x . slab^T, as in matmul (column-major: ldc = m, offset r0).
+      HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n), int(kdim), &alpha, wb,
+                                     CUDA_R_16BF, int(kdim), xb, CUDA_R_16BF, int(kdim), &beta, out + r0, CUDA_R_32F,
+                                     int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+  }
+
+  // FP8 rows on the device: E4M3 codes [rows, cols], padded to 16 bytes, then the rows' f32 scales.
+  static size_t fp8_codes_bytes(int64_t n_codes) { return (size_t(n_codes) + 15) / 16 * 16; }
+  static const float* fp8_row_scales(const Tensor& w) {
+    return reinterpret_cast<const float*>(static_cast<const uint8_t*>(w.data()) + fp8_codes_bytes(w.numel()));
+  }
+
+  // herd's FP8 blocks (common/quant.h) as FP8 rows, when every row's blocks share one scale; nullopt
+  // otherwise (the blocks stay as they are).
+  std::optional<Tensor> upload_fp8_rows(const TensorView& host) {
+    const int64_t cols = host.shape.back(), rows = host.numel() / cols, blocks = cols / 32;
+    const auto* b = static_cast<const Fp8Block*>(host.data);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 1; i < blocks; ++i)
+        if (std::memcmp(&b[r * blocks + i].d, &b[r * blocks].d, sizeof(float)) != 0) return std::nullopt;
+    const size_t codes_bytes = fp8_codes_bytes(rows * cols);
+    std::vector<uint8_t> staged(codes_bytes + size_t(rows) * sizeof(float), 0);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < blocks; ++i) std::memcpy(&staged[size_t((r * blocks + i) * 32)], b[r * blocks + i].q, 32);
+      std::memcpy(&staged[codes_bytes + size_t(r) * sizeof(float)], &b[r * blocks].d, sizeof(float));
+    }
+    Tensor t = alloc_uninit(DType::f8_e4m3, {int64_t(staged.size())});
+    HERD_CUDA_CHECK(cudaMemcpyAsync(t.data(), staged.data(), staged.size(), cudaMemcpyHostToDevice, stream_));
+    HERD_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    return view_as(t, host.shape);
   }
 
   void matmul_quantized(const Tensor& x, const Tensor& w, Tensor& out) {
@@ -382,20 +466,11 @@ class CudaBackend final : public Backend {
     }
     void* xb = cast_scratch_.get(size_t(n * kdim) * 2, stream_);
     HERD_CUDA_CHECK(k::cast_f32(f32p(x), xb, k::ElemType::bf16, n * kdim, stream_));
-    // Slabs of about 256 MiB of BF16 rows: the largest weight (an LM head) never widens whole.
-    const int64_t slab = std::min<int64_t>(m, std::max<int64_t>(64, (int64_t(256) << 20) / (kdim * 2)));
-    void* wb = dequant_scratch_.get(size_t(slab * kdim) * 2, stream_);
     const size_t row_bytes = dtype_nbytes(w.dtype, kdim);
-    const float alpha = 1.f, beta = 0.f;
-    for (int64_t r0 = 0; r0 < m; r0 += slab) {
-      const int64_t rows = std::min(slab, m - r0);
-      HERD_CUDA_CHECK(k::quant_dequantize(static_cast<const uint8_t*>(w.data()) + size_t(r0) * row_bytes, qt, rows, kdim,
-                                          wb, stream_));
-      // out[:, r0 .. r0 + rows) = x . slab^T, as in matmul (column-major: ldc = m, offset r0).
-      HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n), int(kdim), &alpha, wb,
-                                     CUDA_R_16BF, int(kdim), xb, CUDA_R_16BF, int(kdim), &beta, f32p(out) + r0,
-                                     CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-    }
+    gemm_widened_slabs(xb, n, kdim, m, f32p(out), [&](int64_t r0, int64_t rows, void* wb) {
+      HERD_CUDA_CHECK(k::quant_dequantize(static_cast<const uint8_t*>(w.data()) + size_t(r0) * row_bytes, qt, rows,
+                                          kdim, wb, stream_));
+    });
   }
 
   // bf16 halves the largest buffer at long contexts, FP8 (when asked) quarters it; scores and sums
@@ -557,7 +632,9 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   Scratch cast_scratch_{&epoch_}, attn_scratch_{&epoch_};
-  Scratch dequant_scratch_{&epoch_};  // a slab of a quantized weight's rows as BF16 (matmul_quantized)
+  Scratch dequant_scratch_{&epoch_};  // a slab of a quantized weight's rows as BF16 (gemm_widened_slabs)
+  Scratch fp8_act_scratch_{&epoch_};  // activations quantized per token (matmul_fp8_rows)
+  std::unique_ptr<Fp8Gemm> fp8_gemm_;
 };
 
 }  // namespace
