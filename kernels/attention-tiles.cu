@@ -39,6 +39,20 @@ cudaError_t attention_combine(const float* part_o, const float* part_ml, float* 
   HERD_LAUNCH_CHECK();
 }
 
+bool attention_args_ok(int n_tokens, int n_seqs, int n_head, int n_head_kv, int block_size, int n_blocks,
+                       int max_blocks, int n_splits, const float* workspace, ElemType cache_type, const void* k_cache,
+                       const void* v_cache, int* block_shift) {
+  const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
+  if ((cache_type != ElemType::bf16 && cache_type != ElemType::fp8_e4m3) || n_tokens < 0 || n_seqs < 0 ||
+      n_head_kv <= 0 || n_head_kv > 65535 || n_head % n_head_kv != 0 || !pow2 || n_blocks <= 0 || max_blocks <= 0 ||
+      n_splits < 1 || n_splits > 65535 || (n_splits > 1 && workspace == nullptr) || !aligned16(k_cache) ||
+      !aligned16(v_cache))
+    return false;
+  *block_shift = 0;
+  while ((1 << *block_shift) < block_size) ++*block_shift;
+  return true;
+}
+
 int attention_n_splits(int64_t tiles_per_head, int n_head_kv, int64_t target, int max_splits) {
   const int64_t base = std::max<int64_t>(1, tiles_per_head * std::max(1, n_head_kv));
   if (2 * base >= target) return 1;

@@ -28,6 +28,12 @@ inline size_t attention_workspace_bytes(int n_splits, int n_tokens, int n_head, 
 // (1 when it has at least half of them), at most max_splits.
 int attention_n_splits(int64_t tiles_per_head, int n_head_kv, int64_t target, int max_splits);
 
+// The checks both attention launchers make of their sizes, cache type and caches: true when the
+// call is well formed, with *block_shift = log2(block_size).
+bool attention_args_ok(int n_tokens, int n_seqs, int n_head, int n_head_kv, int block_size, int n_blocks,
+                       int max_blocks, int n_splits, const float* workspace, ElemType cache_type, const void* k_cache,
+                       const void* v_cache, int* block_shift);
+
 // Tiles of `rows` rows along the grid's x for a batch (see attention_tile_start): enough for every
 // sequence's rows plus one slack tile per sequence.
 inline int64_t attention_grid_tiles(int64_t n_tokens, int64_t group, int64_t n_seqs, int rows) {

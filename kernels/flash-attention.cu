@@ -58,15 +58,11 @@ cudaError_t flash_attention(const float* q, const void* k_cache, const void* v_c
                             int64_t q_stride, int64_t out_stride, ElemType cache_type, float scale, float v_scale,
                             int n_splits, float* workspace, cudaStream_t stream) {
   if (n_tokens == 0 || n_seqs == 0) return cudaSuccess;
-  if (cache_type != ElemType::bf16 && cache_type != ElemType::fp8_e4m3) return cudaErrorInvalidValue;
-  const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
-  if (n_tokens < 0 || n_seqs < 0 || n_head_kv <= 0 || n_head_kv > 65535 || n_head % n_head_kv != 0 || !pow2 ||
-      n_blocks <= 0 || max_blocks <= 0 || n_splits < 1 || n_splits > 65535 || (n_splits > 1 && workspace == nullptr) ||
-      !aligned16(k_cache) || !aligned16(v_cache) || !aligned16(q) || !aligned16(out) || q_stride % 4 != 0 ||
-      out_stride % 2 != 0)
-    return cudaErrorInvalidValue;
   int block_shift = 0;
-  while ((1 << block_shift) < block_size) ++block_shift;
+  if (!attention_args_ok(n_tokens, n_seqs, n_head, n_head_kv, block_size, n_blocks, max_blocks, n_splits, workspace,
+                         cache_type, k_cache, v_cache, &block_shift) ||
+      !aligned16(q) || !aligned16(out) || q_stride % 4 != 0 || out_stride % 2 != 0)
+    return cudaErrorInvalidValue;
   const bool is_fp8 = cache_type == ElemType::fp8_e4m3;
 #define HERD_FLASH_T(D, TC)                                                                                    \
   launch<D, TC>(q, k_cache, v_cache, query_start_loc, seq_lens, block_table, out, n_tokens, n_seqs, n_head,   \

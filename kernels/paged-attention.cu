@@ -277,15 +277,11 @@ cudaError_t paged_attention(const float* q, const void* k_cache, const void* v_c
                             int64_t q_stride, int64_t out_stride, ElemType cache_type, float scale, float v_scale,
                             int n_splits, float* workspace, cudaStream_t stream) {
   if (n_tokens == 0 || n_seqs == 0) return cudaSuccess;
-  if (cache_type != ElemType::bf16 && cache_type != ElemType::fp8_e4m3) return cudaErrorInvalidValue;
   const bool is_fp8 = cache_type == ElemType::fp8_e4m3;
-  const bool pow2 = block_size > 0 && (block_size & (block_size - 1)) == 0;
-  if (n_tokens < 0 || n_seqs < 0 || n_head_kv <= 0 || n_head_kv > 65535 || n_head % n_head_kv != 0 || !pow2 ||
-      n_blocks <= 0 || max_blocks <= 0 || n_splits < 1 || n_splits > 65535 || (n_splits > 1 && workspace == nullptr) ||
-      !aligned16(k_cache) || !aligned16(v_cache))
-    return cudaErrorInvalidValue;
   int block_shift = 0;
-  while ((1 << block_shift) < block_size) ++block_shift;
+  if (!attention_args_ok(n_tokens, n_seqs, n_head, n_head_kv, block_size, n_blocks, max_blocks, n_splits, workspace,
+                         cache_type, k_cache, v_cache, &block_shift))
+    return cudaErrorInvalidValue;
   // One switch over the head_dims Llama uses (64, 128; 32 for small test models) and the two cache
   // types: 6 instantiations.
 #define HERD_PAGED_ATTN_T(D, TC)                                                                                 \

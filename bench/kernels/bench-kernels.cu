@@ -243,6 +243,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  // The last row's GB/s as a share of the copy ceiling (measured first), printed under it.
+  auto print_copy_share = [] {
+    std::printf("%-28s %.0f%% of the copy ceiling\n", "", 100.0 * g_results.back().gbps / g_results.front().gbps);
+  };
+
   // --- bf16 weights at decode: the GEMV (dense_gemv) against x cast to bf16 + cuBLAS, 1 to 16 tokens,
   // each Llama 3.1 8B and 70B projection (q, k and v in one launch; gate and up in one), GB/s of
   // the weight bytes + activations next to the copy ceiling. The backend sends up to
@@ -258,7 +263,6 @@ int main(int argc, char** argv) {
                           {"70B qkv", {8192, 1024, 1024}, 8192},  {"70B o", {8192}, 8192},
                           {"70B gate+up", {28672, 28672}, 8192},  {"70B down", {8192}, 28672},
                           {"8B lm_head", {kVocab}, 4096}};
-    const double copy_gbps = g_results.front().gbps;
     for (const Proj& pr : projs) {
       const int m = std::accumulate(pr.rows.begin(), pr.rows.end(), 0);
       void* w = dev_typed(size_t(m) * pr.kdim, k::ElemType::bf16, 34);
@@ -268,9 +272,6 @@ int main(int argc, char** argv) {
         float* out = dev_f32(size_t(n) * m, 36);
         const double bytes = 2.0 * m * pr.kdim + 4.0 * n * pr.kdim + 4.0 * n * m;
         const std::string shape = dims({n, pr.kdim}) + " x " + dims({m, pr.kdim}) + "^T";
-        auto report = [&] {
-          std::printf("%-28s %.0f%% of the copy ceiling\n", "", 100.0 * g_results.back().gbps / copy_gbps);
-        };
         if (n <= k::kDenseGemvMaxTokens) {
           std::vector<k::GemvPart> parts;
           size_t r0 = 0;
@@ -281,7 +282,7 @@ int main(int argc, char** argv) {
           bench(std::string("gemv bf16 ") + pr.name, shape, bytes, 2.0 * n * m * pr.kdim, [&] {
             ok(k::dense_gemv(parts.data(), int(parts.size()), k::ElemType::bf16, pr.kdim, x, n, g_stream), "dense_gemv");
           });
-          report();
+          print_copy_share();
         }
         const float alpha = 1, beta = 0;
         bench(std::string("cublas bf16 ") + pr.name, shape, bytes, 2.0 * n * m * pr.kdim, [&] {
@@ -290,7 +291,7 @@ int main(int argc, char** argv) {
                                     CUDA_R_16BF, pr.kdim, &beta, out, CUDA_R_32F, m, CUBLAS_COMPUTE_32F,
                                     CUBLAS_GEMM_DEFAULT));
         });
-        report();
+        print_copy_share();
         CHECK_CUDA(cudaFree(x));
         CHECK_CUDA(cudaFree(xb));
         CHECK_CUDA(cudaFree(out));
@@ -303,15 +304,14 @@ int main(int argc, char** argv) {
   // 1 and 8 tokens (GB/s against the copy ceiling), and at 512 tokens the per-token activation
   // quantization plus cuBLASLt's FP8 GEMM (TFLOP/s) beside the BF16 cuBLAS GEMM above.
   {
-    struct Proj {
+    struct Shape {
       const char* name;
       int m, kdim;
     };
-    const Proj projs[] = {{"8B q/o", 4096, 4096}, {"8B gate+up", 28672, 4096}, {"8B down", 4096, 14336},
-                          {"70B gate+up", 57344, 8192}};
-    const double copy_gbps = g_results.front().gbps;
+    const Shape projs[] = {{"8B q/o", 4096, 4096}, {"8B gate+up", 28672, 4096}, {"8B down", 4096, 14336},
+                           {"70B gate+up", 57344, 8192}};
     herd::Fp8Gemm fp8_gemm(prop.major * 10 + prop.minor >= 89, g_stream, blas_ws, size_t(32) << 20);
-    for (const Proj& pr : projs) {
+    for (const Shape& pr : projs) {
       void* codes = dev_fp8(size_t(pr.m) * pr.kdim, 37);
       float* scales = dev_f32(size_t(pr.m), 38, 0.01f);
       for (int n : {1, 8, 512}) {
@@ -325,7 +325,7 @@ int main(int argc, char** argv) {
           bench(std::string("gemv fp8 rows ") + pr.name, shape, bytes, flops, [&] {
             ok(k::dense_gemv(&part, 1, k::ElemType::fp8_e4m3, pr.kdim, x, n, g_stream), "dense_gemv fp8");
           });
-          std::printf("%-28s %.0f%% of the copy ceiling\n", "", 100.0 * g_results.back().gbps / copy_gbps);
+          print_copy_share();
         } else {
           void* xq = dev_fp8(size_t(n) * pr.kdim, 41);
           float* x_scales = dev_f32(size_t(n), 42, 0.01f);

@@ -2,7 +2,11 @@
 // blocks with sane scales, dequantized by common/quant.h's dequantize_row.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cmath>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "common/dtype.h"
@@ -36,5 +40,20 @@ inline std::vector<float> host_rows(DType t, const std::vector<uint8_t>& bytes, 
 }
 
 inline int64_t awkward_cols(DType t) { return dtype_block(t).elems == 256 ? 256 * 3 : 32 * 37; }
+
+// got[i * rows + r] (i < n tokens) against the exact product of x [n, cols] and the host's rows wf
+// [rows, cols], within 1e-5 of the product's magnitude sum |w x|.
+inline void expect_exact_gemv(const std::vector<float>& got, const std::vector<float>& wf, const std::vector<float>& x,
+                              int64_t rows, int64_t cols, int n, const std::string& what) {
+  for (int i = 0; i < n; ++i)
+    for (int64_t r = 0; r < rows; ++r) {
+      double exact = 0, mag = 0;
+      for (int64_t c = 0; c < cols; ++c) {
+        exact += double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)];
+        mag += std::fabs(double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)]);
+      }
+      ASSERT_NEAR(got[size_t(i * rows + r)], exact, 1e-5 * mag + 1e-30) << what << " at " << i << "," << r;
+    }
+}
 
 }  // namespace herd

@@ -78,16 +78,8 @@ TEST(QuantKernelsEmulated, GemvEqualsTheExactProduct) {
       std::vector<float> x(size_t(n * cols)), got(size_t(n * rows), NAN);
       for (float& v : x) v = nd(rng);
       dispatch(t.device, [&]<k::QuantType T>() { gemv<T>(w, rows, cols, x, got.data(), n); });
-      for (int i = 0; i < n; ++i)
-        for (int64_t r = 0; r < rows; ++r) {
-          double exact = 0, mag = 0;
-          for (int64_t c = 0; c < cols; ++c) {
-            exact += double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)];
-            mag += std::fabs(double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)]);
-          }
-          ASSERT_NEAR(got[size_t(i * rows + r)], exact, 1e-5 * mag + 1e-30)
-              << dtype_name(t.host) << " rows " << rows << " tokens " << n << " at " << i << "," << r;
-        }
+      const std::string what = std::string(dtype_name(t.host)) + " rows " + std::to_string(rows);
+      expect_exact_gemv(got, wf, x, rows, cols, n, what + " tokens " + std::to_string(n));
     }
 }
 

@@ -66,16 +66,8 @@ TEST(KernelQuant, GemvEqualsTheExactProduct) {
         CUDA_OK(k::quant_gemv(dw.p, t.device, rows, cols, dx.p, dout.p, n, nullptr));
         std::vector<float> got(size_t(n * rows));
         CUDA_OK(cudaMemcpy(got.data(), dout.p, got.size() * 4, cudaMemcpyDeviceToHost));
-        for (int i = 0; i < n; ++i)
-          for (int64_t r = 0; r < rows; ++r) {
-            double exact = 0, mag = 0;
-            for (int64_t c = 0; c < cols; ++c) {
-              exact += double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)];
-              mag += std::fabs(double(wf[size_t(r * cols + c)]) * x[size_t(i * cols + c)]);
-            }
-            ASSERT_NEAR(got[size_t(i * rows + r)], exact, 1e-5 * mag + 1e-30)
-                << dtype_name(t.host) << " rows " << rows << " tokens " << n << " at " << i << "," << r;
-          }
+        const std::string what = std::string(dtype_name(t.host)) + " rows " + std::to_string(rows);
+        expect_exact_gemv(got, wf, x, rows, cols, n, what + " tokens " + std::to_string(n));
       }
 }
 
