@@ -108,14 +108,33 @@ Tensor LlamaModel::run(const Batch& b) {
   HERD_CHECK(block_size_ > 0, "forward before allocate_kv");
   if (record_decode_ && !comm_)
     if (const auto shape = decode_shape(b)) return run_recorded(b, *shape);
-  return compute(b, upload(b, ints_));
+  const std::vector<int32_t> host = step_ints(b);
+  Tensor ints = reuse(ints_, DType::i32, {int64_t(host.size())});
+  be_.write(ints, host.data(), host.size() * sizeof(int32_t));
+  return compute(b, ints);
 }
 
 Tensor LlamaModel::run_recorded(const Batch& b, const DecodeShape& shape) {
   const Batch p = pad_decode(b, shape);
+  // Recordings of shapes not seen for the longest are dropped past kMaxRecordings: a server's mix of
+  // batch sizes and context lengths could otherwise keep hundreds of graphs alive.
+  if (!recorded_.contains(shape) && recorded_.size() >= kMaxRecordings) {
+    auto oldest = recorded_.begin();
+    for (auto it = recorded_.begin(); it != recorded_.end(); ++it)
+      if (it->second.last_used < oldest->second.last_used) oldest = it;
+    recorded_.erase(oldest);
+  }
   Recorded& r = recorded_[shape];
-  // The step's inputs go where the recording reads them: its own buffer, allocated once.
-  const Tensor ints = upload(p, r.ints);
+  r.last_used = ++n_decode_steps_;
+  // The step's inputs go where the recording reads them: the shape's own buffer, allocated once (it
+  // is no other recording's, so making it leaves them valid).
+  const std::vector<int32_t> host = step_ints(p);
+  if (r.ints.numel() != int64_t(host.size())) {
+    r.ints = be_.alloc(DType::i32, {int64_t(host.size())});
+    r.graph.reset();
+  }
+  be_.write(r.ints, host.data(), host.size() * sizeof(int32_t));
+  const Tensor& ints = r.ints;
   if (r.graph && (r.backend_epoch != be_.memory_epoch() || r.model_epoch != model_epoch_)) r.graph.reset();
   if (r.graph) {
     r.graph->replay();
@@ -148,7 +167,7 @@ Tensor LlamaModel::run_recorded(const Batch& b, const DecodeShape& shape) {
   return r.logits;
 }
 
-Tensor LlamaModel::upload(const Batch& b, Tensor& buf) {
+std::vector<int32_t> LlamaModel::step_ints(const Batch& b) const {
   const int64_t n = b.n_tokens(), n_rows = int64_t(b.logits_rows.size()), n_ranks = comm_ ? comm_->size() : 1;
   // Every int32 array of the step in one upload: ids, positions, slots, qsl, seq_lens, rows, table,
   // and with several ranks the order that interleaves their logits slices (compute()).
@@ -166,9 +185,7 @@ Tensor LlamaModel::upload(const Batch& b, Tensor& buf) {
     for (int64_t row = 0; row < n_rows; ++row)
       for (int64_t r = 0; r < n_ranks; ++r) host.push_back(int32_t(r * n_rows + row));
   }
-  Tensor ints = reuse(buf, DType::i32, {int64_t(host.size())});
-  be_.write(ints, host.data(), host.size() * sizeof(int32_t));
-  return ints;
+  return host;
 }
 
 Tensor LlamaModel::compute(const Batch& b, const Tensor& ints) {

@@ -70,15 +70,17 @@ class LlamaModel final : public ModelRunner {
     Tensor ints, logits;
     std::unique_ptr<StepGraph> graph;
     uint64_t backend_epoch = 0, model_epoch = 0;
+    uint64_t last_used = 0;  // the decode step that last ran this shape
   };
+  static constexpr size_t kMaxRecordings = 48;
 
   // Runs the layers and the LM head; returns the device logits [n_rows, n_vocab], or more rows for a
   // padded decode step (the batch's first).
   Tensor run(const Batch& batch);
   // A decode step padded to its shape and replayed from the shape's recording, made on its second step.
   Tensor run_recorded(const Batch& batch, const DecodeShape& shape);
-  // The step's int32 arrays into buf (grown when needed): the tensor compute() reads.
-  Tensor upload(const Batch& batch, Tensor& buf);
+  // The step's int32 arrays, as compute() reads them from the device.
+  std::vector<int32_t> step_ints(const Batch& batch) const;
   // The forward pass itself: device ops only, nothing read back (so that it can be recorded).
   Tensor compute(const Batch& batch, const Tensor& ints);
   void ensure_scratch(int64_t n_tokens);
@@ -100,7 +102,8 @@ class LlamaModel final : public ModelRunner {
   // good after a recording fails.
   bool record_decode_ = false;
   std::map<DecodeShape, Recorded> recorded_;
-  uint64_t model_epoch_ = 0;  // bumped whenever a buffer the recordings use moves
+  uint64_t n_decode_steps_ = 0;  // padded decode steps run, the clock of Recorded::last_used
+  uint64_t model_epoch_ = 0;     // bumped whenever a buffer the recordings use moves
 };
 
 }  // namespace herd

@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <functional>
+#include <numeric>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -276,6 +277,36 @@ TEST_F(DecodeRecording, GrownBuffersMakeANewRecording) {
     max_diff = std::max(max_diff, std::fabs(got[i] - want[i]));
   }
   EXPECT_LE(max_diff / max_ref, 1e-5f);
+}
+
+TEST_F(DecodeRecording, KeepsTheMostRecentlyUsedRecordings) {
+  // 70 shapes: every bucket from 256 sequences down to 1, at table widths 8 and 16, each run twice
+  // (its second step records); largest first, so that no buffer grows and every recording stays
+  // valid. The values do not matter here: every sequence decodes over the same blocks.
+  auto rec_be = std::make_unique<RecordingBackend>(make_cpu_backend(1, /*exact=*/true));
+  LlamaModel m(files_.config, files_.weights, *rec_be);
+  m.allocate_kv(16, kBlock);
+  const std::vector<int32_t> tokens(200, 5);
+  std::vector<int32_t> blocks(13);
+  std::iota(blocks.begin(), blocks.end(), 1);
+  std::vector<int> buckets = {1, 2, 4};
+  for (int n = 8; n <= 256; n += 8) buckets.push_back(n);
+  int n_shapes = 0;
+  for (int32_t len : {100, 200})
+    for (auto it = buckets.rbegin(); it != buckets.rend(); ++it) {
+      const int n = *it;
+      for (int step = 0; step < 2; ++step) {
+        Batch b;
+        for (int s = 0; s < n; ++s) b.add_sequence(tokens, len - 1, 1, blocks, kBlock, 1);
+        m.forward(b);
+      }
+      ++n_shapes;
+    }
+  EXPECT_EQ(n_shapes, 70);
+  const auto ops = m.recorded_ops();
+  EXPECT_EQ(ops.size(), 48u);
+  EXPECT_TRUE(ops.contains(DecodeShape{1, 16})) << "the latest shape is kept";
+  EXPECT_FALSE(ops.contains(DecodeShape{256, 8})) << "the first is dropped";
 }
 
 #ifdef HERD_TEST_CUDA
