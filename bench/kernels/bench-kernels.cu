@@ -475,6 +475,11 @@ int main(int argc, char** argv) {
                                {"flash attention prefill", 1, 32768, 32768, k::ElemType::bf16, true},
                                {"flash attention prefill", 1, 131072, 131072, k::ElemType::bf16, true},
                                {"flash attention chunk", 1, 131072, 2048, k::ElemType::bf16, true},
+                               // Decode on tensor cores too (the backend sends decode steps to the f32
+                               // kernel): which of the two reads K/V faster at long contexts.
+                               {"flash attention decode", 1, 32768, 1, k::ElemType::bf16, true},
+                               {"flash attention decode", 1, 131072, 1, k::ElemType::bf16, true},
+                               {"flash attention decode", 32, 4096, 1, k::ElemType::bf16, true},
                                {"attention decode fp8 kv", 1, 4096, 1, k::ElemType::fp8_e4m3},
                                {"attention decode fp8 kv", 1, 32768, 1, k::ElemType::fp8_e4m3},
                                {"attention decode fp8 kv", 32, 4096, 1, k::ElemType::fp8_e4m3},
