@@ -339,19 +339,25 @@ class CudaBackend final : public Backend {
     const MatmulOut part{w, out};
     if (gemv_fits(x, std::span(&part, 1))) return gemv(x, std::span(&part, 1));
     if (w.dtype == DType::f8_e4m3) return matmul_fp8_rows(x, w, out);
+    gemm(x, w.dtype == DType::f32 ? x.data() : cast_input(x, w.dtype), w, out);
+  }
+
+  // x rounded to a 16-bit weight type, for the tensor cores (the tests' tolerance accounts for that
+  // rounding; products and sums stay f32): a scratch buffer, valid until the next cast.
+  const void* cast_input(const Tensor& x, DType weight_type) {
+    void* buf = cast_scratch_.get(size_t(x.numel()) * 2, stream_);
+    HERD_CUDA_CHECK(k::cast_f32(f32p(x), buf, elem_type(weight_type, "matmul weight"), x.numel(), stream_));
+    return buf;
+  }
+
+  // out[n, m] = xs[n, k] . w[m, k]^T through cuBLAS, xs in w's type (x itself for f32 weights).
+  void gemm(const Tensor& x, const void* xs, const Tensor& w, Tensor& out) {
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim, m = w.dim(0);
     // Row-major out[n, m] = x[n, k] . w[m, k]^T is, in cuBLAS's column-major view,
     // out^T[m, n] = (w viewed as [k, m])^T . (x viewed as [k, n]): op(A) = T on w, op(B) = N on x.
-    const void* xb = x.data();
-    if (w.dtype != DType::f32) {
-      // The tensor cores multiply 16-bit inputs: x is rounded to the weight's type first (the
-      // tests' tolerance accounts for that rounding); products and sums stay f32.
-      void* buf = cast_scratch_.get(size_t(n * kdim) * 2, stream_);
-      HERD_CUDA_CHECK(k::cast_f32(f32p(x), buf, elem_type(w.dtype, "matmul weight"), n * kdim, stream_));
-      xb = buf;
-    }
     const float alpha = 1.f, beta = 0.f;
     HERD_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(m), int(n), int(kdim), &alpha, w.data(),
-                                   cuda_type(w.dtype), int(kdim), xb, cuda_type(w.dtype), int(kdim), &beta,
+                                   cuda_type(w.dtype), int(kdim), xs, cuda_type(w.dtype), int(kdim), &beta,
                                    out.data(), CUDA_R_32F, int(m), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 
@@ -369,7 +375,20 @@ class CudaBackend final : public Backend {
       }
       return gemv(x, parts);
     }
-    for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
+    // 16-bit weights of one type share one cast of x: one pass instead of one per product.
+    const DType t = parts.empty() ? DType::f32 : parts[0].w.dtype;
+    const bool one_cast = (t == DType::bf16 || t == DType::f16) &&
+                          std::all_of(parts.begin(), parts.end(), [&](const MatmulOut& p) {
+                            return p.w.dtype == t && p.w.shape.size() == 2 && p.w.dim(1) == x.dim(-1) &&
+                                   p.out.dtype == DType::f32 && p.out.numel() == x.numel() / x.dim(-1) * p.w.dim(0);
+                          });
+    if (!one_cast || x.numel() == 0) {
+      for (const MatmulOut& p : parts) matmul(x, p.w, p.out);
+      return;
+    }
+    check_dtype(x, DType::f32, "matmul input");
+    const void* xs = cast_input(x, t);
+    for (const MatmulOut& p : parts) gemm(x, xs, p.w, p.out);
   }
 
   // Whether the parts' products go to the GEMV: a few tokens (decode), 16-bit weights or FP8 rows of
