@@ -63,28 +63,11 @@ __device__ __forceinline__ void widen_chunk(const uint4& raw, float* f) {
   }
 }
 
+// acc[t] += this lane's share of row w . x[t] (n_vec 16-byte chunks; lanes take chunks lane, lane + 32, ...).
 template <typename TW, int NT>
-__global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64_t cols, const float* __restrict__ x) {
-  const int lane = threadIdx.x & 31;
-  const int64_t r = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (r >= parts.total_rows) return;  // past the last part's rows (warp-uniform)
-  // The row's part, by constant indices only (a dynamic index would copy the parameters to local memory).
-  GemvPart part = parts.p[0];
-  int64_t start = 0;
-#pragma unroll
-  for (int i = 1; i < kDenseGemvMaxParts; ++i) {
-    if (i < parts.n && r >= parts.row_end[i - 1]) {
-      part = parts.p[i];
-      start = parts.row_end[i - 1];
-    }
-  }
-  const int64_t row = r - start;
+__device__ __forceinline__ void row_dots(const uint4* __restrict__ w, int64_t n_vec, const float* __restrict__ x,
+                                         int64_t cols, int lane, float (&acc)[NT]) {
   constexpr int E = kChunkElems<TW>;
-  const int64_t n_vec = cols / E;
-  const uint4* __restrict__ w = static_cast<const uint4*>(part.w) + row * n_vec;
-  float acc[NT];
-#pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.f;
   for (int64_t base = lane; base < n_vec; base += 32 * kUnroll) {
     uint4 raw[kUnroll];
 #pragma unroll
@@ -114,11 +97,56 @@ __global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64
       }
     }
   }
+}
+
+template <typename TW, int NT>
+__global__ void __launch_bounds__(kThreads) dense_gemv_kernel(Parts parts, int64_t cols, const float* __restrict__ x) {
+  const int lane = threadIdx.x & 31;
+  const int64_t r = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (r >= parts.total_rows) return;  // past the last part's rows (warp-uniform)
+  // The row's part, by constant indices only (a dynamic index would copy the parameters to local memory).
+  GemvPart part = parts.p[0];
+  int64_t start = 0;
+#pragma unroll
+  for (int i = 1; i < kDenseGemvMaxParts; ++i) {
+    if (i < parts.n && r >= parts.row_end[i - 1]) {
+      part = parts.p[i];
+      start = parts.row_end[i - 1];
+    }
+  }
+  const int64_t row = r - start, n_vec = cols / kChunkElems<TW>;
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.f;
+  row_dots<TW, NT>(static_cast<const uint4*>(part.w) + row * n_vec, n_vec, x, cols, lane, acc);
   const float scale = part.row_scale != nullptr ? part.row_scale[row] : 1.f;
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
     const float s = warp_sum(acc[t]);
     if (lane == 0) part.out[t * part.rows + row] = s * scale;
+  }
+}
+
+// SwiGLU's two products in one pass: warp r computes row r of gate and of up and writes
+// silu(g) * u to gate.out (up.out is not written).
+template <typename TW, int NT>
+__global__ void __launch_bounds__(kThreads) swiglu_gemv_kernel(GemvPart gate, GemvPart up, int64_t cols,
+                                                               const float* __restrict__ x) {
+  const int lane = threadIdx.x & 31;
+  const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (row >= gate.rows) return;  // warp-uniform
+  const int64_t n_vec = cols / kChunkElems<TW>;
+  float acc_g[NT], acc_u[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc_g[t] = acc_u[t] = 0.f;
+  row_dots<TW, NT>(static_cast<const uint4*>(gate.w) + row * n_vec, n_vec, x, cols, lane, acc_g);
+  row_dots<TW, NT>(static_cast<const uint4*>(up.w) + row * n_vec, n_vec, x, cols, lane, acc_u);
+  const float sg = gate.row_scale != nullptr ? gate.row_scale[row] : 1.f;
+  const float su = up.row_scale != nullptr ? up.row_scale[row] : 1.f;
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    const float g = warp_sum(acc_g[t]) * sg, u = warp_sum(acc_u[t]) * su;
+    if (lane == 0) gate.out[t * gate.rows + row] = g / (1.0f + expf(-g)) * u;  // as kernels/silu-mul.cu
   }
 }
 

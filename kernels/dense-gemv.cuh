@@ -27,4 +27,10 @@ struct GemvPart {
 cudaError_t dense_gemv(const GemvPart* parts, int n_parts, ElemType wtype, int64_t cols, const float* x, int n_tokens,
                        cudaStream_t stream);
 
+// SwiGLU's products in one launch: gate.out[t, r] = silu(gate's product) * up's product, with
+// silu(g) = g / (1 + e^-g); up.out is not written. gate and up have the same rows; otherwise as
+// dense_gemv.
+cudaError_t dense_gemv_swiglu(const GemvPart& gate, const GemvPart& up, ElemType wtype, int64_t cols, const float* x,
+                              int n_tokens, cudaStream_t stream);
+
 }  // namespace herd::kernels

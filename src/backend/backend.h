@@ -135,6 +135,14 @@ class Backend {
                          Tensor& out, KvScales scales = {}) = 0;
   // out[n, f] = silu(gate) * up
   virtual void silu_mul(const Tensor& gate, const Tensor& up, Tensor& out) = 0;
+  // The feed-forward block's first half: gate = silu(x * w_gate^T) * (x * w_up^T).
+  //   x: [n, d] f32; w_gate, w_up: [f, d]; gate, up: [n, f] f32, up free for the backend to use.
+  // A backend may compute it in one pass (CUDA's decode GEMV); by default two products and silu_mul.
+  virtual void swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor& gate, Tensor& up) {
+    const MatmulOut parts[] = {{w_gate, gate}, {w_up, up}};
+    matmul_shared(x, parts);
+    silu_mul(gate, up, gate);
+  }
   // out[r] = the first index of the largest value of row r, or -1 when the row holds a NaN or an
   // infinity (broken weights or an overflow: reported, never turned into a token).
   // x: [n_rows, n] f32; out: i32[n_rows]. Greedy decoding copies one id per sequence back instead of

@@ -237,9 +237,7 @@ Tensor LlamaModel::compute(const Batch& b, const Tensor& ints) {
     all_reduce(xn);
     be_.add_rms_norm(x, xn, l.ffn_norm, c_.norm_eps, xn);    // x += attention; xn = ffn_norm(x)
     // feed-forward block (SwiGLU)
-    const MatmulOut gate_up[] = {{l.w_gate, gate}, {l.w_up, up}};
-    be_.matmul_shared(xn, gate_up);
-    be_.silu_mul(gate, up, gate);
+    be_.swiglu(xn, l.w_gate, l.w_up, gate, up);            // gate = silu(gate proj) * up proj
     be_.matmul(gate, l.w_down, xn);                          // xn = the FFN output, not yet added to x
     all_reduce(xn);
     if (il + 1 < layers_.size())

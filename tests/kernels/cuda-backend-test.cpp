@@ -297,6 +297,37 @@ TEST_F(CudaVsCpu, MatmulSharedMatchesEachProduct) {
   }
 }
 
+// SwiGLU's first half: one GEMV launch for decode steps (gate and up rows in one warp, silu(g) * u
+// written out), the shared products and silu_mul beyond; against the CPU's products and silu_mul.
+TEST_F(CudaVsCpu, SwigluMatchesCpu) {
+  for (DType dtype : {DType::bf16, DType::f16})
+    for (int64_t n : {1, 5, 8, 9}) {
+      const int64_t k = 1040, f = 300;
+      const auto x = rounded(random_floats(size_t(n * k), uint32_t(80 + n)), dtype);  // exact for cuBLAS too
+      const auto wgf = rounded(random_floats(size_t(f * k), 81), dtype), wuf = rounded(random_floats(size_t(f * k), 82), dtype);
+      auto xt = input(DType::f32, {n, k}, x.data());
+      auto wg = weight(dtype, {f, k}, encode(wgf, dtype).data()), wu = weight(dtype, {f, k}, encode(wuf, dtype).data());
+      auto gate = output(DType::f32, {n, f}), up = output(DType::f32, {n, f});
+      cpu_->swiglu(xt.cpu, wg.cpu, wu.cpu, gate.cpu, up.cpu);
+      gpu_->swiglu(xt.gpu, wg.gpu, wu.gpu, gate.gpu, up.gpu);
+      const auto want = cpu_f32(gate), u = cpu_f32(up);
+      std::vector<float> tol(want.size());
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t r = 0; r < f; ++r) {
+          double g = 0, sg = 0, su = 0;
+          for (int64_t c = 0; c < k; ++c) {
+            g += double(x[size_t(t * k + c)]) * wgf[size_t(r * k + c)];
+            sg += std::fabs(x[size_t(t * k + c)] * wgf[size_t(r * k + c)]);
+            su += std::fabs(x[size_t(t * k + c)] * wuf[size_t(r * k + c)]);
+          }
+          // d(silu(g) u) = silu'(g) u dg + silu(g) du with |silu'| <= 1.1; each product to f32 rounding.
+          const size_t at = size_t(t * f + r);
+          tol[at] = float(1e-5 * (1.1 * sg * std::fabs(u[at]) + std::fabs(g / (1 + std::exp(-g))) * su) + 1e-6);
+        }
+      expect_close(gpu_f32(gate), want, 0, 0, str_cat("swiglu ", dtype_name(dtype), ", ", n, " tokens"), &tol);
+    }
+}
+
 // FP8 weights with one scale per row (every FP8 checkpoint's) become E4M3 rows on the device: the
 // GEMV for decode steps (x in f32), and for more tokens x quantized per token (scale max |x| / 448)
 // and multiplied on FP8 tensor cores through cuBLASLt, or, where cuBLASLt has no kernel for the

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -114,6 +115,79 @@ TEST(DenseGemvEmulated, Fp8RowsWithRowScales) {
   check(DType::f8_e4m3, {7}, 4096, 1, 6);
   check(DType::f8_e4m3, {20, 5, 9}, 1040, 3, 7);
   check(DType::f8_e4m3, {2}, 16, 8, 8);
+}
+
+// SwiGLU in one launch: warp r takes row r of gate and of up, and writes silu(g) * u; against the CPU
+// backend's swiglu (two products, then silu_mul).
+TEST(DenseGemvEmulated, SwigluPairsGateAndUp) {
+  for (const auto& [dtype, rows, cols, n] : {std::tuple{DType::bf16, int64_t(19), int64_t(1032), 3},
+                                             std::tuple{DType::f8_e4m3, int64_t(9), int64_t(512), 8},
+                                             std::tuple{DType::f16, int64_t(1), int64_t(8), 1}}) {
+    std::mt19937 rng{uint32_t(rows)};
+    std::uniform_real_distribution<float> dist(-1.f, 1.f);
+    const bool fp8 = dtype == DType::f8_e4m3;
+    std::vector<float> x(size_t(n * cols)), wf[2], scales[2];
+    std::vector<uint16_t> w16[2];
+    std::vector<uint8_t> w8[2];
+    for (float& v : x) v = dist(rng);
+    for (int p = 0; p < 2; ++p) {
+      for (int64_t r = 0; r < rows; ++r) scales[p].push_back(0.002f + 0.01f * (dist(rng) + 1.f));
+      for (int64_t j = 0; j < rows * cols; ++j) {
+        if (fp8) {
+          w8[p].push_back(f32_to_e4m3(300.f * dist(rng)));
+          wf[p].push_back(scales[p][size_t(j / cols)] * e4m3_to_f32(w8[p].back()));
+        } else {
+          w16[p].push_back(dtype == DType::bf16 ? f32_to_bf16(dist(rng)) : f32_to_f16(dist(rng)));
+          wf[p].push_back(dtype == DType::bf16 ? bf16_to_f32(w16[p].back()) : f16_to_f32(w16[p].back()));
+        }
+      }
+    }
+    std::vector<float> got(size_t(n * rows), NAN), up_untouched(size_t(n * rows), 7.f);
+    auto part = [&](int p, float* out) {
+      return kernels::GemvPart{fp8 ? static_cast<const void*>(w8[p].data()) : w16[p].data(), out, rows,
+                         fp8 ? scales[p].data() : nullptr};
+    };
+    const kernels::GemvPart gate = part(0, got.data()), up = part(1, up_untouched.data());
+    const dim3 grid(unsigned((rows + gk::kWarps - 1) / gk::kWarps));
+    auto run = [&]<typename TW, int NT>() {
+      kernels::emu::launch(grid, gk::kThreads, [&] { gk::swiglu_gemv_kernel<TW, NT>(gate, up, cols, x.data()); });
+    };
+    auto run_n = [&]<typename TW>() {
+      if (n == 1) run.template operator()<TW, 1>();
+      else if (n == 3) run.template operator()<TW, 3>();
+      else run.template operator()<TW, 8>();
+    };
+    if (dtype == DType::bf16) run_n.template operator()<__nv_bfloat16>();
+    else if (dtype == DType::f16) run_n.template operator()<__half>();
+    else run_n.template operator()<__nv_fp8_e4m3>();
+
+    const auto cpu = make_cpu_backend(1, /*exact=*/true);
+    auto tensor = [&](const Shape& shape, const float* data) {
+      Tensor t = cpu->alloc(DType::f32, shape);
+      if (data) cpu->write(t, data, t.nbytes());
+      return t;
+    };
+    Tensor xt = tensor({n, cols}, x.data()), wg = tensor({rows, cols}, wf[0].data()), wu = tensor({rows, cols}, wf[1].data());
+    Tensor gt = tensor({n, rows}, nullptr), ut = tensor({n, rows}, nullptr);
+    cpu->swiglu(xt, wg, wu, gt, ut);
+    std::vector<float> want(size_t(n * rows)), u(want.size());
+    cpu->read(gt, want.data(), gt.nbytes());
+    cpu->read(ut, u.data(), ut.nbytes());
+    for (int t = 0; t < n; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double g = 0, sg = 0, su = 0;  // the gate product, and each product's sum |w x| (its rounding scale)
+        for (int64_t c = 0; c < cols; ++c) {
+          g += double(x[size_t(t * cols + c)]) * wf[0][size_t(r * cols + c)];
+          sg += std::fabs(x[size_t(t * cols + c)] * wf[0][size_t(r * cols + c)]);
+          su += std::fabs(x[size_t(t * cols + c)] * wf[1][size_t(r * cols + c)]);
+        }
+        const size_t at = size_t(t * rows + r);
+        // d(silu(g) u) = silu'(g) u dg + silu(g) du, |silu'| <= 1.1; each product good to a few f32 ulps.
+        const double tol = 2e-6 * (1.1 * sg * std::fabs(u[at]) + std::fabs(g / (1 + std::exp(-g))) * su) + 1e-6;
+        ASSERT_NEAR(got[at], want[at], tol) << dtype_name(dtype) << " row " << r << " token " << t;
+      }
+    EXPECT_EQ(up_untouched, std::vector<float>(up_untouched.size(), 7.f)) << "up.out is not written";
+  }
 }
 
 }  // namespace

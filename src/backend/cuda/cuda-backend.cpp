@@ -391,6 +391,18 @@ class CudaBackend final : public Backend {
     for (const MatmulOut& p : parts) gemm(x, xs, p.w, p.out);
   }
 
+  // A decode step's gate and up products and SiLU in one GEMV launch; otherwise as every backend.
+  void swiglu(const Tensor& x, const Tensor& w_gate, const Tensor& w_up, Tensor& gate, Tensor& up) override {
+    const MatmulOut parts[] = {{w_gate, gate}, {w_up, up}};
+    if (!gemv_fits(x, parts) || w_gate.dim(0) != w_up.dim(0)) return Backend::swiglu(x, w_gate, w_up, gate, up);
+    const int64_t kdim = x.dim(-1), n = x.numel() / kdim;
+    check_dtype(gate, DType::f32, "swiglu output");
+    HERD_CHECK(gate.numel() == n * w_gate.dim(0), "swiglu: gate ", shape_str(gate.shape), " for ", n, " x ",
+               w_gate.dim(0));
+    HERD_CUDA_CHECK(k::dense_gemv_swiglu(gemv_part(w_gate, gate), gemv_part(w_up, up),
+                                         elem_type(w_gate.dtype, "matmul weight"), kdim, f32p(x), int(n), stream_));
+  }
+
   // Whether the parts' products go to the GEMV: a few tokens (decode), 16-bit weights or FP8 rows of
   // one type, rows of whole 16-byte chunks.
   static bool gemv_fits(const Tensor& x, std::span<const MatmulOut> parts) {
@@ -405,13 +417,14 @@ class CudaBackend final : public Backend {
     });
   }
 
+  static k::GemvPart gemv_part(const Tensor& w, Tensor& out) {
+    return {w.data(), f32p(out), w.dim(0), w.dtype == DType::f8_e4m3 ? fp8_row_scales(w) : nullptr};
+  }
+
   void gemv(const Tensor& x, std::span<const MatmulOut> parts) {
     const int64_t kdim = x.dim(-1), n = x.numel() / kdim;
     k::GemvPart gp[k::kDenseGemvMaxParts];
-    for (size_t i = 0; i < parts.size(); ++i) {
-      const Tensor& w = parts[i].w;
-      gp[i] = {w.data(), f32p(parts[i].out), w.dim(0), w.dtype == DType::f8_e4m3 ? fp8_row_scales(w) : nullptr};
-    }
+    for (size_t i = 0; i < parts.size(); ++i) gp[i] = gemv_part(parts[i].w, parts[i].out);
     HERD_CUDA_CHECK(k::dense_gemv(gp, int(parts.size()), elem_type(parts[0].w.dtype, "matmul weight"), kdim, f32p(x),
                                   int(n), stream_));
   }
