@@ -280,7 +280,8 @@ int main(int argc, char** argv) {
             r0 += size_t(rows);
           }
           bench(std::string("gemv bf16 ") + pr.name, shape, bytes, 2.0 * n * m * pr.kdim, [&] {
-            ok(k::dense_gemv(parts.data(), int(parts.size()), k::ElemType::bf16, pr.kdim, x, n, g_stream), "dense_gemv");
+            ok(k::dense_gemv(parts.data(), int(parts.size()), k::ElemType::bf16, pr.kdim, x, n, g_stream),
+               "dense_gemv");
           });
           print_copy_share();
         }
@@ -334,7 +335,7 @@ int main(int argc, char** argv) {
             ok(k::fp8_rows_quantize(x, n, pr.kdim, pr.kdim, xq, x_scales, g_stream), "fp8_rows_quantize");
             ran = fp8_gemm.run(codes, scales, pr.m, xq, x_scales, n, pr.kdim, out);
           });
-          if (!ran) std::printf("%-28s cuBLASLt has no FP8 kernel here: the row above timed the quantization only\n", "");
+          if (!ran) std::printf("%-28s no cuBLASLt FP8 kernel here: the row above timed the quantization only\n", "");
           CHECK_CUDA(cudaFree(xq));
           CHECK_CUDA(cudaFree(x_scales));
         }

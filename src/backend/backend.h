@@ -78,9 +78,10 @@ class Backend {
   // --- recording ---
   // Whether the backend records steps (CUDA, unless HERD_CUDA_GRAPHS=off).
   virtual bool can_capture() const { return false; }
-  // Between begin_capture() (false: it could not start) and end_capture(), ops are recorded instead of run; end_capture() returns the recording, or null when
-  // recording failed (nothing ran: the caller runs the ops itself). No alloc, write or read between.
-  // An op that throws while recording leaves the backend recording: call end_capture() to stop.
+  // Between begin_capture() (false: it could not start) and end_capture(), ops are recorded instead
+  // of run; end_capture() returns the recording, or null when recording failed (nothing ran: the
+  // caller runs the ops itself). No alloc, write or read between. An op that throws while
+  // recording leaves the backend recording: call end_capture() to stop.
   virtual bool begin_capture() { return false; }
   virtual std::unique_ptr<StepGraph> end_capture() { return nullptr; }
   // Changes whenever memory the backend keeps behind its ops (scratch) moves: recordings made

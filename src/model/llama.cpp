@@ -289,7 +289,8 @@ int64_t LlamaModel::decode_weight_bytes() const {
 std::map<DecodeShape, int64_t> LlamaModel::recorded_ops() const {
   std::map<DecodeShape, int64_t> out;
   for (const auto& [shape, r] : recorded_)
-    if (r.graph && r.backend_epoch == be_.memory_epoch() && r.model_epoch == model_epoch_) out[shape] = r.graph->n_ops();
+    if (r.graph && r.backend_epoch == be_.memory_epoch() && r.model_epoch == model_epoch_)
+      out[shape] = r.graph->n_ops();
   return out;
 }
 

@@ -304,7 +304,8 @@ TEST_F(CudaVsCpu, SwigluMatchesCpu) {
     for (int64_t n : {1, 5, 8, 9}) {
       const int64_t k = 1040, f = 300;
       const auto x = rounded(random_floats(size_t(n * k), uint32_t(80 + n)), dtype);  // exact for cuBLAS too
-      const auto wgf = rounded(random_floats(size_t(f * k), 81), dtype), wuf = rounded(random_floats(size_t(f * k), 82), dtype);
+      const auto wgf = rounded(random_floats(size_t(f * k), 81), dtype);
+      const auto wuf = rounded(random_floats(size_t(f * k), 82), dtype);
       auto xt = input(DType::f32, {n, k}, x.data());
       auto wg = weight(dtype, {f, k}, encode(wgf, dtype).data()), wu = weight(dtype, {f, k}, encode(wuf, dtype).data());
       auto gate = output(DType::f32, {n, f}), up = output(DType::f32, {n, f});

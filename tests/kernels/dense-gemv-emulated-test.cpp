@@ -167,7 +167,8 @@ TEST(DenseGemvEmulated, SwigluPairsGateAndUp) {
       if (data) cpu->write(t, data, t.nbytes());
       return t;
     };
-    Tensor xt = tensor({n, cols}, x.data()), wg = tensor({rows, cols}, wf[0].data()), wu = tensor({rows, cols}, wf[1].data());
+    Tensor xt = tensor({n, cols}, x.data());
+    Tensor wg = tensor({rows, cols}, wf[0].data()), wu = tensor({rows, cols}, wf[1].data());
     Tensor gt = tensor({n, rows}, nullptr), ut = tensor({n, rows}, nullptr);
     cpu->swiglu(xt, wg, wu, gt, ut);
     std::vector<float> want(size_t(n * rows)), u(want.size());

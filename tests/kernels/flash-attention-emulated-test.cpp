@@ -41,8 +41,8 @@ std::vector<float> normal(size_t n, uint32_t seed, float stddev) {
 
 // The kernel on the emulated device, splits merged as attention_combine() does; returns out.
 template <int D, typename TC>
-std::vector<float> run_kernel(const Case& c, const PagedBatch& b, const std::vector<float>& q, const std::vector<TC>& kc,
-                              const std::vector<TC>& vc, float scale, float v_scale) {
+std::vector<float> run_kernel(const Case& c, const PagedBatch& b, const std::vector<float>& q,
+                              const std::vector<TC>& kc, const std::vector<TC>& vc, float scale, float v_scale) {
   const int n_tokens = int(b.n_tokens), group = c.n_head / c.n_head_kv;
   const size_t n_out = size_t(n_tokens) * c.n_head * D;
   std::vector<float> out(n_out, NAN), part_o(n_out * size_t(c.n_splits), NAN),

@@ -564,8 +564,8 @@ class CudaBackend final : public Backend {
     // on the f32 kernel, which is bound by K/V reads, not arithmetic. The split count comes from
     // sizes only: reading seq_lens back would stall the stream.
     const bool flash = flash_ && n_tokens > n_seqs && k::flash_attention_supported(cc_major_, int(head_dim));
-    const int n_splits = flash ? k::flash_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_)
-                               : k::paged_attention_n_splits(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
+    const auto splits_for = flash ? k::flash_attention_n_splits : k::paged_attention_n_splits;
+    const int n_splits = splits_for(int(n_tokens), int(n_seqs), int(n_head), int(n_head_kv), n_sm_);
     const size_t ws_bytes = k::attention_workspace_bytes(n_splits, int(n_tokens), int(n_head), int(head_dim));
     float* ws = ws_bytes > 0 ? static_cast<float*>(attn_scratch_.get(ws_bytes, stream_)) : nullptr;
     const KvScales s = fp8_scales(ct, scales);
