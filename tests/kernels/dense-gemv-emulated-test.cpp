@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstring>
 #include <random>
-#include <tuple>
 #include <string>
 #include <vector>
 
@@ -120,9 +119,16 @@ TEST(DenseGemvEmulated, Fp8RowsWithRowScales) {
 // SwiGLU in one launch: warp r takes row r of gate and of up, and writes silu(g) * u; against the CPU
 // backend's swiglu (two products, then silu_mul).
 TEST(DenseGemvEmulated, SwigluPairsGateAndUp) {
-  for (const auto& [dtype, rows, cols, n] : {std::tuple{DType::bf16, int64_t(19), int64_t(1032), 3},
-                                             std::tuple{DType::f8_e4m3, int64_t(9), int64_t(512), 8},
-                                             std::tuple{DType::f16, int64_t(1), int64_t(8), 1}}) {
+  struct Case {
+    DType dtype;
+    int64_t rows, cols;
+    int n;
+  };
+  for (const Case& c : {Case{DType::bf16, 19, 1032, 3}, Case{DType::f8_e4m3, 9, 512, 8}, Case{DType::f16, 1, 8, 1}}) {
+    // Plain copies: lambdas below capture them (clang before 16 cannot capture structured bindings).
+    const DType dtype = c.dtype;
+    const int64_t rows = c.rows, cols = c.cols;
+    const int n = c.n;
     std::mt19937 rng{uint32_t(rows)};
     std::uniform_real_distribution<float> dist(-1.f, 1.f);
     const bool fp8 = dtype == DType::f8_e4m3;
