@@ -1,6 +1,6 @@
 // Runs a CUDA kernel on the CPU: each thread of a block is an OS thread, __syncthreads a barrier,
 // and the warp-level primitives of kernels/mma-primitives.cuh (ldmatrix, mma.sync m16n8k16 BF16,
-// cp.async) plus __shfl_xor_sync and warp_sum are re-implemented here from the PTX ISA's
+// cp.async) plus warp shuffles and reductions are re-implemented here from the PTX ISA's
 // definitions of their fragment layouts, independently of the kernels that use them. Blocks run
 // one after another. Slow (a thread switch per warp-level operation), so for small shapes only:
 // it checks a kernel's index, fragment and mask arithmetic in CI, where no GPU is.
@@ -12,6 +12,7 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <barrier>
 #include <cstdint>
 #include <cstring>
@@ -108,6 +109,19 @@ inline float __shfl_xor_sync(unsigned, float v, int mask) {
   const float r = emu::slot_of(emu::lane() ^ mask).f;
   emu::warp_sync();
   return r;
+}
+
+inline float __shfl_sync(unsigned, float v, int src_lane) {
+  emu::slot_of(emu::lane()).f = v;
+  emu::warp_sync();
+  const float r = emu::slot_of(src_lane & 31).f;
+  emu::warp_sync();
+  return r;
+}
+
+inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = std::max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
 }
 
 inline float warp_sum(float v) {

@@ -1,7 +1,9 @@
-// The tensor-core attention kernel (kernels/flash-attention-kernel.cuh) run on the CPU through
-// emulated-device.h, against the CPU backend's attention: its fragment layouts, causal masks, GQA
-// row mapping, block-table gathers, key splits and FP8 widening are checked in CI, where no GPU is.
-// The same kernel runs on the device in cuda-backend-test.cpp (label gpu).
+// Both paged-attention kernels run on the CPU through emulated-device.h, against the CPU backend's
+// attention: the tensor-core one (kernels/flash-attention-kernel.cuh: fragment layouts, causal masks,
+// GQA row mapping, block-table gathers, key splits, FP8 widening) within the bound of its bf16
+// probabilities, and the f32 one (kernels/paged-attention-kernel.cuh, the decode path, BF16 and FP8
+// caches) to f32 rounding. Checked in CI, where no GPU is; the same kernels run on the device in
+// cuda-backend-test.cpp (label gpu).
 #include "emulated-device.h"
 // (the emulation first)
 #include <gtest/gtest.h>
@@ -15,12 +17,16 @@
 #include "backend/backend.h"
 #include "common/dtype.h"
 #include "kernels/flash-attention-kernel.cuh"
+#include "kernels/paged-attention-kernel.cuh"
 #include "paged-batch.h"
 
 namespace herd {
 namespace {
 
 namespace fk = kernels::flash;
+namespace pk = kernels::paged;
+
+enum class Kernel { flash, paged };
 
 struct Case {
   std::string name;
@@ -39,9 +45,9 @@ std::vector<float> normal(size_t n, uint32_t seed, float stddev) {
   return v;
 }
 
-// The kernel on the emulated device, splits merged as attention_combine() does; returns out.
+// A kernel on the emulated device, splits merged as attention_combine() does; returns out.
 template <int D, typename TC>
-std::vector<float> run_kernel(const Case& c, const PagedBatch& b, const std::vector<float>& q,
+std::vector<float> run_kernel(Kernel kernel, const Case& c, const PagedBatch& b, const std::vector<float>& q,
                               const std::vector<TC>& kc, const std::vector<TC>& vc, float scale, float v_scale) {
   const int n_tokens = int(b.n_tokens), group = c.n_head / c.n_head_kv;
   const size_t n_out = size_t(n_tokens) * c.n_head * D;
@@ -49,15 +55,25 @@ std::vector<float> run_kernel(const Case& c, const PagedBatch& b, const std::vec
       part_ml(size_t(n_tokens) * c.n_head * 2 * size_t(c.n_splits), NAN);
   int block_shift = 0;
   while ((1 << block_shift) < c.block_size) ++block_shift;
-  const dim3 grid(unsigned(kernels::attention_grid_tiles(n_tokens, group, b.n_seqs, fk::kBlockM)),
-                  unsigned(c.n_head_kv), unsigned(c.n_splits));
-  kernels::emu::launch(grid, fk::kThreads, [&] {
-    fk::flash_attention_kernel<D, TC>(q.data(), kc.data(), vc.data(), b.qsl.data(), b.seq_lens.data(),
-                                      b.block_table.data(), out.data(), part_o.data(), part_ml.data(), n_tokens,
-                                      int(b.n_seqs), c.n_head, c.n_head_kv, block_shift, int(b.n_blocks),
-                                      int(b.max_blocks), int64_t(c.n_head) * D, int64_t(c.n_head) * D,
-                                      scale * fk::kLog2e, v_scale);
-  });
+  const int rows = kernel == Kernel::flash ? fk::kBlockM : pk::kRowsPerBlock;
+  const dim3 grid(unsigned(kernels::attention_grid_tiles(n_tokens, group, b.n_seqs, rows)), unsigned(c.n_head_kv),
+                  unsigned(c.n_splits));
+  const int64_t stride = int64_t(c.n_head) * D;
+  if (kernel == Kernel::flash) {
+    kernels::emu::launch(grid, fk::kThreads, [&] {
+      fk::flash_attention_kernel<D, TC>(q.data(), kc.data(), vc.data(), b.qsl.data(), b.seq_lens.data(),
+                                        b.block_table.data(), out.data(), part_o.data(), part_ml.data(), n_tokens,
+                                        int(b.n_seqs), c.n_head, c.n_head_kv, block_shift, int(b.n_blocks),
+                                        int(b.max_blocks), stride, stride, scale * fk::kLog2e, v_scale);
+    });
+  } else {
+    kernels::emu::launch(grid, pk::kThreads, [&] {
+      pk::paged_attention_kernel<D, TC>(q.data(), kc.data(), vc.data(), b.qsl.data(), b.seq_lens.data(),
+                                        b.block_table.data(), out.data(), part_o.data(), part_ml.data(), n_tokens,
+                                        int(b.n_seqs), c.n_head, c.n_head_kv, block_shift, int(b.n_blocks),
+                                        int(b.max_blocks), stride, stride, scale, v_scale);
+    });
+  }
   if (c.n_splits == 1) return out;
   // out = sum_s o_s e^(m_s - M) / sum_s l_s e^(m_s - M): the softmax of all keys from its splits.
   for (size_t th = 0; th < size_t(n_tokens) * c.n_head; ++th) {
@@ -79,11 +95,11 @@ std::vector<float> run_kernel(const Case& c, const PagedBatch& b, const std::vec
 }
 
 template <int D>
-void check(const Case& c, uint32_t seed) {
+void check(Kernel kernel, const Case& c, uint32_t seed) {
   const PagedBatch b = make_batch(c.seqs, c.block_size, seed);
   const Shape cache_shape = {b.n_blocks, c.n_head_kv, c.block_size, D};
   const size_t n_cache = size_t(shape_numel(cache_shape));
-  // Values in every slot, seen or not; q rounded to bf16, as the kernel multiplies it.
+  // Values in every slot, seen or not; q rounded to bf16, as the tensor-core kernel multiplies it.
   auto q = normal(size_t(b.n_tokens) * c.n_head * D, seed + 1, c.q_scale);
   for (float& x : q) x = bf16_to_f32(f32_to_bf16(x));
   const auto kf = normal(n_cache, seed + 2, c.fp8 ? 3.f : 1.f), vf = normal(n_cache, seed + 3, 1.f);
@@ -128,8 +144,12 @@ void check(const Case& c, uint32_t seed) {
   cpu->read(out, abs_v.data(), out.nbytes());
 
   const float scale = scales.k / std::sqrt(float(D));
-  const auto got = c.fp8 ? run_kernel<D>(c, b, q, kq, vq, scale, scales.v) : run_kernel<D>(c, b, q, kb, vb, scale, 1.f);
-  const auto tol = flash_tolerance(want, abs_v);
+  const auto got = c.fp8 ? run_kernel<D>(kernel, c, b, q, kq, vq, scale, scales.v)
+                         : run_kernel<D>(kernel, c, b, q, kb, vb, scale, 1.f);
+  // The f32 kernel: the GPU test's f32 tolerance (summation order, expf, rescaling).
+  std::vector<float> tol = flash_tolerance(want, abs_v);
+  if (kernel == Kernel::paged)
+    for (size_t i = 0; i < tol.size(); ++i) tol[i] = 2e-5f + 1e-4f * std::fabs(want[i]);
   size_t n_bad = 0, worst = 0;
   double worst_excess = -1;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -142,39 +162,42 @@ void check(const Case& c, uint32_t seed) {
       }
     }
   }
-  EXPECT_EQ(n_bad, 0u) << c.name << ": " << n_bad << " of " << got.size() << " off; worst at " << worst << " (token "
+  EXPECT_EQ(n_bad, 0u) << (kernel == Kernel::flash ? "tensor cores, " : "f32, ") << c.name << ": " << n_bad << " of " << got.size() << " off; worst at " << worst << " (token "
                        << worst / (size_t(c.n_head) * D) << "): got " << got[worst] << ", want " << want[worst];
 }
 
+// Both kernels on the case.
 void check(const Case& c, uint32_t seed) {
-  switch (c.head_dim) {
-    case 32: return check<32>(c, seed);
-    case 64: return check<64>(c, seed);
-    case 128: return check<128>(c, seed);
-    default: FAIL() << "head_dim " << c.head_dim;
+  for (Kernel k : {Kernel::flash, Kernel::paged}) {
+    switch (c.head_dim) {
+      case 32: check<32>(k, c, seed); break;
+      case 64: check<64>(k, c, seed); break;
+      case 128: check<128>(k, c, seed); break;
+      default: FAIL() << "head_dim " << c.head_dim;
+    }
   }
 }
 
 // Small shapes (every thread of a block is an OS thread here), chosen to cross every boundary: rows
 // past a 64-row tile, keys past a 64-key tile and a KV block, GQA groups that do not divide 64,
 // sequences with no queries, a decode row beside a prefill chunk, key splits that end mid-tile.
-TEST(FlashAttentionEmulated, PrefillFromZeroOneToOne) {
+TEST(AttentionEmulated, PrefillFromZeroOneToOne) {
   check({"37 tokens from 0, 2/2 heads, hd 64", 2, 2, 64, 16, {{37, 37}}}, 1);
 }
 
-TEST(FlashAttentionEmulated, PrefillAcrossTilesGqa) {
+TEST(AttentionEmulated, PrefillAcrossTilesGqa) {
   check({"131 tokens from 0, 4:1, hd 128", 4, 1, 128, 16, {{131, 131}}, 1, false, 2.f}, 2);
 }
 
-TEST(FlashAttentionEmulated, MixedBatchSmallHeads) {
+TEST(AttentionEmulated, MixedBatchSmallHeads) {
   check({"mixed, 3:1, hd 32, block 8", 6, 2, 32, 8, {{70, 70}, {50, 1}, {8, 8}, {5, 0}, {90, 21}}}, 3);
 }
 
-TEST(FlashAttentionEmulated, ChunkAfterCachedKeysWithSplits) {
+TEST(AttentionEmulated, ChunkAfterCachedKeysWithSplits) {
   check({"a chunk of 9 after 150, 8:1, hd 64, 3 splits", 8, 1, 64, 32, {{159, 9}, {3, 3}}, 3, false, 3.f}, 4);
 }
 
-TEST(FlashAttentionEmulated, MaskEdgeAtTheTileEnd) {
+TEST(AttentionEmulated, MaskEdgeAtTheTileEnd) {
   // Row 0 of a chunk after 62 keys sees keys 0..62: the first key tile ends one key past it, the
   // one tile where only the mask keeps key 63 out.
   check({"a chunk of 20 after 62, 2/2 heads, hd 64", 2, 2, 64, 16, {{82, 20}}}, 7);
@@ -182,9 +205,15 @@ TEST(FlashAttentionEmulated, MaskEdgeAtTheTileEnd) {
   check({"a chunk of 40 after 46, 4:1, hd 32", 4, 1, 32, 16, {{86, 40}}}, 8);
 }
 
-TEST(FlashAttentionEmulated, Fp8Cache) {
+TEST(AttentionEmulated, DecodeBatchWithSplits) {
+  check({"6 decode rows, 4:1, hd 64, 4 splits", 8, 2, 64, 16, {{1, 1}, {17, 1}, {200, 1}, {64, 1}, {3, 1}, {129, 1}}, 4},
+        9);
+}
+
+TEST(AttentionEmulated, Fp8Cache) {
   check({"FP8 cache, 2:1, hd 64", 4, 2, 64, 16, {{80, 80}, {40, 1}}, 1, true}, 5);
   check({"FP8 cache, 2 splits", 2, 1, 32, 16, {{100, 30}}, 2, true}, 6);
+  check({"FP8 cache, decode, 3 splits", 4, 1, 128, 16, {{150, 1}, {40, 1}}, 3, true}, 10);
 }
 
 }  // namespace
