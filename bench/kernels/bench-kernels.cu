@@ -19,6 +19,7 @@
 
 #include "kernels/add-rmsnorm.cuh"
 #include "kernels/argmax.cuh"
+#include "kernels/sampling.cuh"
 #include "kernels/cast.cuh"
 #include "kernels/dense-gemv.cuh"
 #include "kernels/embed.cuh"
@@ -451,6 +452,41 @@ int main(int argc, char** argv) {
           [&] { ok(k::argmax(logits, out, rows, kVocab, kVocab, g_stream), "argmax"); });
     CHECK_CUDA(cudaFree(logits));
     CHECK_CUDA(cudaFree(out));
+  }
+
+  // --- the sampler chain on the device: what a sampled step costs instead of copying its rows ---
+  // GB/s counts one read of each row; the kernel reads it several times (from L2).
+  {
+    struct SampleBench {
+      const char* what;
+      float temperature;
+      int top_k;
+      float top_p;
+    };
+    const SampleBench chains[] = {{"sample T", 1.f, 0, 1.f}, {"sample top-k 40 top-p 0.9", 0.8f, 40, 0.9f},
+                                  {"sample top-p 0.9", 1.f, 0, 0.9f}};
+    for (const SampleBench& c : chains)
+      for (int rows : {1, 32, 64}) {
+        float* logits = dev_f32(size_t(rows) * kVocab, 23, 3.f);
+        std::vector<k::SampleRow> specs(static_cast<size_t>(rows));
+        for (int r = 0; r < rows; ++r)
+          specs[size_t(r)] = {r, c.temperature, c.top_k, c.top_p, 0.f, 1.f, 0.f, 0.f, 0, 0, 5, (r + 0.5) / rows};
+        k::SampleRow* d_rows = nullptr;
+        k::SampleOut* out = nullptr;
+        int32_t* pen = nullptr;
+        float* work = nullptr;
+        CHECK_CUDA(cudaMalloc(&d_rows, specs.size() * sizeof(k::SampleRow)));
+        CHECK_CUDA(cudaMalloc(&out, specs.size() * sizeof(k::SampleOut)));
+        CHECK_CUDA(cudaMalloc(&pen, 8));
+        CHECK_CUDA(cudaMalloc(&work, size_t(rows) * kVocab * 4));
+        CHECK_CUDA(cudaMemcpy(d_rows, specs.data(), specs.size() * sizeof(k::SampleRow), cudaMemcpyHostToDevice));
+        bench(std::string(c.what) + " +5 logprobs", dims({rows, kVocab}), double(rows) * kVocab * 4, 0, [&] {
+          ok(k::sample(logits, kVocab, kVocab, d_rows, rows, pen, pen + 1, work, out, g_stream), "sample");
+        });
+        for (void* p : {static_cast<void*>(logits), static_cast<void*>(d_rows), static_cast<void*>(out),
+                        static_cast<void*>(pen), static_cast<void*>(work)})
+          CHECK_CUDA(cudaFree(p));
+      }
   }
 
   // --- paged attention (bf16 and FP8 caches, block 16, shuffled physical blocks) ---

@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/check.h"
+#include "common/sampling-params.h"
 #include "common/tensor.h"
 
 namespace herd {
@@ -45,6 +47,24 @@ struct MatmulOut {
 // A layer's FP8 KV cache scales: the cache holds k / k and v / v as E4M3 codes.
 struct KvScales {
   float k = 1.f, v = 1.f;
+};
+
+// One token for a backend that samples on its device to pick: the chain of sampling/sampler.h over
+// logits row `row`, drawing with u from the request's generator (Sampler::draw).
+struct SampleSpec {
+  int32_t row = 0;
+  SamplingParams params;  // validated; the seed is not read (u is the draw)
+  double u = 0.0;         // uniform in [0, 1); unused when greedy
+  int32_t n_top = 0;      // 0: no logprobs; else the token's and n_top alternatives, at most 20
+  // With penalties: each distinct id of the prompt and output, and its count in the output
+  // (sampling/penalty-tokens.h).
+  std::span<const int32_t> penalty_ids, penalty_counts;
+};
+
+struct SampledToken {
+  int32_t id = -1;   // -1: the row holds a NaN or an infinity
+  float logprob = 0;  // of id under the raw logits, when n_top > 0
+  std::vector<std::pair<int32_t, float>> top;  // [n_top] (id, logprob), descending, ties by lower id
 };
 
 // A recording of a step's ops, replayed as one unit with the inputs now in the buffers it read
@@ -149,6 +169,14 @@ class Backend {
   // x: [n_rows, n] f32; out: i32[n_rows]. Greedy decoding copies one id per sequence back instead of
   // a vocabulary row.
   virtual void argmax(const Tensor& x, Tensor& out) = 0;
+  // Whether sample() picks tokens here: on a GPU it saves copying logits rows to the host. The
+  // CPU's rows are in host memory already; the host's Sampler picks from them.
+  virtual bool samples_on_device() const { return false; }
+  // One token per spec from logits [n_rows, n_vocab] f32; only these come back to the host.
+  virtual std::vector<SampledToken> sample(const Tensor& logits, std::span<const SampleSpec> specs) {
+    HERD_CHECK(false, name(), " does not sample: ", logits.dim(0), " rows, ", specs.size(), " tokens");
+    return {};
+  }
 };
 
 struct BackendOptions {

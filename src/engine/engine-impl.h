@@ -68,12 +68,17 @@ struct Engine::Impl {
   // --- the worker thread (worker.cpp) ---
   void loop();
   void step();
-  // What a sequence emits once its next logits row is in: its prompt's logprobs, its forks, and its
-  // next token (sampled from `logits`, or `picked` on the device).
-  void emit_step(Live& l, std::span<const float> logits, int32_t picked);
-  // Appends a token to l (sampled from `logits`, or `picked` on the device), emits it, and ends
-  // the request at a stop or its length.
-  void take_token(Live& l, std::span<const float> logits, int32_t picked = -1);
+  // The tokens a step picks, one per spec: for each emitting sequence its unbranched samples' first
+  // tokens, then its own. Draws from each one's generator. first[i]: work[i]'s first spec.
+  std::vector<SampleSpec> pick_specs(const std::vector<ScheduledSeq>& work, const std::vector<int64_t>& rows,
+                                     std::vector<size_t>& first);
+  // A spec's token from its logits row on the host (the backend's sample() does this on a device).
+  SampledToken pick_on_host(const Live& l, Sampler* sampler, const SampleSpec& spec, std::span<const float> logits);
+  // What a sequence emits once its token is picked: its prompt's logprobs, its forks (with
+  // picks[0, n_forks)), and its own token (picks.back()).
+  void emit_step(Live& l, std::span<const SampledToken> picks);
+  // Appends a picked token to l, emits it, and ends the request at a stop or its length.
+  void take_token(Live& l, const SampledToken& picked);
   // Queues an event for the request's reader (dropped once the request was released).
   void emit(RequestId id, Event e);
   // Ends a request: its last text, usage and reason, its unbranched samples, its blocks freed.
@@ -85,7 +90,7 @@ struct Engine::Impl {
 
   // --- samples and prompt scores (forks.cpp) ---
   // A sibling sample of `parent`, which has computed its prompt and not yet taken a token.
-  void fork(const Live& parent, const Fork& f, std::span<const float> logits);
+  void fork(const Live& parent, Fork& f, const SampledToken& first);
   // Row r of the step's logits: f32[n_vocab].
   using LogitsRow = std::function<std::span<const float>(size_t r)>;
   // The chunk's rows cover its last n_rows positions; the row of position p scores prompt token

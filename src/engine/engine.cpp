@@ -151,8 +151,7 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
     l->ignore_eos = r.ignore_eos;
     const SamplingOptions& so = r.sampling;
     const SamplingParams sp = resolve(so, e.m->files.generation);
-    const bool penalised = sp.repetition_penalty != 1.0f || sp.frequency_penalty != 0.0f || sp.presence_penalty != 0.0f;
-    const bool plain_greedy = sp.greedy() && !penalised;
+    const bool plain_greedy = sp.greedy() && !sp.penalised();
     if (!plain_greedy) l->sampler = std::make_unique<Sampler>(sp);
     HERD_REQUIRE(so.logprobs >= 0 && so.logprobs <= 20, "logprobs must lie in [0, 20], got ", so.logprobs);
     l->n_logprobs = so.logprobs;
@@ -181,9 +180,13 @@ Status Engine::submit(const GenerateRequest& r, RequestId* id) {
       // Sample i of the request has id *id + i; each draws with seed + i.
       for (int i = 0; i < r.n_samples; ++i) e.channels[e.next_id++];
       for (int i = 1; i < r.n_samples; ++i) {
-        std::optional<SamplingParams> p;
-        if (!plain_greedy) p = sp, p->seed = sp.seed + uint64_t(i);
-        l->forks.push_back({*id + uint64_t(i), p});
+        std::unique_ptr<Sampler> fork_sampler;
+        if (!plain_greedy) {
+          SamplingParams p = sp;
+          p.seed = sp.seed + uint64_t(i);
+          fork_sampler = std::make_unique<Sampler>(p);
+        }
+        l->forks.push_back({*id + uint64_t(i), std::move(fork_sampler)});
       }
       e.inbox.push_back(std::move(l));
     }

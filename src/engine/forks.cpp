@@ -5,12 +5,12 @@
 
 namespace herd {
 
-void Engine::Impl::fork(const Live& parent, const Fork& f, std::span<const float> logits) {
+void Engine::Impl::fork(const Live& parent, Fork& f, const SampledToken& first) {
   auto child = std::make_unique<Live>();
   child->seq = parent.seq;
   child->seq.id = f.id;
   child->seq.prompt_logprobs = false;  // the first sample carries them
-  if (f.sampler) child->sampler = std::make_unique<Sampler>(*f.sampler);
+  child->sampler = std::move(f.sampler);
   if (parent.stops) child->stops = std::make_unique<StopStringMatcher>(parent.stop_strings);
   if (tokenizer) child->text = std::make_unique<TokenStream>(*tokenizer);
   child->stop_strings = parent.stop_strings;
@@ -19,7 +19,7 @@ void Engine::Impl::fork(const Live& parent, const Fork& f, std::span<const float
   Live& c = *child;
   live.emplace(f.id, std::move(child));
   scheduler->add_fork(parent.seq, &c.seq);
-  take_token(c, logits);
+  take_token(c, first);
 }
 
 void Engine::Impl::collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, size_t n_rows,

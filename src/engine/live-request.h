@@ -3,7 +3,6 @@
 #pragma once
 
 #include <memory>
-#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -12,6 +11,7 @@
 #include "herd/engine.h"
 #include "herd/tokenizer.h"
 #include "sampling/logprobs.h"
+#include "sampling/penalty-tokens.h"
 #include "sampling/sampler.h"
 #include "sampling/stop-strings.h"
 
@@ -20,7 +20,7 @@ namespace herd {
 // A sample still to branch off a request when its prompt is done.
 struct Fork {
   RequestId id;
-  std::optional<SamplingParams> sampler;  // nullopt: plain greedy
+  std::unique_ptr<Sampler> sampler;  // null: plain greedy
 };
 
 // A sequence plus what only the engine needs: its detokenizer and how it picks tokens.
@@ -28,6 +28,7 @@ struct Live {
   Sequence seq;
   std::unique_ptr<TokenStream> text;
   std::unique_ptr<Sampler> sampler;          // null: plain greedy, picked on the device
+  std::unique_ptr<PenaltyTokens> penalties;  // with penalties: the tokens they touch (made at the first token)
   std::unique_ptr<StopStringMatcher> stops;  // null: no stop strings
   std::vector<std::string> stop_strings;     // what `stops` matches, for forked samples
   std::vector<Fork> forks;                   // the request's other samples, before they branch

@@ -186,4 +186,9 @@ std::vector<int32_t> TensorParallelModel::forward_greedy(const Batch& batch) {
   return lead(encode_forward(kForwardGreedy, batch), [&] { return rank0_->forward_greedy(batch); });
 }
 
+// The other ranks need only take part in the forward pass: the greedy op spares them reading rows.
+std::vector<SampledToken> TensorParallelModel::forward_sampled(const Batch& batch, std::span<const SampleSpec> specs) {
+  return lead(encode_forward(kForwardGreedy, batch), [&] { return rank0_->forward_sampled(batch, specs); });
+}
+
 }  // namespace herd

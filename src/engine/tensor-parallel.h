@@ -34,6 +34,8 @@ class TensorParallelModel final : public ModelRunner {
   void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& from_to) override;
   std::vector<float> forward(const Batch& batch) override;
   std::vector<int32_t> forward_greedy(const Batch& batch) override;
+  bool samples_on_device() const override { return rank0_->samples_on_device(); }
+  std::vector<SampledToken> forward_sampled(const Batch& batch, std::span<const SampleSpec> specs) override;
   int64_t decode_weight_bytes() const override { return rank0_->decode_weight_bytes(); }
 
  private:

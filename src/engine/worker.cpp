@@ -79,24 +79,34 @@ void Engine::Impl::loop() {
 void Engine::Impl::step() {
   const std::vector<ScheduledSeq> work = scheduler->schedule();
   if (work.empty()) return;
-  // Plain greedy steps pick tokens on the device; anything else needs the logits rows. Which
-  // rows each sequence has is read before advance() moves its n_computed.
+  // Plain greedy steps pick tokens with the device's argmax. Sampled tokens and logprobs are
+  // picked where the logits are when the backend samples on its device, unless a prompt is scored
+  // (its rows come to the host anyway); else from the rows on the host. Which rows each sequence
+  // has is read before advance() moves its n_computed.
   std::vector<int64_t> rows(work.size());
   std::vector<bool> scores(work.size());
-  bool want_logits = false;
+  bool scoring = false, sampling = false;
   for (size_t i = 0; i < work.size(); ++i) {
     rows[i] = work[i].n_rows();
     scores[i] = work[i].scores_prompt();
-    want_logits |= (scores[i] && rows[i] > 0) || (work[i].emits && live.at(work[i].seq->id)->needs_logits());
+    scoring |= scores[i] && rows[i] > 0;
+    sampling |= work[i].emits && live.at(work[i].seq->id)->needs_logits();
   }
-  std::vector<float> logits;  // [n_rows, n_vocab] when want_logits
-  std::vector<int32_t> next;  // [n_rows] otherwise
+  const bool on_device = sampling && !scoring && m->runner->samples_on_device();
+  const bool want_logits = scoring || (sampling && !on_device);
+  std::vector<size_t> first_spec(work.size());
+  std::vector<SampleSpec> specs;     // unless plain greedy: every emitting sequence's tokens
+  std::vector<SampledToken> picked;  // [specs] on the device
+  std::vector<float> logits;         // [n_rows, n_vocab] when want_logits
+  std::vector<int32_t> next;         // [n_rows] plain greedy
   try {
+    if (on_device || want_logits) specs = pick_specs(work, rows, first_spec);
     const Batch batch = scheduler->make_batch(work);
     std::vector<std::pair<int32_t, int32_t>> copies;  // copy on write, before anything is written
     for (const auto& c : scheduler->copies()) copies.emplace_back(c.from, c.to);
     m->runner->copy_blocks(copies);
-    if (want_logits) logits = m->runner->forward(batch);
+    if (on_device) picked = m->runner->forward_sampled(batch, specs);
+    else if (want_logits) logits = m->runner->forward(batch);
     else next = m->runner->forward_greedy(batch);
   } catch (const std::exception& e) {
     // A failed step fails the requests in it; the engine stays up for the others.
@@ -118,15 +128,78 @@ void Engine::Impl::step() {
     const RequestId id = item.seq->id;
     try {
       if (scores[i]) collect_prompt_logprobs(l, item, row - n_rows, n_rows, logits_row);
-      if (item.emits)
-        emit_step(l, want_logits ? logits_row(row - 1) : std::span<const float>{}, want_logits ? -1 : next[row - 1]);
+      if (!item.emits) continue;
+      if (!on_device && !want_logits) {
+        const SampledToken greedy{next[row - 1], 0.f, {}};
+        emit_step(l, std::span(&greedy, 1));
+        continue;
+      }
+      const std::span<const SampleSpec> mine(specs.data() + first_spec[i], l.forks.size() + 1);
+      std::vector<SampledToken> picks;  // the forks' first tokens, then l's
+      if (on_device) {
+        picks.assign(picked.begin() + ptrdiff_t(first_spec[i]), picked.begin() + ptrdiff_t(first_spec[i] + mine.size()));
+      } else {
+        for (size_t f = 0; f < l.forks.size(); ++f)
+          picks.push_back(pick_on_host(l, l.forks[f].sampler.get(), mine[f], logits_row(row - 1)));
+        picks.push_back(pick_on_host(l, l.sampler.get(), mine.back(), logits_row(row - 1)));
+      }
+      emit_step(l, picks);
     } catch (const std::exception& e) {
       if (auto it = live.find(id); it != live.end()) finish(*it->second, FinishReason::error, e.what());
     }
   }
 }
 
-void Engine::Impl::emit_step(Live& l, std::span<const float> logits, int32_t picked) {
+std::vector<SampleSpec> Engine::Impl::pick_specs(const std::vector<ScheduledSeq>& work,
+                                                 const std::vector<int64_t>& rows, std::vector<size_t>& first) {
+  std::vector<SampleSpec> specs;
+  int64_t row = 0;
+  for (size_t i = 0; i < work.size(); ++i) {
+    row += rows[i];
+    first[i] = specs.size();
+    if (!work[i].emits) continue;
+    Live& l = *live.at(work[i].seq->id);
+    // A request's samples share its parameters but for the seed, so its penalties too.
+    if (l.sampler && l.sampler->params().penalised()) {
+      if (!l.penalties) l.penalties = std::make_unique<PenaltyTokens>(l.prompt());
+      l.penalties->update(l.generated());
+    }
+    auto spec = [&](Sampler* s) {
+      SampleSpec sp;
+      sp.row = int32_t(row - 1);
+      sp.n_top = l.n_logprobs;
+      if (s != nullptr) {
+        sp.params = s->params();
+        if (!sp.params.greedy()) sp.u = s->draw();
+      }
+      if (sp.params.penalised()) {
+        sp.penalty_ids = l.penalties->ids();
+        sp.penalty_counts = l.penalties->counts();
+      }
+      return sp;
+    };
+    for (Fork& f : l.forks) specs.push_back(spec(f.sampler.get()));
+    specs.push_back(spec(l.sampler.get()));
+  }
+  return specs;
+}
+
+SampledToken Engine::Impl::pick_on_host(const Live& l, Sampler* sampler, const SampleSpec& spec,
+                                        std::span<const float> logits) {
+  SampledToken t;  // id -1: the row holds a NaN or an infinity
+  if (!all_finite(logits)) return t;
+  t.id = sampler != nullptr
+             ? Sampler::pick(sampler->distribution(logits, PenaltyList{spec.penalty_ids, spec.penalty_counts}), spec.u)
+             : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  if (l.n_logprobs > 0) {
+    const PositionLogprobs lp = position_logprobs(logits, t.id, l.n_logprobs);
+    t.logprob = lp.token.logprob;
+    for (const auto& top : lp.top) t.top.emplace_back(top.id, top.logprob);
+  }
+  return t;
+}
+
+void Engine::Impl::emit_step(Live& l, std::span<const SampledToken> picks) {
   if (l.seq.prompt_logprobs && l.seq.n_generated() == 0) {
     Event p;
     p.type = Event::Type::prompt;
@@ -134,28 +207,20 @@ void Engine::Impl::emit_step(Live& l, std::span<const float> logits, int32_t pic
     emit(l.seq.id, std::move(p));
   }
   // The other samples of the request branch off here, before the first one takes its token:
-  // they share its blocks and draw their first tokens from the same logits row.
-  if (!l.forks.empty()) {
-    for (const Fork& f : l.forks) fork(l, f, logits);
-    l.forks.clear();
-  }
-  take_token(l, logits, picked);
+  // they share its blocks and drew their first tokens from the same logits row.
+  HERD_CHECK(picks.size() == l.forks.size() + 1, picks.size(), " tokens for ", l.forks.size() + 1, " samples");
+  for (size_t f = 0; f < l.forks.size(); ++f) fork(l, l.forks[f], picks[f]);
+  l.forks.clear();
+  take_token(l, picks.back());
 }
 
-void Engine::Impl::take_token(Live& l, std::span<const float> logits, int32_t picked) {
-  // The device marks a row with a NaN or an infinity by -1; a host row is checked here.
-  if (logits.empty() ? picked < 0 : !all_finite(logits))
-    return finish(l, FinishReason::error, non_finite_logits(int64_t(l.seq.tokens.size()) - 1));
+void Engine::Impl::take_token(Live& l, const SampledToken& picked) {
+  if (picked.id < 0) return finish(l, FinishReason::error, non_finite_logits(int64_t(l.seq.tokens.size()) - 1));
   Event e;
-  e.token = picked;
-  if (!logits.empty()) {
-    e.token = l.sampler ? l.sampler->sample(logits, l.prompt(), l.generated())
-                        : int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-    if (l.n_logprobs > 0) {
-      const PositionLogprobs lp = position_logprobs(logits, e.token, l.n_logprobs);
-      e.logprob = lp.token.logprob;
-      for (const auto& t : lp.top) e.top_logprobs.push_back({t.id, t.logprob});
-    }
+  e.token = picked.id;
+  if (l.n_logprobs > 0) {
+    e.logprob = picked.logprob;
+    for (const auto& [id, logprob] : picked.top) e.top_logprobs.push_back({id, logprob});
   }
   l.seq.tokens.push_back(e.token);
   const auto& eos = m->info.eos_ids;

@@ -304,4 +304,12 @@ std::vector<int32_t> LlamaModel::forward_greedy(const Batch& batch) {
   return out;
 }
 
+std::vector<SampledToken> LlamaModel::forward_sampled(const Batch& batch, std::span<const SampleSpec> specs) {
+  const Tensor logits = run(batch);  // a padded step's rows past the batch's are not read
+  for (const SampleSpec& s : specs)
+    HERD_CHECK(s.row >= 0 && size_t(s.row) < batch.logits_rows.size(), "sampled row ", s.row, " of ",
+               batch.logits_rows.size());
+  return be_.sample(logits, specs);
+}
+
 }  // namespace herd

@@ -36,6 +36,8 @@ class LlamaModel final : public ModelRunner {
   std::vector<float> forward(const Batch& batch) override;
   // The same, but returns only the argmax of each logits row (greedy decoding).
   std::vector<int32_t> forward_greedy(const Batch& batch) override;
+  bool samples_on_device() const override { return be_.samples_on_device(); }
+  std::vector<SampledToken> forward_sampled(const Batch& batch, std::span<const SampleSpec> specs) override;
   // This rank's share of the decode bytes times the ranks (the shards are equal in size).
   int64_t decode_weight_bytes() const override;
   // Whether decode steps are recorded and replayed (false after a recording failed), and the ops of

@@ -46,9 +46,12 @@ Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.se
 int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> prompt,
                         std::span<const int32_t> generated) {
   std::span<const TokenProb> dist = distribution(logits, prompt, generated);
-  if (dist.size() == 1) return dist[0].id;  // greedy, or a chain that kept one token: no draw
+  if (params_.greedy()) return dist[0].id;
+  return pick(dist, draw());
+}
+
+int32_t Sampler::pick(std::span<const TokenProb> dist, double u) {
   // Inverse CDF over the kept tokens, in double so that the tail is reachable.
-  const double u = uniform();
   double cum = 0.0;
   for (const TokenProb& t : dist) {
     cum += t.p;
@@ -60,13 +63,23 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
 std::span<const TokenProb> Sampler::distribution(std::span<const float> logits,
                                                  std::span<const int32_t> prompt,
                                                  std::span<const int32_t> generated) {
+  if (!params_.penalised()) return distribution(logits, PenaltyList{});
+  // Every id checked before anything changes.
+  for (std::span<const int32_t> ids : {prompt, generated})
+    for (int32_t id : ids)
+      HERD_CHECK(id >= 0 && size_t(id) < logits.size(), "token id ", id, " outside [0, ", logits.size(), ")");
+  penalties_.reset(prompt);
+  penalties_.update(generated);
+  return distribution(logits, penalties_.list());
+}
+
+std::span<const TokenProb> Sampler::distribution(std::span<const float> logits, PenaltyList penalties) {
   HERD_CHECK(!logits.empty(), "empty logits row");
   // Penalties need a writable copy of the row; without them the caller's row is read in place.
   std::span<const float> row = logits;
-  if (params_.repetition_penalty != 1.0f || params_.frequency_penalty != 0.0f ||
-      params_.presence_penalty != 0.0f) {
+  if (params_.penalised()) {
     logits_.assign(logits.begin(), logits.end());
-    apply_penalties(prompt, generated);
+    apply_penalties(penalties);
     row = logits_;
   }
 
@@ -110,40 +123,18 @@ void Sampler::normalise() {
   for (TokenProb& t : cands_) t.p *= inv;
 }
 
-void Sampler::apply_penalties(std::span<const int32_t> prompt, std::span<const int32_t> generated) {
-  // Every id checked before anything changes, so a bad one leaves the buffers clean.
+void Sampler::apply_penalties(PenaltyList penalties) {
+  const std::span<const int32_t> ids = penalties.ids, counts = penalties.counts;
+  HERD_CHECK(ids.size() == counts.size(), ids.size(), " penalised ids with ", counts.size(), " counts");
   const size_t n_vocab = logits_.size();
-  for (std::span<const int32_t> ids : {prompt, generated})
-    for (int32_t id : ids)
-      HERD_CHECK(id >= 0 && size_t(id) < n_vocab, "token id ", id, " outside [0, ", n_vocab, ")");
-
-  if (params_.repetition_penalty != 1.0f) {
-    // Each distinct token once, however often it occurs; the second pass clears the marks so the
-    // buffer is all zero again between steps, with no O(n_vocab) reset.
-    const float rp = params_.repetition_penalty;
-    seen_.resize(n_vocab, 0);
-    auto penalise = [&](int32_t id) {
-      if (seen_[size_t(id)]) return;
-      seen_[size_t(id)] = 1;
-      float& l = logits_[size_t(id)];
-      l = l < 0.0f ? l * rp : l / rp;
-    };
-    for (int32_t id : prompt) penalise(id);
-    for (int32_t id : generated) penalise(id);
-    for (int32_t id : prompt) seen_[size_t(id)] = 0;
-    for (int32_t id : generated) seen_[size_t(id)] = 0;
-  }
-
-  if (params_.frequency_penalty != 0.0f || params_.presence_penalty != 0.0f) {
-    counts_.resize(n_vocab, 0);
-    for (int32_t id : generated) ++counts_[size_t(id)];
-    // Zeroing the count as it is applied both dedupes and leaves the buffer clean.
-    for (int32_t id : generated) {
-      int32_t& c = counts_[size_t(id)];
-      if (c == 0) continue;
-      logits_[size_t(id)] -= float(c) * params_.frequency_penalty + params_.presence_penalty;
-      c = 0;
-    }
+  for (int32_t id : ids) HERD_CHECK(id >= 0 && size_t(id) < n_vocab, "token id ", id, " outside [0, ", n_vocab, ")");
+  // Each distinct token once however often it occurs: repetition over prompt and output, then
+  // frequency (per occurrence) and presence (once) over the output alone.
+  const float rp = params_.repetition_penalty;
+  for (size_t j = 0; j < ids.size(); ++j) {
+    float& l = logits_[size_t(ids[j])];
+    if (rp != 1.0f) l = l < 0.0f ? l * rp : l / rp;
+    if (counts[j] > 0) l -= float(counts[j]) * params_.frequency_penalty + params_.presence_penalty;
   }
 }
 
@@ -198,7 +189,7 @@ void Sampler::keep_min_p() {
   std::erase_if(cands_, [&](const TokenProb& t) { return t.p < threshold; });
 }
 
-double Sampler::uniform() {
+double Sampler::draw() {
   // The top 53 bits as a double in [0, 1): specified exactly, unlike
   // std::uniform_real_distribution, whose output differs between standard libraries.
   return double(rng_() >> 11) * 0x1.0p-53;

@@ -20,6 +20,8 @@
 #include "common/quant.h"
 #include "paged-batch.h"
 #include "random-blocks.h"
+#include "sampling-cases.h"
+#include "sampling/penalty-tokens.h"
 
 namespace herd {
 namespace {
@@ -852,6 +854,44 @@ TEST_F(CudaVsCpu, ArgmaxMatchesIncludingTies) {
     gpu_->argmax(xt.gpu, out.gpu);
     EXPECT_EQ(read<int32_t>(*gpu_, out.gpu), read<int32_t>(*cpu_, out.cpu)) << "argmax " << shape_str(s);
   }
+}
+
+// Sampling on the device (Backend::sample) against the host's chain, at Llama 3's vocabulary:
+// every step of the chain, penalties, logprobs, several tokens from one row.
+TEST_F(CudaVsCpu, SampleMatchesTheHostSampler) {
+  using namespace sampling_cases;
+  constexpr int kVocab = 128256, kRows = 3;
+  std::mt19937 rng(21);
+  const std::vector<float> logits = random_rows(kRows, kVocab, rng);
+  std::vector<int32_t> prompt(5000), generated(300);
+  std::uniform_int_distribution<int32_t> id(0, kVocab - 1);
+  for (int32_t& t : prompt) t = id(rng);
+  for (int32_t& t : generated) t = id(rng) % 500;
+  SamplingParams penalised = params(0.9f, 50, 0.95f);
+  penalised.repetition_penalty = 1.3f, penalised.frequency_penalty = 0.4f, penalised.presence_penalty = 0.3f;
+  const SamplingParams configs[] = {params(0.f), params(1.f), params(0.7f, 40), params(1.3f, 0, 0.9f),
+                                    params(1.f, 0, 1.f, 0.05f), params(0.8f, 50, 0.8f, 0.02f), params(1e-30f),
+                                    penalised};
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<Case> cases;
+  for (const SamplingParams& p : configs)
+    for (int j = 0; j < 4; ++j)
+      cases.push_back({p, j % kRows, unit(rng), j == 1 ? 5 : j == 2 ? 20 : 0, p.penalised() ? prompt : std::vector<int32_t>{},
+                       p.penalised() ? generated : std::vector<int32_t>{}});
+  PenaltyTokens pt(prompt);
+  pt.update(generated);
+  std::vector<SampleSpec> specs;
+  for (const Case& c : cases) {
+    SampleSpec s;
+    s.row = c.row;
+    s.params = c.params;
+    s.u = c.u;
+    s.n_top = c.n_top;
+    if (c.params.penalised()) s.penalty_ids = pt.ids(), s.penalty_counts = pt.counts();
+    specs.push_back(s);
+  }
+  auto x = input(DType::f32, {kRows, kVocab}, logits.data());
+  expect_host_picks(logits, kVocab, cases, gpu_->sample(x.gpu, specs));
 }
 
 // --- one layer, end to end ---------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <barrier>
 #include <cstdint>
 #include <cstring>
@@ -130,6 +131,17 @@ inline float warp_sum(float v) {
 }
 
 inline unsigned char* dynamic_smem() { return emu::g_block->smem; }
+
+// Shared-memory atomics: the block's threads are OS threads here.
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+  return std::atomic_ref<unsigned long long>(*p).fetch_add(v);
+}
+inline int atomicAdd(int* p, int v) { return std::atomic_ref<int>(*p).fetch_add(v); }
+
+// Rounded f32 arithmetic that the device compiler may not fuse; plain operators on the host.
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
 
 // cp.async completes at once here, so commit and wait have nothing to do.
 inline void cp_async16(void* dst, const void* src, int src_bytes) {

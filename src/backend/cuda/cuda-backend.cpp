@@ -14,7 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "backend/cuda/cuda-check.h"
 #include "backend/cuda/cuda-place.h"
+#include "backend/cuda/device-sampler.h"
 #include "backend/cuda/fp8-gemm.h"
 #include "common/check.h"
 #include "common/quant.h"
@@ -31,26 +33,6 @@
 #include "kernels/rmsnorm.cuh"
 #include "kernels/rope-kv-write.cuh"
 #include "kernels/silu-mul.cuh"
-
-// --- error checking ----------------------------------------------------------
-
-#define HERD_CUDA_CHECK(expr)                                                                     \
-  do {                                                                                            \
-    const cudaError_t herd_e_ = (expr);                                                           \
-    if (herd_e_ != cudaSuccess)                                                                   \
-      throw ::herd::Error(::herd::ErrorKind::internal,                                            \
-                          ::herd::str_cat(__FILE__, ":", __LINE__, ": ", #expr, " failed: ",       \
-                                          cudaGetErrorName(herd_e_), " (", cudaGetErrorString(herd_e_), ")")); \
-  } while (0)
-
-#define HERD_CUBLAS_CHECK(expr)                                                                    \
-  do {                                                                                             \
-    const cublasStatus_t herd_s_ = (expr);                                                         \
-    if (herd_s_ != CUBLAS_STATUS_SUCCESS)                                                          \
-      throw ::herd::Error(::herd::ErrorKind::internal,                                             \
-                          ::herd::str_cat(__FILE__, ":", __LINE__, ": ", #expr, " failed: ",        \
-                                          cublasGetStatusName(herd_s_), " (", cublasGetStatusString(herd_s_), ")")); \
-  } while (0)
 
 namespace herd {
 namespace {
@@ -109,35 +91,6 @@ const float* f32p(const Tensor& t) { return static_cast<const float*>(t.data());
 float* f32p(Tensor& t) { return static_cast<float*>(t.data()); }
 const int32_t* i32p(const Tensor& t) { return static_cast<const int32_t*>(t.data()); }
 
-// A device buffer that only grows: scratch for casts and attention partials, reused every call
-// (all work is ordered on one stream, so reuse needs no synchronisation). Each move bumps *epoch:
-// recorded steps that read the old buffer are stale (Backend::memory_epoch).
-class Scratch {
- public:
-  explicit Scratch(uint64_t* epoch) : epoch_(epoch) {}
-  ~Scratch() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  void* get(size_t nbytes, cudaStream_t stream) {
-    if (nbytes > size_) {
-      // Queued kernels may still read the old buffer.
-      HERD_CUDA_CHECK(cudaStreamSynchronize(stream));
-      if (ptr_ != nullptr) HERD_CUDA_CHECK(cudaFree(ptr_));
-      ptr_ = nullptr;
-      size_ = 0;
-      ++*epoch_;
-      HERD_CUDA_CHECK(cudaMalloc(&ptr_, nbytes));
-      size_ = nbytes;
-    }
-    return ptr_;
-  }
-
- private:
-  uint64_t* epoch_;
-  void* ptr_ = nullptr;
-  size_t size_ = 0;
-};
-
 // A recorded step (Backend::end_capture), replayed on the stream it was recorded from.
 class CudaGraph final : public StepGraph {
  public:
@@ -153,7 +106,7 @@ class CudaGraph final : public StepGraph {
   int64_t n_nodes_;
 };
 
-// HERD_CUDA_FLASH / HERD_CUDA_GRAPHS: on (or unset) or off.
+// HERD_CUDA_FLASH / HERD_CUDA_GRAPHS / HERD_CUDA_SAMPLING: on (or unset) or off.
 bool env_switch(const char* name) {
   const char* env = std::getenv(name);
   const std::string v = env != nullptr ? env : "on";
@@ -176,6 +129,7 @@ class CudaBackend final : public Backend {
     cc_major_ = prop.major;
     flash_ = flash && env_switch("HERD_CUDA_FLASH");
     graphs_ = env_switch("HERD_CUDA_GRAPHS");
+    device_sampling_ = env_switch("HERD_CUDA_SAMPLING");
     HERD_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     HERD_CUBLAS_CHECK(cublasCreate(&cublas_));
     HERD_CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
@@ -185,12 +139,14 @@ class CudaBackend final : public Backend {
     // cuBLASLt shares cuBLAS's workspace: both run on the one stream, one call at a time.
     fp8_gemm_ = std::make_unique<Fp8Gemm>(prop.major * 10 + prop.minor >= 89, stream_, cublas_workspace_,
                                           kCublasWorkspaceBytes);
+    sampler_ = std::make_unique<DeviceSampler>(stream_);
   }
 
   ~CudaBackend() override {
     // Destructors must not throw: wait for queued work, release, ignore errors.
     if (stream_ != nullptr) cudaStreamSynchronize(stream_);
     fp8_gemm_.reset();
+    sampler_.reset();
     if (cublas_ != nullptr) cublasDestroy(cublas_);
     if (cublas_workspace_ != nullptr) cudaFree(cublas_workspace_);
     if (stream_ != nullptr) cudaStreamDestroy(stream_);
@@ -596,6 +552,14 @@ class CudaBackend final : public Backend {
     HERD_CUDA_CHECK(k::argmax(f32p(x), static_cast<int32_t*>(out.data()), int(n_rows), int(n), n, stream_));
   }
 
+  bool samples_on_device() const override { return device_sampling_; }
+
+  std::vector<SampledToken> sample(const Tensor& logits, std::span<const SampleSpec> specs) override {
+    check_dtype(logits, DType::f32, "sampled logits");
+    HERD_CHECK(logits.shape.size() == 2, "sampled logits are [n_rows, n_vocab], not ", shape_str(logits.shape));
+    return sampler_->run(f32p(logits), logits.dim(0), logits.dim(1), specs);
+  }
+
  private:
   // No quantized kernels yet: a quantized weight becomes bf16 on the device, converted on the
   // host a slab of rows at a time so that the whole tensor is never expanded in host memory.
@@ -656,6 +620,7 @@ class CudaBackend final : public Backend {
   bool kv_fp8_ = false;
   bool flash_ = false;   // prefill attention on tensor cores (kernels/flash-attention.cuh); HERD_CUDA_FLASH
   bool graphs_ = false;  // steps may be recorded as CUDA graphs; HERD_CUDA_GRAPHS
+  bool device_sampling_ = false;  // tokens are picked here (sample()); HERD_CUDA_SAMPLING
   uint64_t epoch_ = 0;   // memory_epoch(): bumped by the scratch buffers below
   int n_sm_ = 1;
   int cc_major_ = 0;  // compute capability
@@ -667,6 +632,7 @@ class CudaBackend final : public Backend {
   Scratch dequant_scratch_{&epoch_};  // a slab of a quantized weight's rows as BF16 (gemm_widened_slabs)
   Scratch fp8_act_scratch_{&epoch_};  // activations quantized per token (matmul_fp8_rows)
   std::unique_ptr<Fp8Gemm> fp8_gemm_;
+  std::unique_ptr<DeviceSampler> sampler_;
 };
 
 }  // namespace
