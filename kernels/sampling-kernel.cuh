@@ -184,6 +184,20 @@ __device__ Cut select_reaching(const Elem& elem, int n, u64 target, Smem& s) {
   return {prefix, id};
 }
 
+// log(sum(exp(raw))) of a finite row, as sampling/logprobs.cpp computes it: the maximum factored
+// out, each term in float, the sum in double.
+__device__ __forceinline__ double row_lse(const float* __restrict__ raw, int n, Smem& s) {
+  const int t = int(threadIdx.x);
+  float m = -INFINITY;
+  int32_t m_id = INT_MAX;
+  for (int i = t; i < n; i += kThreads)
+    if (raw[i] > m) m = raw[i], m_id = i;
+  block_argmax(m, m_id, s);
+  double sum = 0.0;
+  for (int i = t; i < n; i += kThreads) sum += double(expf(raw[i] - m));
+  return double(m) + log(block_sum(sum, s.dpart));
+}
+
 // One block per SampleRow; see sampling.cuh.
 __global__ void __launch_bounds__(kThreads)
     sample_kernel(const float* __restrict__ logits, int64_t stride, int n, const SampleRow* __restrict__ rows,
@@ -195,6 +209,21 @@ __global__ void __launch_bounds__(kThreads)
   const float* raw = logits + int64_t(r.row) * stride;  // [n]
   float* w = work + int64_t(blockIdx.x) * n;             // [n]
   SampleOut& out = out_rows[blockIdx.x];
+
+  if (r.score_token >= 0) {  // a prompt token's score: its logprob, nothing picked
+    u64 bad = 0;
+    for (int i = t; i < n; i += kThreads) bad += !isfinite(raw[i]);
+    if (block_sum(bad, s.part) != 0) {
+      if (t == 0) out.id = -1;
+      return;
+    }
+    const double lse = row_lse(raw, n, s);
+    if (t == 0) {
+      out.id = r.score_token;
+      out.logprob = float(double(raw[r.score_token]) - lse);
+    }
+    return;
+  }
 
   // 1. The penalised row, in the host's order: repetition, then frequency and presence.
   u64 bad = 0;
@@ -283,14 +312,7 @@ __global__ void __launch_bounds__(kThreads)
   if (r.n_top <= 0) return;
 
   // 7. Logprobs of the raw row: the picked token's and the n_top most likely.
-  float m = -INFINITY;
-  int32_t m_id = INT_MAX;
-  for (int i = t; i < n; i += kThreads)
-    if (raw[i] > m) m = raw[i], m_id = i;
-  block_argmax(m, m_id, s);
-  double sum = 0.0;
-  for (int i = t; i < n; i += kThreads) sum += double(expf(raw[i] - m));
-  const double lse = double(m) + log(block_sum(sum, s.dpart));
+  const double lse = row_lse(raw, n, s);
   const int n_top = r.n_top < kSampleMaxTop ? (r.n_top < n ? r.n_top : n) : (kSampleMaxTop < n ? kSampleMaxTop : n);
   const Cut top_cut = select_reaching(
       [&](int i, uint32_t& key, u64& wt) {

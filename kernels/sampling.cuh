@@ -1,6 +1,6 @@
 // Sampling on the device: the whole chain of sampling/sampler.h (penalties, temperature, top-k,
-// top-p, min-p, the draw) and the requested logprobs, one block per drawn token, so that a step
-// copies back a few bytes per sequence instead of a vocabulary row of logits.
+// top-p, min-p, the draw) and the requested logprobs, one block per drawn token (or per scored
+// prompt token), so that a step copies back a few bytes per row instead of a vocabulary of logits.
 #pragma once
 
 #include "kernels/common.cuh"
@@ -21,13 +21,14 @@ struct SampleRow {
   float presence_penalty;     // once for a count > 0
   int32_t penalty_begin, penalty_end;
   int32_t n_top;              // 0: no logprobs; else the picked token's and n_top alternatives
+  int32_t score_token;        // >= 0: pick nothing, give this token's logprob (a prompt's score)
   double u;                   // the draw, uniform in [0, 1); unused when greedy
 };
 
 // What comes back for one SampleRow.
 struct SampleOut {
   int32_t id;                      // -1: the row holds a NaN or an infinity
-  float logprob;                   // of id under the raw logits (when n_top > 0)
+  float logprob;                   // of id under the raw logits (when n_top > 0 or scoring)
   int32_t top_id[kSampleMaxTop];   // [n_top] descending, ties by lower id
   float top_logprob[kSampleMaxTop];
 };

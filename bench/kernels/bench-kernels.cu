@@ -470,7 +470,7 @@ int main(int argc, char** argv) {
         float* logits = dev_f32(size_t(rows) * kVocab, 23, 3.f);
         std::vector<k::SampleRow> specs(static_cast<size_t>(rows));
         for (int r = 0; r < rows; ++r)
-          specs[size_t(r)] = {r, c.temperature, c.top_k, c.top_p, 0.f, 1.f, 0.f, 0.f, 0, 0, 5, (r + 0.5) / rows};
+          specs[size_t(r)] = {r, c.temperature, c.top_k, c.top_p, 0.f, 1.f, 0.f, 0.f, 0, 0, 5, -1, (r + 0.5) / rows};
         k::SampleRow* d_rows = nullptr;
         k::SampleOut* out = nullptr;
         int32_t* pen = nullptr;

@@ -56,6 +56,8 @@ struct SampleSpec {
   SamplingParams params;  // validated; the seed is not read (u is the draw)
   double u = 0.0;         // uniform in [0, 1); unused when greedy
   int32_t n_top = 0;      // 0: no logprobs; else the token's and n_top alternatives, at most 20
+  // >= 0: pick nothing; the logprob of this token under the raw row (a prompt token's score).
+  int32_t score_token = -1;
   // With penalties: each distinct id of the prompt and output, and its count in the output
   // (sampling/penalty-tokens.h).
   std::span<const int32_t> penalty_ids, penalty_counts;
@@ -63,7 +65,7 @@ struct SampleSpec {
 
 struct SampledToken {
   int32_t id = -1;   // -1: the row holds a NaN or an infinity
-  float logprob = 0;  // of id under the raw logits, when n_top > 0
+  float logprob = 0;  // of id under the raw logits, when n_top > 0 or scoring
   std::vector<std::pair<int32_t, float>> top;  // [n_top] (id, logprob), descending, ties by lower id
 };
 

@@ -68,10 +68,16 @@ struct Engine::Impl {
   // --- the worker thread (worker.cpp) ---
   void loop();
   void step();
-  // The tokens a step picks, one per spec: for each emitting sequence its unbranched samples' first
-  // tokens, then its own. Draws from each one's generator. first[i]: work[i]'s first spec.
-  std::vector<SampleSpec> pick_specs(const std::vector<ScheduledSeq>& work, const std::vector<int64_t>& rows,
-                                     std::vector<size_t>& first);
+  // What a step takes from its logits rows, one spec each: the prompt tokens its chunks score
+  // (n_score[i] of work[i] from first_score[i]); then for each emitting sequence its unbranched
+  // samples' first tokens and its own (from first_pick[i]), drawing from each one's generator.
+  struct StepSpecs {
+    std::vector<SampleSpec> specs;
+    std::vector<size_t> first_score, n_score, first_pick;  // [work]
+  };
+  StepSpecs step_specs(const std::vector<ScheduledSeq>& work, const std::vector<int64_t>& rows);
+  // A score spec's logprob from its logits row on the host (the backend's sample() on a device).
+  static SampledToken score_on_host(const SampleSpec& spec, std::span<const float> logits);
   // A spec's token from its logits row on the host (the backend's sample() does this on a device).
   SampledToken pick_on_host(const Live& l, Sampler* sampler, const SampleSpec& spec, std::span<const float> logits);
   // What a sequence emits once its token is picked: its prompt's logprobs, its forks (with
@@ -91,13 +97,9 @@ struct Engine::Impl {
   // --- samples and prompt scores (forks.cpp) ---
   // A sibling sample of `parent`, which has computed its prompt and not yet taken a token.
   void fork(const Live& parent, Fork& f, const SampledToken& first);
-  // Row r of the step's logits: f32[n_vocab].
-  using LogitsRow = std::function<std::span<const float>(size_t r)>;
-  // The chunk's rows cover its last n_rows positions; the row of position p scores prompt token
-  // p + 1, kept from logprobs_from on. A chunk recomputed after preemption scores nothing twice:
-  // tokens are appended in order, once. Throws for a row that is not finite.
-  static void collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, size_t n_rows,
-                                      const LogitsRow& logits_row);
+  // Appends a chunk's prompt scores (its score specs' results, in order) to l.prompt_lp. Throws
+  // for a row that is not finite.
+  static void take_prompt_scores(Live& l, std::span<const SampledToken> scores);
 };
 
 // Whether every value of a logits row is finite: rows with a NaN or an infinity yield no token.

@@ -22,15 +22,11 @@ void Engine::Impl::fork(const Live& parent, Fork& f, const SampledToken& first) 
   take_token(c, first);
 }
 
-void Engine::Impl::collect_prompt_logprobs(Live& l, const ScheduledSeq& item, size_t first_row, size_t n_rows,
-                                           const LogitsRow& logits_row) {
-  const int64_t first_pos = item.seq->n_computed - int64_t(n_rows);  // n_computed was advanced already
-  for (int64_t j = 0; j < int64_t(n_rows); ++j) {
-    const int64_t scored = first_pos + j + 1;
-    if (scored >= l.seq.n_prompt || scored != l.seq.logprobs_from + int64_t(l.prompt_lp.size())) continue;
-    const int32_t token = l.seq.tokens[size_t(scored)];
-    if (!all_finite(logits_row(first_row + size_t(j)))) throw Error(ErrorKind::internal, non_finite_logits(scored - 1));
-    l.prompt_lp.push_back({token, position_logprobs(logits_row(first_row + size_t(j)), token, 0).token.logprob});
+void Engine::Impl::take_prompt_scores(Live& l, std::span<const SampledToken> scores) {
+  for (const SampledToken& t : scores) {
+    const int64_t scored = l.seq.logprobs_from + int64_t(l.prompt_lp.size());
+    if (t.id < 0) throw Error(ErrorKind::internal, non_finite_logits(scored - 1));
+    l.prompt_lp.push_back({t.id, t.logprob});
   }
 }
 

@@ -79,33 +79,29 @@ void Engine::Impl::loop() {
 void Engine::Impl::step() {
   const std::vector<ScheduledSeq> work = scheduler->schedule();
   if (work.empty()) return;
-  // Plain greedy steps pick tokens with the device's argmax. Sampled tokens and logprobs are
-  // picked where the logits are when the backend samples on its device, unless a prompt is scored
-  // (its rows come to the host anyway); else from the rows on the host. Which rows each sequence
-  // has is read before advance() moves its n_computed.
+  // Plain greedy steps pick tokens with the device's argmax. Sampled tokens, logprobs and prompt
+  // scores are taken where the logits are when the backend samples on its device, else from the
+  // rows on the host. Which rows each sequence has is read before advance() moves its n_computed.
   std::vector<int64_t> rows(work.size());
-  std::vector<bool> scores(work.size());
   bool scoring = false, sampling = false;
   for (size_t i = 0; i < work.size(); ++i) {
     rows[i] = work[i].n_rows();
-    scores[i] = work[i].scores_prompt();
-    scoring |= scores[i] && rows[i] > 0;
+    scoring |= work[i].scores_prompt() && rows[i] > 0;
     sampling |= work[i].emits && live.at(work[i].seq->id)->needs_logits();
   }
-  const bool on_device = sampling && !scoring && m->runner->samples_on_device();
-  const bool want_logits = scoring || (sampling && !on_device);
-  std::vector<size_t> first_spec(work.size());
-  std::vector<SampleSpec> specs;     // unless plain greedy: every emitting sequence's tokens
+  const bool on_device = (sampling || scoring) && m->runner->samples_on_device();
+  const bool want_logits = (scoring || sampling) && !on_device;
+  StepSpecs specs;                   // unless plain greedy
   std::vector<SampledToken> picked;  // [specs] on the device
   std::vector<float> logits;         // [n_rows, n_vocab] when want_logits
   std::vector<int32_t> next;         // [n_rows] plain greedy
   try {
-    if (on_device || want_logits) specs = pick_specs(work, rows, first_spec);
+    if (on_device || want_logits) specs = step_specs(work, rows);
     const Batch batch = scheduler->make_batch(work);
     std::vector<std::pair<int32_t, int32_t>> copies;  // copy on write, before anything is written
     for (const auto& c : scheduler->copies()) copies.emplace_back(c.from, c.to);
     m->runner->copy_blocks(copies);
-    if (on_device) picked = m->runner->forward_sampled(batch, specs);
+    if (on_device) picked = m->runner->forward_sampled(batch, specs.specs);
     else if (want_logits) logits = m->runner->forward(batch);
     else next = m->runner->forward_greedy(batch);
   } catch (const std::exception& e) {
@@ -117,48 +113,72 @@ void Engine::Impl::step() {
   ++stat_steps;
   const size_t n_vocab = size_t(m->info.n_vocab);
   auto logits_row = [&](size_t r) { return std::span<const float>(logits.data() + r * n_vocab, n_vocab); };
-  size_t row = 0;  // the first logits row of the current sequence
+  // The results of specs [first, first + n): the device's, or taken here from the rows by on_host.
+  auto results = [&](size_t first, size_t n, auto&& on_host) {
+    std::vector<SampledToken> out;
+    for (size_t k = 0; k < n; ++k) out.push_back(on_device ? picked[first + k] : on_host(k, specs.specs[first + k]));
+    return out;
+  };
+  size_t row = 0;  // past the last logits row of the current sequence
   for (size_t i = 0; i < work.size(); ++i) {
     const ScheduledSeq& item = work[i];
     Live& l = *live.at(item.seq->id);
-    const size_t n_rows = size_t(rows[i]);
-    row += n_rows;
+    row += size_t(rows[i]);
     // A request that fails here (non-finite logits, a sampler error) ends alone; the step goes on.
     // A sequence that emits has a row (its last), so row >= 1 there.
     const RequestId id = item.seq->id;
     try {
-      if (scores[i]) collect_prompt_logprobs(l, item, row - n_rows, n_rows, logits_row);
+      if (!specs.n_score.empty() && specs.n_score[i] > 0)
+        take_prompt_scores(l, results(specs.first_score[i], specs.n_score[i], [&](size_t, const SampleSpec& sp) {
+                             return score_on_host(sp, logits_row(size_t(sp.row)));
+                           }));
       if (!item.emits) continue;
       if (!on_device && !want_logits) {
         const SampledToken greedy{next[row - 1], 0.f, {}};
         emit_step(l, std::span(&greedy, 1));
         continue;
       }
-      const std::span<const SampleSpec> mine(specs.data() + first_spec[i], l.forks.size() + 1);
-      std::vector<SampledToken> picks;  // the forks' first tokens, then l's
-      if (on_device) {
-        picks.assign(picked.begin() + ptrdiff_t(first_spec[i]), picked.begin() + ptrdiff_t(first_spec[i] + mine.size()));
-      } else {
-        for (size_t f = 0; f < l.forks.size(); ++f)
-          picks.push_back(pick_on_host(l, l.forks[f].sampler.get(), mine[f], logits_row(row - 1)));
-        picks.push_back(pick_on_host(l, l.sampler.get(), mine.back(), logits_row(row - 1)));
-      }
-      emit_step(l, picks);
+      // The forks' first tokens, then l's.
+      emit_step(l, results(specs.first_pick[i], l.forks.size() + 1, [&](size_t k, const SampleSpec& sp) {
+                  Sampler* sampler = k < l.forks.size() ? l.forks[k].sampler.get() : l.sampler.get();
+                  return pick_on_host(l, sampler, sp, logits_row(size_t(sp.row)));
+                }));
     } catch (const std::exception& e) {
       if (auto it = live.find(id); it != live.end()) finish(*it->second, FinishReason::error, e.what());
     }
   }
 }
 
-std::vector<SampleSpec> Engine::Impl::pick_specs(const std::vector<ScheduledSeq>& work,
-                                                 const std::vector<int64_t>& rows, std::vector<size_t>& first) {
-  std::vector<SampleSpec> specs;
-  int64_t row = 0;
+Engine::Impl::StepSpecs Engine::Impl::step_specs(const std::vector<ScheduledSeq>& work,
+                                                 const std::vector<int64_t>& rows) {
+  StepSpecs out;
+  out.first_score.resize(work.size());
+  out.n_score.resize(work.size());
+  out.first_pick.resize(work.size());
+  std::vector<SampleSpec>& specs = out.specs;
+  int64_t row = 0;  // the first logits row of work[i]
   for (size_t i = 0; i < work.size(); ++i) {
+    const ScheduledSeq& item = work[i];
+    Live& l = *live.at(item.seq->id);
+    out.first_score[i] = specs.size();
+    if (item.scores_prompt()) {
+      // The rows cover the chunk's last rows[i] positions; the row of position p scores prompt token
+      // p + 1, appended in order, once (a chunk recomputed after preemption scores nothing twice).
+      const int64_t first_pos = item.seq->n_computed + item.n_new - rows[i];
+      for (int64_t j = 0; j < rows[i]; ++j) {
+        const int64_t scored = first_pos + j + 1;
+        const int64_t next = l.seq.logprobs_from + int64_t(l.prompt_lp.size() + out.n_score[i]);
+        if (scored >= l.seq.n_prompt || scored != next) continue;
+        SampleSpec sp;
+        sp.row = int32_t(row + j);
+        sp.score_token = l.seq.tokens[size_t(scored)];
+        specs.push_back(sp);
+        ++out.n_score[i];
+      }
+    }
     row += rows[i];
-    first[i] = specs.size();
-    if (!work[i].emits) continue;
-    Live& l = *live.at(work[i].seq->id);
+    out.first_pick[i] = specs.size();
+    if (!item.emits) continue;
     // A request's samples share its parameters but for the seed, so its penalties too.
     if (l.sampler && l.sampler->params().penalised()) {
       if (!l.penalties) l.penalties = std::make_unique<PenaltyTokens>(l.prompt());
@@ -181,7 +201,15 @@ std::vector<SampleSpec> Engine::Impl::pick_specs(const std::vector<ScheduledSeq>
     for (Fork& f : l.forks) specs.push_back(spec(f.sampler.get()));
     specs.push_back(spec(l.sampler.get()));
   }
-  return specs;
+  return out;
+}
+
+SampledToken Engine::Impl::score_on_host(const SampleSpec& spec, std::span<const float> logits) {
+  SampledToken t;  // id -1: the row holds a NaN or an infinity
+  if (!all_finite(logits)) return t;
+  t.id = spec.score_token;
+  t.logprob = position_logprobs(logits, spec.score_token, 0).token.logprob;
+  return t;
 }
 
 SampledToken Engine::Impl::pick_on_host(const Live& l, Sampler* sampler, const SampleSpec& spec,

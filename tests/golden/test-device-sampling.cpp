@@ -1,7 +1,8 @@
 // Tokens sampled on the device (the CUDA backend's sample(), through the engine) against the same
 // engine with HERD_CUDA_SAMPLING=off, where the host's sampler picks from the same CUDA logits rows
 // with the same draws: every request's tokens and logprobs equal, over temperature, top-k, top-p,
-// min-p, penalties, logprobs and forked samples, batched together. Skips without a device.
+// min-p, penalties, logprobs, prompt scores and forked samples, batched together. Skips without a
+// device.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@ namespace {
 const std::string kModel = std::string(HERD_TEST_DATA) + "/models/gqa4-hd32-untied-llama3";
 
 struct Output {
+  std::vector<herd::Logprob> prompt;  // with prompt_logprobs
   std::vector<int32_t> ids;
   std::vector<float> logprobs;
   std::vector<std::vector<int32_t>> top_ids;
@@ -47,6 +49,9 @@ std::vector<herd::GenerateRequest> requests() {
   add(1.2f, 0, 0.9f, 0.05f, 1.f, 0.f, 0.f, 0, 3); // top-p and min-p, forked samples
   add(0.9f, 40, 0.95f, 0.f, 1.3f, 0.5f, 0.2f, 5, 1);  // every penalty
   add(0.f, 0, 1.f, 0.f, 1.5f, 0.f, 0.f, 2, 2);    // greedy after a penalty, forked
+  add(0.7f, 0, 0.9f, 0.f, 1.f, 0.f, 0.f, 1, 1);   // and its prompt scored, beside the others
+  out.back().prompt_logprobs = true;
+  out.back().prompt_logprobs_from = 3;
   return out;
 }
 
@@ -70,6 +75,7 @@ std::vector<Output> run(bool device_sampling) {
   for (size_t i = 0; i < ids.size(); ++i) {
     herd::Event ev;
     while (e->next_event(ids[i], &ev) && ev.type != herd::Event::Type::finished) {
+      if (ev.type == herd::Event::Type::prompt) out[i].prompt = ev.prompt_logprobs;
       if (ev.type != herd::Event::Type::token) continue;
       out[i].ids.push_back(ev.token);
       out[i].logprobs.push_back(ev.logprob);
@@ -91,6 +97,11 @@ TEST(DeviceSampling, PicksTheHostsTokensFromTheSameLogits) {
   for (size_t i = 0; i < device.size(); ++i) {
     EXPECT_EQ(device[i].ids, host[i].ids) << "sample " << i;
     EXPECT_EQ(device[i].top_ids, host[i].top_ids) << "sample " << i;
+    ASSERT_EQ(device[i].prompt.size(), host[i].prompt.size()) << "sample " << i;
+    for (size_t j = 0; j < device[i].prompt.size(); ++j) {
+      EXPECT_EQ(device[i].prompt[j].token, host[i].prompt[j].token);
+      EXPECT_NEAR(device[i].prompt[j].logprob, host[i].prompt[j].logprob, 2e-5f) << "sample " << i << " prompt " << j;
+    }
     ASSERT_EQ(device[i].logprobs.size(), host[i].logprobs.size());
     for (size_t j = 0; j < device[i].logprobs.size(); ++j)
       EXPECT_NEAR(device[i].logprobs[j], host[i].logprobs[j], 2e-5f) << "sample " << i << " token " << j;

@@ -857,7 +857,7 @@ TEST_F(CudaVsCpu, ArgmaxMatchesIncludingTies) {
 }
 
 // Sampling on the device (Backend::sample) against the host's chain, at Llama 3's vocabulary:
-// every step of the chain, penalties, logprobs, several tokens from one row.
+// every step of the chain, penalties, logprobs, several tokens from one row, prompt scores.
 TEST_F(CudaVsCpu, SampleMatchesTheHostSampler) {
   using namespace sampling_cases;
   constexpr int kVocab = 128256, kRows = 3;
@@ -878,6 +878,7 @@ TEST_F(CudaVsCpu, SampleMatchesTheHostSampler) {
     for (int j = 0; j < 4; ++j)
       cases.push_back({p, j % kRows, unit(rng), j == 1 ? 5 : j == 2 ? 20 : 0, p.penalised() ? prompt : std::vector<int32_t>{},
                        p.penalised() ? generated : std::vector<int32_t>{}});
+  for (int32_t token : {0, 4242, kVocab - 1}) cases.push_back({params(0.f), token % kRows, 0.0, 0, {}, {}, token});
   PenaltyTokens pt(prompt);
   pt.update(generated);
   std::vector<SampleSpec> specs;
@@ -887,6 +888,7 @@ TEST_F(CudaVsCpu, SampleMatchesTheHostSampler) {
     s.params = c.params;
     s.u = c.u;
     s.n_top = c.n_top;
+    s.score_token = c.score_token;
     if (c.params.penalised()) s.penalty_ids = pt.ids(), s.penalty_counts = pt.counts();
     specs.push_back(s);
   }

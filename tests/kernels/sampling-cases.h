@@ -26,6 +26,7 @@ struct Case {
   double u;
   int n_top;
   std::vector<int32_t> prompt, generated;
+  int32_t score_token = -1;  // >= 0: a prompt token's score, nothing picked
 };
 
 // Random logits with ties: repeated values (equal logits, so equal probabilities) in every row.
@@ -78,6 +79,12 @@ inline void expect_host_picks(const std::vector<float>& logits, int n_vocab, con
   ASSERT_EQ(out.size(), cases.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     const Case& c = cases[i];
+    const std::span<const float> row(logits.data() + size_t(c.row) * size_t(n_vocab), size_t(n_vocab));
+    if (c.score_token >= 0) {
+      EXPECT_EQ(out[i].id, c.score_token) << "case " << i;
+      EXPECT_NEAR(out[i].logprob, position_logprobs(row, c.score_token, 0).token.logprob, 2e-5f) << "case " << i;
+      continue;
+    }
     const HostPick host = host_pick(logits, n_vocab, c, out[i].id);
     const std::string what = "case " + std::to_string(i) + ": T " + std::to_string(c.params.temperature) + " top_k " +
                              std::to_string(c.params.top_k) + " top_p " + std::to_string(c.params.top_p) + " min_p " +
@@ -88,7 +95,6 @@ inline void expect_host_picks(const std::vector<float>& logits, int n_vocab, con
           << what << ": device " << out[i].id << ", host " << host.id << " (margin " << host.margin << ")";
     }
     if (c.n_top == 0 || out[i].id < 0) continue;
-    const std::span<const float> row(logits.data() + size_t(c.row) * size_t(n_vocab), size_t(n_vocab));
     const PositionLogprobs lp = position_logprobs(row, out[i].id, c.n_top);
     EXPECT_NEAR(out[i].logprob, lp.token.logprob, 2e-5f) << what;
     ASSERT_EQ(lp.top.size(), size_t(std::min(c.n_top, n_vocab))) << what;

@@ -45,6 +45,7 @@ std::vector<k::SampleOut> run_kernel(const std::vector<float>& logits, int n_voc
     }
     r.penalty_end = int32_t(ids.size());
     r.n_top = c.n_top;
+    r.score_token = c.score_token;
     r.u = c.u;
     rows.push_back(r);
   }
@@ -65,6 +66,7 @@ void check(const std::vector<float>& logits, int n_vocab, const std::vector<Case
   for (size_t i = 0; i < out.size(); ++i) {
     got[i].id = out[i].id;
     got[i].logprob = out[i].logprob;
+    if (cases[i].score_token >= 0) continue;
     for (int j = 0; j < std::min(cases[i].n_top, n_vocab); ++j)
       got[i].top.emplace_back(out[i].top_id[j], out[i].top_logprob[j]);
   }
@@ -149,6 +151,19 @@ TEST(SamplingEmulated, TiesGoToTheLowerId) {
   EXPECT_EQ(out[3].id, 5);
   EXPECT_EQ(out[4].id, 5);  // top-p's order among equal probabilities is by id too
   check(logits, kVocab, cases);
+}
+
+// Prompt scores: a given token's logprob under its row, nothing drawn; beside picks in one launch.
+TEST(SamplingEmulated, ScoresAGivenToken) {
+  constexpr int kVocab = 900;
+  std::mt19937 rng(17);
+  std::vector<float> logits = random_rows(3, kVocab, rng);
+  std::vector<Case> cases;
+  for (int32_t token : {0, 17, 450, kVocab - 1}) cases.push_back({params(0.f), token % 3, 0.0, 0, {}, {}, token});
+  cases.push_back({params(1.f, 10), 1, 0.5, 3, {}, {}});
+  check(logits, kVocab, cases);
+  logits[kVocab + 3] = NAN;  // a scored row that is not finite scores nothing
+  EXPECT_EQ(run_kernel(logits, kVocab, {{params(0.f), 1, 0.0, 0, {}, {}, 5}})[0].id, -1);
 }
 
 TEST(SamplingEmulated, NonFiniteRowsPickNothing) {

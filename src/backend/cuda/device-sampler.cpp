@@ -19,6 +19,7 @@ std::vector<SampledToken> DeviceSampler::run(const float* logits, int64_t n_rows
     HERD_CHECK(s.n_top >= 0 && s.n_top <= k::kSampleMaxTop, "device sampling: ", s.n_top, " logprobs");
     HERD_CHECK(s.penalty_ids.size() == s.penalty_counts.size(), "device sampling: penalty ids and counts differ");
     HERD_CHECK(s.u >= 0.0 && s.u < 1.0, "device sampling: draw ", s.u, " outside [0, 1)");
+    HERD_CHECK(s.score_token < n_vocab, "device sampling: scored token ", s.score_token);
     for (int32_t id : s.penalty_ids) HERD_CHECK(id >= 0 && id < n_vocab, "device sampling: penalty token ", id);
     const SamplingParams& p = s.params;
     const bool penalised = p.penalised();
@@ -40,6 +41,7 @@ std::vector<SampledToken> DeviceSampler::run(const float* logits, int64_t n_rows
     }
     r.penalty_end = int32_t(at);
     r.n_top = s.n_top;
+    r.score_token = s.score_token;
     r.u = s.u;
     host_rows_.push_back(r);
   }
@@ -62,7 +64,7 @@ std::vector<SampledToken> DeviceSampler::run(const float* logits, int64_t n_rows
   for (size_t i = 0; i < n; ++i) {
     const k::SampleOut& o = host_out_[i];
     result[i].id = o.id;
-    if (o.id < 0 || specs[i].n_top == 0) continue;
+    if (o.id < 0 || (specs[i].n_top == 0 && specs[i].score_token < 0)) continue;
     result[i].logprob = o.logprob;
     const int n_top = int(std::min<int64_t>(specs[i].n_top, n_vocab));
     for (int j = 0; j < n_top; ++j) result[i].top.emplace_back(o.top_id[j], o.top_logprob[j]);
