@@ -202,8 +202,8 @@ try:
           and int(stats_kv.group(2)) == j_small.get("kv_capacity_tokens")
           and "sampling:    temperature 0.7, top-p 0.9, repetition penalty 1.1" in err, err)
     rc, out, err = chat(model, ["hi"], "--temp", "0.5", "--repeat-penalty", "1", "-n", "3")
-    check("chat: flags win over the defaults", rc == 0 and "sampling:    temperature 0.5, top-p 0.9 (" in err
-          and "up to 3 tokens" in err, err)
+    check("chat: flags win over the defaults", rc == 0 and "sampling:    temperature 0.5, top-p 0.9 (the flags, and "
+          "herd chat's defaults for the rest" in err and "up to 3 tokens" in err, err)
     rc, out, err = chat(model, ["hi"], "--temp", "0", "-n", "3")
     check("chat: --temp 0 is plain greedy", rc == 0 and "sampling:    greedy (" in err, err)
 

@@ -204,13 +204,16 @@ ChatSettings chat_settings(const herd::ModelInfo& info, const herd::SamplingOpti
     c.source = "the model's defaults";
   } else {
     const bool any_unset = !s.temperature || !s.top_p || !penalty_given;
+    const bool any_given = s.temperature || s.top_p || penalty_given;
     // --temp 0 asks for plain greedy decoding: no penalty unless one is given too (a penalty
     // over the prompt also keeps the model from copying from it).
     if (!penalty_given && s.temperature.value_or(1.0f) > 0) s.repetition_penalty = 1.1f;
     if (!s.temperature) s.temperature = 0.7f;
     if (!s.top_p) s.top_p = 0.9f;
     if (!s.top_k) s.top_k = 0;
-    c.source = any_unset ? "herd chat's defaults: the model has none" : "the flags";
+    c.source = !any_unset ? "the flags"
+               : any_given ? "the flags, and herd chat's defaults for the rest: the model has none"
+                           : "herd chat's defaults: the model has none";
   }
   c.default_cap = !max_tokens;
   c.max_tokens = max_tokens ? *max_tokens : kDefaultReplyCap;
