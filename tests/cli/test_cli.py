@@ -159,6 +159,13 @@ try:
     check("bench --synthetic --json", len(rows) == 4 and [r["test"] for r in rows] == ["pp8", "tg4", "pp8", "tg4"]
           and [r["batch"] for r in rows] == [1, 1, 2, 2] and all(r["tok_s"] > 0 for r in rows)
           and rows[1]["bound_tok_s"] is not None and rows[0]["bound_tok_s"] is None, out + err.encode())
+    rc, out, err = run("bench", "--synthetic", cfg, "-p", "8", "-n", "4", "-b", "2", "--reps", "1", "--json",
+                       "--device", "cpu", "--temp", "0.8", "--top-p", "0.95", "--seed", "3")
+    rows = json.loads(out) if rc == 0 else []
+    check("bench with sampling flags: a sampled decode", len(rows) == 2 and all(r["tok_s"] > 0 for r in rows),
+          out + err.encode())
+    expect_bad_input("bench --temp -1", ["bench", "--synthetic", cfg, "-p", "8", "--temp", "-1"],
+                     "temperature must be >= 0")
     expect_bad_input("bench without a model", ["bench", "-p", "8"], "exactly one of -m")
 
     # --chat and --aliases on a tiny model with Llama 3's vocabulary and tokenizer.

@@ -26,6 +26,7 @@ struct BenchFlags {
   herd::EngineOptions engine;
   std::string model, synthetic, batches = "1";
   herd::SyntheticModelSpec spec;
+  herd::SamplingOptions sampling;  // of every request; unset: the model's defaults, else greedy
   int prompt = 512, n_gen = 128, depth = 0, reps = 3;
   double bandwidth_gbps = 0;
   bool json = false;
@@ -55,14 +56,16 @@ std::vector<int32_t> random_ids(int n, int64_t n_vocab, std::mt19937& rng) {
 // Runs the requests at once; returns each token event's time, per request. A few reader threads
 // share the requests, each going round its own one event at a time: in a decode step every
 // running request gets one token, so a reader waits only for tokens not made yet, and an event
-// is timed within about one step of when it was made.
+// is timed within about one step of when it was made. A request the engine refuses (bad sampling
+// flags, a prompt longer than the context) keeps its status, a caller's error; one that fails
+// while running is an internal error.
 std::vector<std::vector<Clock::time_point>> run_batch(herd::Engine& e, const std::vector<herd::GenerateRequest>& rs,
-                                                      Clock::time_point* start, std::string* error) {
+                                                      Clock::time_point* start, herd::Status* error) {
   std::vector<herd::RequestId> ids(rs.size());
   *start = Clock::now();
   for (size_t i = 0; i < rs.size(); ++i)
     if (herd::Status s = e.submit(rs[i], &ids[i]); !s) {
-      *error = s.message();
+      *error = s;
       return {};
     }
   std::vector<std::vector<Clock::time_point>> times(rs.size());
@@ -80,7 +83,7 @@ std::vector<std::vector<Clock::time_point>> run_batch(herd::Engine& e, const std
           if (!e.next_event(ids[i], &ev) || ev.type == herd::Event::Type::finished) {
             if (ev.type == herd::Event::Type::finished && ev.finish_reason == herd::FinishReason::error) {
               std::lock_guard lock(mu);
-              *error = ev.error;
+              *error = herd::Status::internal(ev.error);
             }
             mine.erase(mine.begin() + long(k));
             continue;
@@ -139,11 +142,11 @@ int run_bench(BenchFlags& f) {
     std::vector<double> pp, tg;
     for (int rep = 0; rep < f.reps; ++rep) {
       std::vector<herd::GenerateRequest> rs(static_cast<size_t>(b));
-      for (auto& r : rs) r.prompt = random_ids(f.prompt, info.n_vocab, rng), r.max_tokens = 1;
+      for (auto& r : rs) r.prompt = random_ids(f.prompt, info.n_vocab, rng), r.max_tokens = 1, r.sampling = f.sampling;
       Clock::time_point t0;
-      std::string error;
+      herd::Status error;
       auto times = run_batch(*engine, rs, &t0, &error);
-      if (!error.empty()) return report(herd::Status::internal(error));
+      if (!error) return report(error);
       Clock::time_point end = t0;
       for (const auto& t : times) end = std::max(end, t.back());
       pp.push_back(double(b) * f.prompt / seconds(t0, end));
@@ -151,7 +154,7 @@ int run_bench(BenchFlags& f) {
       // Decode: b sequences after depth tokens; only tokens made once every sequence is decoding count.
       for (auto& r : rs) r.prompt = random_ids(f.depth, info.n_vocab, rng), r.max_tokens = f.n_gen + 1, r.ignore_eos = true;
       times = run_batch(*engine, rs, &t0, &error);
-      if (!error.empty()) return report(herd::Status::internal(error));
+      if (!error) return report(error);
       Clock::time_point all_decoding = t0, last = t0;
       for (const auto& t : times) all_decoding = std::max(all_decoding, t.front()), last = std::max(last, t.back());
       int64_t n_after = 0;
@@ -214,6 +217,7 @@ void add_bench_command(CLI::App& app, int& rc) {
                   "Measured memory bandwidth in GB/s: adds the decode bound (weights read once per step)")
       ->check(positive_real(1e6));
   cmd->add_flag("--json", f->json, "Print a JSON list of rows instead of a table");
+  add_sampling_flags(cmd, f->sampling);
   add_engine_flags(cmd, f->engine);
   cmd->callback([f, &rc] { rc = run_bench(*f); });
 }
