@@ -29,7 +29,7 @@ constexpr int kThreads = 256;
 using u64 = unsigned long long;
 
 // z in [0, 1] (a probability before normalisation) as a multiple of 2^-43: kSampleMaxVocab of them
-// sum below 2^63. A z under 2^-43 counts as 0: such a token is not drawn (the host would draw it
+// sum to at most 2^63. A z under 2^-43 counts as 0: such a token is not drawn (the host would draw it
 // with a probability below 1e-13 of the kept mass).
 constexpr double kMassScale = 0x1p43;
 

@@ -8,7 +8,7 @@
 namespace herd::kernels {
 
 constexpr int kSampleMaxTop = 20;         // logprobs alternatives, as the engine bounds them
-constexpr int kSampleMaxVocab = 1 << 20;  // keeps the fixed-point probability sums below 2^63
+constexpr int kSampleMaxVocab = 1 << 20;  // keeps the fixed-point probability sums within 64 bits
 
 // One token to pick. Several may read the same logits row (a request's samples branching off it).
 struct SampleRow {
